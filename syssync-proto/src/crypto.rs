@@ -1,0 +1,143 @@
+//! The cryptographic primitives the protocol needs, behind one small trait so
+//! that a device's hardware crypto engine can replace the software default.
+
+/// An incremental SHA-256 computation.
+pub trait Sha256Hasher {
+    /// Feeds more input.
+    fn update(&mut self, data: &[u8]);
+
+    /// Finishes and returns the digest.
+    fn finalize(self) -> [u8; 32];
+}
+
+/// HMAC-SHA256, SHA-256 and Ed25519 verification.
+///
+/// Inputs are given as a list of parts that the implementation processes as if
+/// concatenated, so that callers never copy a frame to authenticate it.
+pub trait Crypto {
+    /// The incremental SHA-256 state.
+    type Sha256: Sha256Hasher;
+
+    /// Starts an incremental SHA-256 computation.
+    fn sha256_start(&self) -> Self::Sha256;
+
+    /// Computes HMAC-SHA256 of the concatenated `parts` under `key`.
+    fn hmac_sha256(&self, key: &[u8], parts: &[&[u8]]) -> [u8; 32];
+
+    /// Computes SHA-256 of the concatenated `parts`.
+    fn sha256(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut hasher = self.sha256_start();
+        for part in parts {
+            hasher.update(part);
+        }
+        hasher.finalize()
+    }
+
+    /// Verifies an Ed25519 signature (RFC 8032, no pre-hash variant) over `message`.
+    /// Returns `false` for a malformed key or signature as well as for a wrong one.
+    fn verify_ed25519(&self, public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool;
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let difference = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    // A black-boxed read keeps the compiler from turning the fold into an early exit.
+    core::hint::black_box(difference) == 0
+}
+
+#[cfg(feature = "rustcrypto")]
+mod rustcrypto {
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+
+    use super::{Crypto, Sha256Hasher};
+
+    impl Sha256Hasher for Sha256 {
+        fn update(&mut self, data: &[u8]) {
+            Digest::update(self, data);
+        }
+
+        fn finalize(self) -> [u8; 32] {
+            Digest::finalize(self).into()
+        }
+    }
+
+    /// The software default: RustCrypto `hmac` and `sha2`, and `ed25519-dalek`.
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct RustCrypto;
+
+    impl Crypto for RustCrypto {
+        type Sha256 = Sha256;
+
+        fn sha256_start(&self) -> Sha256 {
+            Sha256::new()
+        }
+
+        fn hmac_sha256(&self, key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+            // HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
+            let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+                return [0; 32];
+            };
+            for part in parts {
+                mac.update(part);
+            }
+            mac.finalize().into_bytes().into()
+        }
+
+        fn verify_ed25519(
+            &self,
+            public_key: &[u8; 32],
+            message: &[u8],
+            signature: &[u8; 64],
+        ) -> bool {
+            let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(public_key) else {
+                return false;
+            };
+            let signature = ed25519_dalek::Signature::from_bytes(signature);
+            key.verify_strict(message, &signature).is_ok()
+        }
+    }
+}
+
+#[cfg(feature = "rustcrypto")]
+pub use rustcrypto::RustCrypto;
+
+/// A postcard serializer output that feeds a SHA-256 computation, so that a
+/// value can be hashed in its wire encoding without a buffer for the whole of it.
+pub(crate) struct HashingFlavor<H: Sha256Hasher> {
+    hasher: H,
+    pending: [u8; 64],
+    pending_len: usize,
+}
+
+impl<H: Sha256Hasher> HashingFlavor<H> {
+    pub(crate) fn new(hasher: H) -> Self {
+        Self {
+            hasher,
+            pending: [0; 64],
+            pending_len: 0,
+        }
+    }
+}
+
+impl<H: Sha256Hasher> postcard::ser_flavors::Flavor for HashingFlavor<H> {
+    type Output = [u8; 32];
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        if self.pending_len == self.pending.len() {
+            self.hasher.update(&self.pending);
+            self.pending_len = 0;
+        }
+        self.pending[self.pending_len] = data;
+        self.pending_len += 1;
+        Ok(())
+    }
+
+    fn finalize(mut self) -> postcard::Result<[u8; 32]> {
+        self.hasher.update(&self.pending[..self.pending_len]);
+        Ok(self.hasher.finalize())
+    }
+}

@@ -1,0 +1,154 @@
+//! Small value types shared by messages and manifests.
+
+use core::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::limits::MAX_NAME_LEN;
+
+/// Identifier of a device, unique within one update server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DeviceId(pub u64);
+
+/// Identifier of an account (a customer that owns devices).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AccountId(pub u64);
+
+/// Identifier of an update job, assigned by the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(pub u32);
+
+/// A device's symmetric message-authentication key (HMAC-SHA256).
+///
+/// `Debug` prints no key bytes, so that a key never reaches a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DeviceKey(pub [u8; 32]);
+
+impl fmt::Debug for DeviceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DeviceKey(..)")
+    }
+}
+
+/// A SHA-256 digest.
+pub type Sha256Digest = [u8; 32];
+
+/// The first 8 bytes of a SHA-256 digest over a device's whole inventory.
+pub type InventoryDigest = [u8; 8];
+
+/// Name of a hardware (target) type, such as `esp8266-4m`. At most 32 bytes of UTF-8.
+pub type TargetType = heapless::String<MAX_NAME_LEN>;
+
+/// Name of a file on the device. At most 32 bytes of UTF-8.
+pub type FileName = heapless::String<MAX_NAME_LEN>;
+
+/// A release version: semantic version plus a build number.
+///
+/// Versions order lexicographically by `major`, `minor`, `patch`, then `build`.
+/// Pre-release labels of semantic versioning are not represented: a release
+/// candidate is a build of the version it precedes.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Version {
+    /// Incompatible changes.
+    pub major: u16,
+    /// Compatible additions.
+    pub minor: u16,
+    /// Fixes.
+    pub patch: u16,
+    /// Build number within one semantic version.
+    pub build: u32,
+}
+
+impl Version {
+    /// Creates a version from its four parts.
+    pub const fn new(major: u16, minor: u16, patch: u16, build: u32) -> Self {
+        Self {
+            major,
+            minor,
+            patch,
+            build,
+        }
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}.{}.{}+{}",
+            self.major, self.minor, self.patch, self.build
+        )
+    }
+}
+
+/// A position that a device reports when its firmware opts in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Location {
+    /// Latitude in units of 10⁻⁷ degree (WGS 84).
+    pub latitude_e7: i32,
+    /// Longitude in units of 10⁻⁷ degree (WGS 84).
+    pub longitude_e7: i32,
+    /// Radius of the 68 % confidence circle, in metres.
+    pub accuracy_m: u32,
+}
+
+/// An Ed25519 signature.
+///
+/// Encoded as 64 raw bytes with no length prefix.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Signature(pub [u8; 64]);
+
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Signature(")?;
+        for byte in &self.0[..4] {
+            write!(f, "{byte:02x}")?;
+        }
+        write!(f, "..)")
+    }
+}
+
+impl Serialize for Signature {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut tuple = serializer.serialize_tuple(64)?;
+        for byte in &self.0 {
+            tuple.serialize_element(byte)?;
+        }
+        tuple.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Signature {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SignatureVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for SignatureVisitor {
+            type Value = Signature;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("64 signature bytes")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Signature, A::Error> {
+                let mut bytes = [0u8; 64];
+                for (index, slot) in bytes.iter_mut().enumerate() {
+                    *slot = seq
+                        .next_element()?
+                        .ok_or_else(|| serde::de::Error::invalid_length(index, &self))?;
+                }
+                Ok(Signature(bytes))
+            }
+        }
+
+        deserializer.deserialize_tuple(64, SignatureVisitor)
+    }
+}
