@@ -1,0 +1,1 @@
+//! syssync-server-core
