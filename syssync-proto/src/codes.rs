@@ -54,7 +54,7 @@ macro_rules! code_type {
 }
 
 code_type! {
-    /// Why a server refused a device's request.
+    /// Reason for a server's refusal of a device request.
     RefusalCode {
         /// The frame's protocol version is not supported by the server.
         UNSUPPORTED_VERSION = 1, "unsupported protocol version";
@@ -80,7 +80,7 @@ code_type! {
 }
 
 code_type! {
-    /// Why a device failed a job (reported in a job report).
+    /// Reason a device gives for a failed job (in a job report).
     FailureCode {
         /// A downloaded file did not match its size or SHA-256 digest.
         DIGEST_MISMATCH = 1, "file digest mismatch";
@@ -100,7 +100,7 @@ code_type! {
 }
 
 code_type! {
-    /// Why the bootloader went back to the recovery image.
+    /// Reason for the bootloader's revert to the recovery image.
     RevertReason {
         /// The trial image did not confirm within the trial boot limit.
         TRIAL_LIMIT = 1, "trial boot limit reached";
@@ -112,7 +112,7 @@ code_type! {
 }
 
 code_type! {
-    /// Why a device rejected a job offer without downloading.
+    /// Reason for a device's rejection of a job offer, sent before any download.
     RejectReason {
         /// The manifest signature did not verify under any trusted release key.
         BAD_SIGNATURE = 1, "manifest signature invalid";

@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-/// Why a message body (or a manifest body) could not be decoded.
+/// Error decoding a message body or a manifest body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BodyError {
@@ -14,9 +14,13 @@ pub enum BodyError {
     BadVarint,
     /// A string was not valid UTF-8.
     BadUtf8,
-    /// An enum tag, option tag or boolean had an unknown value.
+    /// An option tag or boolean had a value other than 0 or 1.
     BadTag,
-    /// A string or list was longer than the protocol allows.
+    /// An unknown enum variant, or a string or list longer than the protocol
+    /// allows (the decoder reports both the same way).
+    InvalidValue,
+    /// A field broke a limit that this crate checks after decoding, such as a
+    /// chunk request longer than `MAX_CHUNK_LEN`, or an unsorted inventory.
     LimitExceeded,
 }
 
@@ -27,8 +31,11 @@ impl fmt::Display for BodyError {
             BodyError::TrailingBytes => "trailing bytes after the body",
             BodyError::BadVarint => "malformed variable-length integer",
             BodyError::BadUtf8 => "string is not valid UTF-8",
-            BodyError::BadTag => "unknown enum, option or boolean tag",
-            BodyError::LimitExceeded => "string or list longer than the protocol allows",
+            BodyError::BadTag => "option or boolean tag other than 0 or 1",
+            BodyError::InvalidValue => {
+                "unknown enum variant, or string or list longer than the protocol allows"
+            }
+            BodyError::LimitExceeded => "field outside the protocol's limits",
         })
     }
 }
@@ -40,17 +47,16 @@ impl From<postcard::Error> for BodyError {
             E::DeserializeUnexpectedEnd => BodyError::Truncated,
             E::DeserializeBadVarint => BodyError::BadVarint,
             E::DeserializeBadUtf8 | E::DeserializeBadChar => BodyError::BadUtf8,
-            E::DeserializeBadBool | E::DeserializeBadOption | E::DeserializeBadEnum => {
-                BodyError::BadTag
-            }
-            // heapless reports a string or list over capacity as a custom serde error.
-            E::SerdeDeCustom => BodyError::LimitExceeded,
-            _ => BodyError::BadTag,
+            E::DeserializeBadBool | E::DeserializeBadOption => BodyError::BadTag,
+            // serde reports an unknown variant index, and heapless a string or
+            // list over capacity, as a custom error.
+            E::DeserializeBadEnum | E::SerdeDeCustom => BodyError::InvalidValue,
+            _ => BodyError::InvalidValue,
         }
     }
 }
 
-/// Why a frame was rejected.
+/// Error parsing, authenticating or decoding a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FrameError {
@@ -122,7 +128,7 @@ impl From<BodyError> for FrameError {
     }
 }
 
-/// Why a frame could not be encoded.
+/// Error encoding a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EncodeError {
@@ -141,7 +147,7 @@ impl fmt::Display for EncodeError {
     }
 }
 
-/// Why a signed manifest was rejected.
+/// Error checking or decoding a signed manifest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ManifestError {

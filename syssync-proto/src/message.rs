@@ -391,7 +391,7 @@ impl DeviceMessage {
             MessageType::InventoryReport => {
                 let inventory: Inventory = decode_exact(body)?;
                 if !inventory.is_normalized() {
-                    return Err(BodyError::BadTag);
+                    return Err(BodyError::LimitExceeded);
                 }
                 DeviceMessage::InventoryReport(inventory)
             }

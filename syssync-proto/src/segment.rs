@@ -37,7 +37,7 @@ const FIRST: u8 = 0x40;
 const CONSECUTIVE: u8 = 0x80;
 const SEQUENCE_MASK: u8 = 0x3F;
 
-/// Why segmentation or reassembly failed.
+/// Error segmenting or reassembling a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SegmentError {
