@@ -1,0 +1,337 @@
+//! The report of a run: outcome counts, bytes on the wire, phase times and
+//! notifications, as a table for people and as JSON for tools.
+//!
+//! Every map is a `BTreeMap` and every list is in simulation order, so the
+//! JSON of two runs with the same scenario and seed is byte-identical. The
+//! wall time and peak memory are not part of the report: they differ from run
+//! to run and are printed beside it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::link::LinkStats;
+
+/// The whole report of one run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Report {
+    /// Scenario name.
+    pub scenario: String,
+    /// Seed of the run.
+    pub seed: u64,
+    /// Number of devices.
+    pub devices: u32,
+    /// Simulated time covered, in seconds.
+    pub simulated_s: u64,
+    /// What the devices ran at full fidelity and what was reduced.
+    pub fidelity: Fidelity,
+    /// Outcome of each rollout, in scenario order.
+    pub rollouts: Vec<RolloutReport>,
+    /// Devices per release they run at the end, by release name.
+    pub running: BTreeMap<String, u64>,
+    /// Devices on which no complete verified image boots. Must be 0.
+    pub bricked: u64,
+    /// Devices whose settings region differs from its contents before the run. Must be 0.
+    pub settings_changed: u64,
+    /// Power cuts injected.
+    pub power_cuts: PowerCuts,
+    /// Bytes on the wire by class.
+    pub wire: WireReport,
+    /// Chunks that reached a device more than once for the same job.
+    pub chunks_fetched_twice: u64,
+    /// Ownership checks after handovers.
+    pub transfers: Vec<TransferReport>,
+    /// Notifications for account owners, in the order the server produced them.
+    pub notifications: Vec<NotificationRecord>,
+    /// Notification counts by kind.
+    pub notification_counts: BTreeMap<String, u64>,
+}
+
+/// What was simulated at full fidelity.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Fidelity {
+    /// Whether the release images are the real files (`false`: synthetic images of `image_bytes`).
+    pub real_images: bool,
+    /// Size of the largest application image, in bytes.
+    pub image_bytes: u64,
+    /// Whether every file was checked against `SHA256SUMS`.
+    pub checksums_verified: bool,
+    /// Bytes of simulated flash per device.
+    pub flash_bytes_per_device: u64,
+}
+
+/// Final states of the devices that a rollout targeted.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RolloutReport {
+    /// Release name.
+    pub release: String,
+    /// Whether the release's application passes its health check.
+    pub healthy_release: bool,
+    /// Devices in the rollout's group at the end.
+    pub targeted: u64,
+    /// Devices running the release, confirmed.
+    pub updated: u64,
+    /// Devices that installed it and went back to the previous image.
+    pub reverted: u64,
+    /// Devices that reached the attempt limit and stay on their old image.
+    pub failed_attempt_limit: u64,
+    /// Devices never offered the release.
+    pub never_reached: u64,
+    /// Devices offered the release that end in none of the states above
+    /// (still downloading, or waiting for another attempt).
+    pub in_progress: u64,
+    /// Largest number of offers that one device got.
+    pub max_offers_per_device: u64,
+    /// Simulated second at which each phase opened, `None` if it never did.
+    pub phase_opened_s: Vec<Option<u64>>,
+    /// Simulated second at which the rollout paused, if it did.
+    pub paused_s: Option<u64>,
+    /// Simulated second at which the last targeted device updated.
+    pub completed_s: Option<u64>,
+}
+
+/// Power cuts injected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PowerCuts {
+    /// Cuts during a download.
+    pub download: u64,
+    /// Cuts during an install (bootloader steps).
+    pub install: u64,
+}
+
+/// Bytes on the wire by class. Counted are whole frames on the server side
+/// of each link; CAN segment overhead is in `can`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct WireReport {
+    /// Check-ins and their replies (idle, inventory request), bytes.
+    pub check_in_bytes: u64,
+    /// Check-in frames sent by devices.
+    pub check_ins: u64,
+    /// Average check-in frame, bytes (device to server only).
+    pub average_check_in_bytes: f64,
+    /// Job offers (with the signed manifest), bytes.
+    pub manifest_bytes: u64,
+    /// Chunk requests and chunks, bytes.
+    pub chunk_bytes: u64,
+    /// Requests repeated after a lost request or reply, and their replies, bytes.
+    pub retransmission_bytes: u64,
+    /// Job reports, inventory reports, confirms, cancels and refusals, bytes.
+    pub other_bytes: u64,
+    /// Sum of all classes.
+    pub total_bytes: u64,
+    /// Links between devices (or gateways) and the server.
+    pub upstream: LinkStats,
+    /// CAN links between gateways and their devices.
+    pub can: LinkStats,
+}
+
+/// One handover and what the accounts saw afterwards.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TransferReport {
+    /// Device index.
+    pub device: u32,
+    /// Previous owner account index.
+    pub from_account: u32,
+    /// New owner account index.
+    pub to_account: u32,
+    /// Simulated second of the handover.
+    pub at_s: u64,
+    /// Whether the device had exactly one owner at every check.
+    pub never_ownerless: bool,
+    /// Whether the old owner could still see the device after the handover.
+    pub visible_to_old_owner: bool,
+    /// Whether the new owner sees the device.
+    pub visible_to_new_owner: bool,
+    /// Whether the device kept checking in after the handover.
+    pub kept_checking_in: bool,
+}
+
+/// A notification the account owner would have received.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct NotificationRecord {
+    /// Simulated second.
+    pub at_s: u64,
+    /// Account index.
+    pub account: u64,
+    /// Kind, such as `rollout-paused`.
+    pub kind: String,
+    /// Job id, if any.
+    pub job: Option<u32>,
+    /// Device id, if any.
+    pub device: Option<u64>,
+    /// Whether the account's preferences want this kind.
+    pub wanted: bool,
+}
+
+fn hours(seconds: u64) -> String {
+    format!("{:.1} h", seconds as f64 / 3600.0)
+}
+
+fn bytes(value: u64) -> String {
+    if value >= 10 * 1024 * 1024 {
+        format!("{:.1} MiB", value as f64 / (1024.0 * 1024.0))
+    } else if value >= 10 * 1024 {
+        format!("{:.1} KiB", value as f64 / 1024.0)
+    } else {
+        format!("{value} B")
+    }
+}
+
+impl Report {
+    /// Serialises the report as pretty-printed JSON with a trailing newline.
+    pub fn to_json(&self) -> String {
+        // Serialising plain structs, maps with string keys and numbers cannot fail.
+        #[allow(clippy::expect_used)]
+        let mut text = serde_json::to_string_pretty(self).expect("report serialises");
+        text.push('\n');
+        text
+    }
+
+    /// Renders the summary table.
+    pub fn to_table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "scenario   {}", self.scenario);
+        let _ = writeln!(
+            out,
+            "fleet      {} devices, seed {}, {} simulated",
+            self.devices,
+            self.seed,
+            hours(self.simulated_s)
+        );
+        let images = if self.fidelity.real_images {
+            "real release images"
+        } else {
+            "synthetic images (real ones do not fit in memory at this fleet size)"
+        };
+        let _ = writeln!(
+            out,
+            "fidelity   {images}, largest {}, {} flash per device, checksums {}",
+            bytes(self.fidelity.image_bytes),
+            bytes(self.fidelity.flash_bytes_per_device),
+            if self.fidelity.checksums_verified {
+                "verified"
+            } else {
+                "not listed"
+            }
+        );
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}  phases opened at",
+            "rollout", "targeted", "updated", "reverted", "failed", "unreached", "pending"
+        );
+        for rollout in &self.rollouts {
+            let phases: Vec<String> = rollout
+                .phase_opened_s
+                .iter()
+                .map(|opened| opened.map_or_else(|| "-".to_owned(), hours))
+                .collect();
+            let mut name = rollout.release.clone();
+            if !rollout.healthy_release {
+                name.push_str(" (bad)");
+            }
+            let _ = write!(
+                out,
+                "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}  {}",
+                name,
+                rollout.targeted,
+                rollout.updated,
+                rollout.reverted,
+                rollout.failed_attempt_limit,
+                rollout.never_reached,
+                rollout.in_progress,
+                phases.join(", ")
+            );
+            if let Some(paused) = rollout.paused_s {
+                let _ = write!(out, "; paused at {}", hours(paused));
+            }
+            if let Some(completed) = rollout.completed_s {
+                let _ = write!(out, "; complete at {}", hours(completed));
+            }
+            let _ = writeln!(out);
+        }
+        let _ = writeln!(out);
+        let running: Vec<String> = self
+            .running
+            .iter()
+            .map(|(release, count)| format!("{release}: {count}"))
+            .collect();
+        let _ = writeln!(out, "running    {}", running.join(", "));
+        let _ = writeln!(
+            out,
+            "bricked    {}    settings changed {}    power cuts {} in download, {} in install",
+            self.bricked, self.settings_changed, self.power_cuts.download, self.power_cuts.install
+        );
+        let wire = &self.wire;
+        let _ = writeln!(
+            out,
+            "wire       {} total: check-ins {} ({} frames, {:.1} B each), manifests {}, chunks {}, \
+             retransmissions {}, other {}",
+            bytes(wire.total_bytes),
+            bytes(wire.check_in_bytes),
+            wire.check_ins,
+            wire.average_check_in_bytes,
+            bytes(wire.manifest_bytes),
+            bytes(wire.chunk_bytes),
+            bytes(wire.retransmission_bytes),
+            bytes(wire.other_bytes)
+        );
+        let _ = writeln!(
+            out,
+            "links      upstream {} of {} frames lost; CAN {} of {} segments lost, {} frames failed reassembly",
+            wire.upstream.frames_lost,
+            wire.upstream.frames_sent,
+            wire.can.segments_lost,
+            wire.can.segments_sent,
+            wire.can.reassembly_failures
+        );
+        let _ = writeln!(out, "chunks fetched twice {}", self.chunks_fetched_twice);
+        for transfer in &self.transfers {
+            let _ = writeln!(
+                out,
+                "handover   device {} from account {} to {} at {}: never ownerless {}, old owner sees it {}, new owner sees it {}",
+                transfer.device,
+                transfer.from_account,
+                transfer.to_account,
+                hours(transfer.at_s),
+                transfer.never_ownerless,
+                transfer.visible_to_old_owner,
+                transfer.visible_to_new_owner
+            );
+        }
+        let counts: Vec<String> = self
+            .notification_counts
+            .iter()
+            .map(|(kind, count)| format!("{kind} {count}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "notices    {}",
+            if counts.is_empty() {
+                "none".to_owned()
+            } else {
+                counts.join(", ")
+            }
+        );
+        for notification in self
+            .notifications
+            .iter()
+            .filter(|n| n.device.is_none())
+            .take(10)
+        {
+            let _ = writeln!(
+                out,
+                "           {} account {} {}{}",
+                hours(notification.at_s),
+                notification.account,
+                notification.kind,
+                notification
+                    .job
+                    .map(|job| format!(" (job {job})"))
+                    .unwrap_or_default()
+            );
+        }
+        out
+    }
+}

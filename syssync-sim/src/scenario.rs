@@ -1,0 +1,450 @@
+//! Scenario files (TOML): the fleet, its gateways, releases, rollouts, faults
+//! and fleet events. `scenarios/default.toml` in this crate is the built-in
+//! default and a commented example of every section.
+
+use std::fmt;
+
+use serde::Deserialize;
+use syssync_proto::Version;
+
+/// The built-in default scenario, as TOML.
+pub const DEFAULT_SCENARIO: &str = include_str!("../scenarios/default.toml");
+
+/// A whole simulation run.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Name shown in the report.
+    pub name: String,
+    /// Seed of every random choice of the run.
+    #[serde(default)]
+    pub seed: u64,
+    /// Simulated time the run covers, in hours.
+    pub duration_hours: f64,
+    /// Folder that release file paths are relative to; the repository's
+    /// `firmware/` folder when absent. A relative path is taken relative to the
+    /// scenario file.
+    #[serde(default)]
+    pub firmware_dir: Option<String>,
+    /// The devices.
+    pub fleet: Fleet,
+    /// Gateways with devices behind them on a CAN link.
+    #[serde(default)]
+    pub gateways: Vec<Gateway>,
+    /// Releases: the installed one and those that rollouts deploy.
+    pub releases: Vec<Release>,
+    /// Rollouts, each of one release.
+    #[serde(default)]
+    pub rollouts: Vec<Rollout>,
+    /// Frame loss, latency, power cuts and failing devices.
+    #[serde(default)]
+    pub faults: Faults,
+    /// Changes to the fleet during the run.
+    #[serde(default)]
+    pub events: Vec<FleetEvent>,
+}
+
+/// The simulated devices.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Fleet {
+    /// Number of devices.
+    pub devices: u32,
+    /// Hardware type of every device, at most 32 bytes.
+    pub target: String,
+    /// Name of the release every device runs at the start.
+    pub installed: String,
+    /// Check-in interval that the server asks for, in seconds.
+    #[serde(default = "default_check_in_interval_s")]
+    pub check_in_interval_s: u32,
+    /// Share of the devices (0..=1) that are offline at the start and come
+    /// online at a random moment after the first rollout started.
+    #[serde(default)]
+    pub late_online_share: f64,
+    /// Span after the first rollout's start over which late devices come online, in hours.
+    #[serde(default)]
+    pub late_online_hours: f64,
+    /// Number of the devices, counted from the first, that are members of the
+    /// rollout group at the start; the others join through a `join-group`
+    /// event. All devices when absent.
+    #[serde(default)]
+    pub group_members: Option<u32>,
+}
+
+fn default_check_in_interval_s() -> u32 {
+    900
+}
+
+/// A gateway: a device with its own connection that forwards frames for the
+/// devices on its CAN link.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Gateway {
+    /// Name shown in the report.
+    pub name: String,
+    /// Number of devices behind it.
+    pub devices: u32,
+    /// Payload bytes per CAN frame: 8 (classic CAN) to 64 (CAN FD).
+    pub mtu: u8,
+    /// Probability (0..=1) that one CAN segment is lost.
+    #[serde(default)]
+    pub segment_loss: f64,
+}
+
+/// A release: an application image and plain files.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Release {
+    /// Name that the fleet and rollouts refer to.
+    pub name: String,
+    /// Version as `major.minor.patch` or `major.minor.patch+build`.
+    pub version: String,
+    /// Path of the application image.
+    pub image: String,
+    /// Paths of plain files installed beside the image; the file name on the
+    /// device is the last path component.
+    #[serde(default)]
+    pub files: Vec<String>,
+    /// Anti-rollback security counter of the release.
+    #[serde(default)]
+    pub security_counter: u32,
+    /// Whether the application passes its health check after the update.
+    /// `false` models a bad release: the bootloader reverts every device that installs it.
+    #[serde(default = "default_true")]
+    pub healthy: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// One rollout of a release to the group.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Rollout {
+    /// Name of the release.
+    pub release: String,
+    /// Simulated time of the start, in hours.
+    pub start_hours: f64,
+    /// Number of offers a device gets at most.
+    pub attempt_limit: u8,
+    /// Share of failed devices among attempted ones (0..=1) above which the rollout pauses.
+    pub failure_threshold: f64,
+    /// Phases in order; the last one's share must be 1.
+    pub phases: Vec<Phase>,
+}
+
+/// One phase of a rollout.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Phase {
+    /// Cumulative share (0..=1) of the group's devices that the phase opens to.
+    pub share: f64,
+    /// Minimum delay after the previous phase opened, in hours.
+    #[serde(default)]
+    pub delay_hours: f64,
+    /// Share of the devices of earlier phases (0..=1) that must have updated before the phase opens.
+    #[serde(default)]
+    pub success_ratio: f64,
+}
+
+/// Faults injected into the run.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    /// Probability (0..=1) that one frame is lost on a device's or gateway's link to the server.
+    #[serde(default)]
+    pub frame_loss: f64,
+    /// One-way latency of a link to the server, in milliseconds.
+    #[serde(default)]
+    pub latency_ms: u32,
+    /// Uniform random extra latency of each frame, 0..=jitter_ms milliseconds.
+    #[serde(default)]
+    pub jitter_ms: u32,
+    /// Share of the devices (0..=1) that lose power at a random flash operation of their download.
+    #[serde(default)]
+    pub power_cut_download: f64,
+    /// Share of the devices (0..=1) that lose power at a random flash operation of their install.
+    #[serde(default)]
+    pub power_cut_install: f64,
+    /// Indices of devices (0-based) whose application never passes its health
+    /// check after any update, so that every update attempt reverts.
+    #[serde(default)]
+    pub failing_devices: Vec<u32>,
+}
+
+/// A change to the fleet during the run.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum FleetEvent {
+    /// Devices `first..first + count` join the rollout group.
+    JoinGroup {
+        /// Simulated time, in hours.
+        at_hours: f64,
+        /// Index of the first device.
+        first: u32,
+        /// Number of devices.
+        count: u32,
+    },
+    /// A device is handed over to another account (offer and accept).
+    Transfer {
+        /// Simulated time, in hours.
+        at_hours: f64,
+        /// Index of the device.
+        device: u32,
+        /// Index of the receiving account; account 0 owns the fleet at the start.
+        to_account: u32,
+    },
+}
+
+impl FleetEvent {
+    /// Simulated time of the event, in hours.
+    pub fn at_hours(&self) -> f64 {
+        match self {
+            FleetEvent::JoinGroup { at_hours, .. } | FleetEvent::Transfer { at_hours, .. } => {
+                *at_hours
+            }
+        }
+    }
+}
+
+/// Why a scenario is invalid.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScenarioError(pub String);
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid scenario: {}", self.0)
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+fn check(condition: bool, message: impl FnOnce() -> String) -> Result<(), ScenarioError> {
+    if condition {
+        Ok(())
+    } else {
+        Err(ScenarioError(message()))
+    }
+}
+
+fn check_share(value: f64, what: &str) -> Result<(), ScenarioError> {
+    check((0.0..=1.0).contains(&value), || {
+        format!("{what} is {value}; expected a share between 0 and 1")
+    })
+}
+
+fn check_hours(value: f64, what: &str) -> Result<(), ScenarioError> {
+    check(value.is_finite() && value >= 0.0, || {
+        format!("{what} is {value}; expected a non-negative number of hours")
+    })
+}
+
+/// Parses `1.10.0` or `1.10.0+7`.
+pub fn parse_version(text: &str) -> Result<Version, ScenarioError> {
+    let invalid = || {
+        ScenarioError(format!(
+            "version `{text}` is not `major.minor.patch` or `major.minor.patch+build`"
+        ))
+    };
+    let (semver, build) = match text.split_once('+') {
+        Some((semver, build)) => (semver, build.parse::<u32>().map_err(|_| invalid())?),
+        None => (text, 0),
+    };
+    let mut parts = semver.split('.').map(str::parse::<u16>);
+    let mut next = || parts.next().ok_or_else(invalid)?.map_err(|_| invalid());
+    let version = Version::new(next()?, next()?, next()?, build);
+    if parts.next().is_some() {
+        return Err(invalid());
+    }
+    Ok(version)
+}
+
+impl Scenario {
+    /// Parses a scenario from TOML and checks it.
+    pub fn from_toml(text: &str) -> Result<Self, ScenarioError> {
+        let scenario: Scenario =
+            toml::from_str(text).map_err(|error| ScenarioError(error.to_string()))?;
+        scenario.validate()?;
+        Ok(scenario)
+    }
+
+    /// The built-in default scenario.
+    pub fn default_scenario() -> Self {
+        // The default scenario is a constant of this crate and a unit test parses it.
+        #[allow(clippy::expect_used)]
+        Self::from_toml(DEFAULT_SCENARIO).expect("the built-in default scenario is valid")
+    }
+
+    /// Returns the release called `name`.
+    pub fn release(&self, name: &str) -> Option<&Release> {
+        self.releases.iter().find(|release| release.name == name)
+    }
+
+    /// Number of devices behind gateways (the last ones of the fleet).
+    pub fn gateway_devices(&self) -> u32 {
+        self.gateways.iter().map(|gateway| gateway.devices).sum()
+    }
+
+    /// Checks every rule that the TOML types do not.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        check_hours(self.duration_hours, "duration_hours")?;
+        check(self.fleet.devices > 0, || "fleet.devices is 0".into())?;
+        check(
+            !self.fleet.target.is_empty() && self.fleet.target.len() <= 32,
+            || "fleet.target must have 1 to 32 bytes".into(),
+        )?;
+        check(self.fleet.check_in_interval_s >= 10, || {
+            "fleet.check_in_interval_s must be at least 10 s".into()
+        })?;
+        check_share(self.fleet.late_online_share, "fleet.late_online_share")?;
+        check_hours(self.fleet.late_online_hours, "fleet.late_online_hours")?;
+        if let Some(members) = self.fleet.group_members {
+            check(members <= self.fleet.devices, || {
+                format!(
+                    "fleet.group_members is {members} but the fleet has {} devices",
+                    self.fleet.devices
+                )
+            })?;
+        }
+        check(self.gateway_devices() <= self.fleet.devices, || {
+            format!(
+                "the gateways have {} devices but the fleet has {}",
+                self.gateway_devices(),
+                self.fleet.devices
+            )
+        })?;
+        for gateway in &self.gateways {
+            check((8..=64).contains(&gateway.mtu), || {
+                format!(
+                    "gateway `{}` has MTU {}; expected 8 to 64 bytes",
+                    gateway.name, gateway.mtu
+                )
+            })?;
+            check_share(
+                gateway.segment_loss,
+                &format!("gateway `{}` segment_loss", gateway.name),
+            )?;
+        }
+        for (index, release) in self.releases.iter().enumerate() {
+            parse_version(&release.version)?;
+            check(
+                self.releases[..index]
+                    .iter()
+                    .all(|other| other.name != release.name),
+                || format!("release name `{}` appears twice", release.name),
+            )?;
+            check(release.files.len() < 16, || {
+                format!("release `{}` has more than 15 plain files", release.name)
+            })?;
+        }
+        check(self.release(&self.fleet.installed).is_some(), || {
+            format!(
+                "fleet.installed names release `{}`, which is not defined",
+                self.fleet.installed
+            )
+        })?;
+        for rollout in &self.rollouts {
+            check(self.release(&rollout.release).is_some(), || {
+                format!(
+                    "a rollout names release `{}`, which is not defined",
+                    rollout.release
+                )
+            })?;
+            check_hours(rollout.start_hours, "rollout start_hours")?;
+            check(rollout.attempt_limit > 0, || {
+                "rollout attempt_limit must be at least 1".into()
+            })?;
+            check_share(rollout.failure_threshold, "rollout failure_threshold")?;
+            check(!rollout.phases.is_empty(), || {
+                "a rollout needs at least one phase".into()
+            })?;
+            let mut previous = 0.0;
+            for phase in &rollout.phases {
+                check_share(phase.share, "phase share")?;
+                check_share(phase.success_ratio, "phase success_ratio")?;
+                check_hours(phase.delay_hours, "phase delay_hours")?;
+                check(phase.share > previous, || {
+                    "phase shares must increase from phase to phase".into()
+                })?;
+                previous = phase.share;
+            }
+            check(previous == 1.0, || {
+                "the last phase of a rollout must have share 1".into()
+            })?;
+        }
+        let faults = &self.faults;
+        check_share(faults.frame_loss, "faults.frame_loss")?;
+        check(faults.frame_loss < 1.0, || {
+            "faults.frame_loss must be below 1".into()
+        })?;
+        check_share(faults.power_cut_download, "faults.power_cut_download")?;
+        check_share(faults.power_cut_install, "faults.power_cut_install")?;
+        for device in &faults.failing_devices {
+            check(*device < self.fleet.devices, || {
+                format!("faults.failing_devices names device {device}, outside the fleet")
+            })?;
+        }
+        for event in &self.events {
+            check_hours(event.at_hours(), "event at_hours")?;
+            match event {
+                FleetEvent::JoinGroup { first, count, .. } => {
+                    check(
+                        u64::from(*first) + u64::from(*count) <= u64::from(self.fleet.devices),
+                        || format!("join-group event {first}+{count} is outside the fleet"),
+                    )?;
+                }
+                FleetEvent::Transfer {
+                    device, to_account, ..
+                } => {
+                    check(*device < self.fleet.devices, || {
+                        format!("transfer event names device {device}, outside the fleet")
+                    })?;
+                    check(*to_account > 0, || {
+                        "transfer event to_account must not be 0, the fleet's first owner".into()
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_scenario_parses() {
+        // Proves that the built-in scenario is valid and has the shape the command promises.
+        let scenario = Scenario::default_scenario();
+        assert_eq!(scenario.fleet.devices, 300);
+        assert!(scenario.gateways.iter().any(|gateway| gateway.mtu == 8));
+        assert_eq!(scenario.rollouts[0].phases.len(), 3);
+    }
+
+    #[test]
+    fn version_parses_with_and_without_build() {
+        // Proves the two accepted version spellings and the rejection of others.
+        assert_eq!(parse_version("1.10.0").unwrap(), Version::new(1, 10, 0, 0));
+        assert_eq!(parse_version("1.9.4+7").unwrap(), Version::new(1, 9, 4, 7));
+        assert!(parse_version("1.9").is_err());
+        assert!(parse_version("1.9.4.5").is_err());
+        assert!(parse_version("v1.9.4").is_err());
+    }
+
+    #[test]
+    fn invalid_phase_share_is_rejected() {
+        // Proves that a rollout whose phases do not end at share 1 is rejected with a reason.
+        let text = DEFAULT_SCENARIO.replace("{ share = 1.0,", "{ share = 0.9,");
+        let error = Scenario::from_toml(&text).unwrap_err();
+        assert!(error.0.contains("last phase"), "{error}");
+    }
+
+    #[test]
+    fn unknown_field_is_rejected() {
+        // Proves that a misspelt key is an error instead of being ignored.
+        let text = DEFAULT_SCENARIO.replace("frame_loss = 0.05", "frame_los = 0.05");
+        assert!(Scenario::from_toml(&text).is_err());
+    }
+}
