@@ -421,7 +421,31 @@ impl<const ERASE: usize, const WRITE: usize, const READ: usize> FlashSim<ERASE, 
 
     /// Returns the number of bytes that currently have unstable bits.
     pub fn unstable_bytes(&self) -> usize {
-        self.unstable.iter().filter(|bits| **bits != 0).count()
+        self.unstable_bytes_in(0..self.data.len())
+    }
+
+    /// Returns the number of bytes in `range` that currently have unstable bits.
+    pub fn unstable_bytes_in(&self, range: std::ops::Range<usize>) -> usize {
+        self.unstable[range]
+            .iter()
+            .filter(|bits| **bits != 0)
+            .count()
+    }
+
+    /// Returns a copy of this device (contents, unstable bits, counters and
+    /// generator state) powered by `rail`.
+    ///
+    /// Tests use it to restore a snapshot before each power-cut run.
+    pub fn clone_onto(&self, rail: PowerRail) -> Self {
+        Self {
+            config: self.config,
+            data: self.data.clone(),
+            unstable: self.unstable.clone(),
+            programmed: self.programmed.clone(),
+            rail,
+            rng: self.rng.clone(),
+            counters: self.counters.clone(),
+        }
     }
 
     /// Overwrites bytes directly, as a programmer (JTAG) would before the first boot.

@@ -1,0 +1,593 @@
+//! The bootloader driver: carries out the decision core's actions on flash.
+
+use core::fmt;
+use core::marker::PhantomData;
+
+use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
+
+use crate::config::{
+    chunk_for, evidence_area, policy, round_up, Config, ConfigError, FlashError, PartitionName,
+    Region, MAX_CHUNK,
+};
+use crate::core::{check_descriptor, decide, Action, Event, Halt, Policy};
+use crate::hash::Sha256Hasher;
+use crate::log::{Loaded, StateLog};
+use crate::record::{Rejection, StateRecord};
+use crate::trace::{log_info, log_warn};
+
+#[cfg(feature = "signature")]
+use crate::auth::ImageAuthenticator;
+
+/// The flash devices the bootloader uses, one per partition.
+///
+/// Each field can be a device, a `&mut` borrow of one (the `embedded-storage`
+/// traits are implemented for `&mut T`), or a partition wrapper over a shared device.
+#[derive(Debug)]
+pub struct BootFlashes<A, S, R, T> {
+    /// Device holding the active partition.
+    pub active: A,
+    /// Device holding the staging partition.
+    pub staging: S,
+    /// Device holding the recovery partition.
+    pub recovery: R,
+    /// Device holding the state partition.
+    pub state: T,
+}
+
+/// What [`BootSide::step`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Step {
+    /// One unit of this action was carried out; call `step` again.
+    Continue(Action),
+    /// Boot the active image now.
+    BootActive,
+}
+
+/// Error returned by [`BootSide::step`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum BootError {
+    /// A flash operation failed. The driver has dropped its RAM state, so the
+    /// next `step` starts again from the state on flash, as after a reset.
+    Flash(FlashError),
+    /// No verified image can be booted. Every later `step` returns this again.
+    Halted(Halt),
+}
+
+impl From<FlashError> for BootError {
+    fn from(error: FlashError) -> Self {
+        Self::Flash(error)
+    }
+}
+
+impl fmt::Display for BootError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Flash(error) => write!(f, "{error}"),
+            Self::Halted(Halt::RevertFailed) => {
+                f.write_str("revert copy failed verification: no bootable image")
+            }
+            Self::Halted(Halt::NoValidImage) => {
+                f.write_str("recovery and active images both failed verification")
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CopyKind {
+    /// Active → recovery, hashing the source.
+    Backup,
+    /// Staging → active.
+    Install,
+    /// Recovery → active.
+    Revert,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CopyJob {
+    kind: CopyKind,
+    size: u32,
+    /// Offset of the next destination sector.
+    next: u32,
+    action: Action,
+}
+
+/// The bootloader side: call [`step`](Self::step) until it returns
+/// [`Step::BootActive`], then start the active image.
+///
+/// Each `step` does a bounded amount of work: one record write, one image
+/// check, or the erase and copy of one destination sector. A reset at any
+/// point is safe, because every phase restarts from the state on flash.
+pub struct BootSide<'a, A, S, R, T, H> {
+    flashes: BootFlashes<A, S, R, T>,
+    hasher: H,
+    policy: Policy,
+    active: Region,
+    staging: Region,
+    recovery: Region,
+    log: StateLog,
+    evidence_offset: u32,
+    chunk: u32,
+    loaded: Option<Loaded>,
+    event: Option<Event>,
+    copy: Option<CopyJob>,
+    finished: Option<Result<(), Halt>>,
+    buf: [u8; MAX_CHUNK as usize],
+    #[cfg(feature = "signature")]
+    authenticator: Option<&'a dyn ImageAuthenticator>,
+    _authenticator: PhantomData<&'a ()>,
+}
+
+impl<A, S, R, T, H> fmt::Debug for BootSide<'_, A, S, R, T, H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BootSide")
+            .field("policy", &self.policy)
+            .field("record", &self.loaded.map(|loaded| loaded.record))
+            .field("event", &self.event)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, A, S, R, T, H> BootSide<'a, A, S, R, T, H>
+where
+    A: NorFlash,
+    S: NorFlash,
+    R: NorFlash,
+    T: NorFlash,
+    H: Sha256Hasher,
+{
+    /// Creates the bootloader driver, checking the layout against each device.
+    pub fn new(
+        config: &Config,
+        flashes: BootFlashes<A, S, R, T>,
+        hasher: H,
+    ) -> Result<Self, ConfigError> {
+        let layout = config.layout();
+        let active = Region::new(PartitionName::Active, layout.active);
+        let staging = Region::new(PartitionName::Staging, layout.staging);
+        let recovery = Region::new(PartitionName::Recovery, layout.recovery);
+        active.check(&flashes.active)?;
+        staging.check(&flashes.staging)?;
+        recovery.check(&flashes.recovery)?;
+        let log = StateLog::new(
+            Region::new(PartitionName::State, layout.state),
+            &flashes.state,
+        )?;
+
+        let chunk = chunk_for::<A>().min(chunk_for::<S>()).min(chunk_for::<R>());
+        check_chunk::<A>(chunk, PartitionName::Active)?;
+        check_chunk::<S>(chunk, PartitionName::Staging)?;
+        check_chunk::<R>(chunk, PartitionName::Recovery)?;
+
+        let evidence = evidence_area::<S>();
+        let policy = policy(config, evidence)?;
+        Ok(Self {
+            flashes,
+            hasher,
+            policy,
+            active,
+            staging,
+            recovery,
+            log,
+            evidence_offset: layout.staging.size - evidence,
+            chunk,
+            loaded: None,
+            event: None,
+            copy: None,
+            finished: None,
+            buf: [0xFF; MAX_CHUNK as usize],
+            #[cfg(feature = "signature")]
+            authenticator: None,
+            _authenticator: PhantomData,
+        })
+    }
+
+    /// Sets the authenticator that staged images must pass.
+    ///
+    /// Without one, every staged image is rejected with [`Rejection::Signature`].
+    #[cfg(feature = "signature")]
+    pub fn set_authenticator(&mut self, authenticator: &'a dyn ImageAuthenticator) {
+        self.authenticator = Some(authenticator);
+    }
+
+    /// Returns the state record the driver is working from, once loaded.
+    pub fn record(&self) -> Option<&StateRecord> {
+        self.loaded.as_ref().map(|loaded| &loaded.record)
+    }
+
+    /// Returns the flash devices, for example to read counters in tests.
+    pub fn flashes(&mut self) -> &mut BootFlashes<A, S, R, T> {
+        &mut self.flashes
+    }
+
+    /// Consumes the driver and returns the flash devices.
+    pub fn into_flashes(self) -> BootFlashes<A, S, R, T> {
+        self.flashes
+    }
+
+    /// Calls [`step`](Self::step) until it returns [`Step::BootActive`] or an error.
+    ///
+    /// Every phase finishes in a bounded number of steps, so this returns.
+    pub fn run(&mut self) -> Result<(), BootError> {
+        loop {
+            if self.step()? == Step::BootActive {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Carries out the next unit of work.
+    pub fn step(&mut self) -> Result<Step, BootError> {
+        match self.finished {
+            Some(Ok(())) => return Ok(Step::BootActive),
+            Some(Err(halt)) => return Err(BootError::Halted(halt)),
+            None => {}
+        }
+        let result = self.step_inner();
+        if let Err(BootError::Flash(error)) = result {
+            log_warn!(
+                "flash error on partition {}: restarting from flash state",
+                error.partition as u8
+            );
+            self.loaded = None;
+            self.event = None;
+            self.copy = None;
+        }
+        result
+    }
+
+    fn step_inner(&mut self) -> Result<Step, BootError> {
+        if let Some(job) = self.copy {
+            self.copy_step(job)?;
+            return Ok(Step::Continue(job.action));
+        }
+
+        let (loaded, event) = match (self.loaded, self.event.take()) {
+            (Some(loaded), Some(event)) => (loaded, event),
+            _ => {
+                let loaded = self.log.load(&mut self.flashes.state)?;
+                self.loaded = Some(loaded);
+                (loaded, Event::PowerOn)
+            }
+        };
+        let record = loaded.record;
+        let action = decide(&record, &event, &self.policy);
+
+        match action {
+            Action::WriteRecord(next) => {
+                let mut loaded = loaded;
+                let written = self
+                    .log
+                    .append(&mut self.flashes.state, &mut loaded, &next)?;
+                log_info!(
+                    "state record {} written: phase {}",
+                    written.seq,
+                    written.phase as u8
+                );
+                self.loaded = Some(loaded);
+                self.event = Some(Event::RecordWritten);
+            }
+            Action::VerifyStaged => {
+                let result = self.verify_staged(&record)?;
+                if let Err(rejection) = result {
+                    log_warn!("staged image rejected: reason {}", rejection as u8);
+                }
+                self.event = Some(Event::StagedChecked(result));
+            }
+            Action::BackupActive => {
+                let size = record
+                    .active
+                    .map_or(self.policy.active_size, |image| image.size);
+                self.hasher.reset();
+                self.start_copy(CopyKind::Backup, size, action, Event::BackupDone(None));
+            }
+            Action::InstallStaged => {
+                let size = record.active.map_or(0, |image| image.size);
+                self.start_copy(
+                    CopyKind::Install,
+                    size,
+                    action,
+                    Event::InstallChecked(false),
+                );
+            }
+            Action::RevertFromRecovery => {
+                let size = record.spare.map_or(0, |image| image.size);
+                self.start_copy(CopyKind::Revert, size, action, Event::RevertChecked(false));
+            }
+            Action::CheckRecovery => {
+                let ok = match record.spare {
+                    Some(image) => {
+                        self.region_matches(CopyKind::Backup, image.size, &image.sha256)?
+                    }
+                    None => false,
+                };
+                self.event = Some(Event::RecoveryChecked(ok));
+            }
+            Action::CheckActive => {
+                let ok = match record.active {
+                    Some(image) => {
+                        self.region_matches(CopyKind::Install, image.size, &image.sha256)?
+                    }
+                    None => false,
+                };
+                self.event = Some(Event::ActiveChecked(ok));
+            }
+            Action::BootActive => {
+                self.finished = Some(Ok(()));
+                return Ok(Step::BootActive);
+            }
+            Action::Halt(halt) => {
+                log_warn!("bootloader halted: reason {}", halt as u8);
+                self.finished = Some(Err(halt));
+                return Err(BootError::Halted(halt));
+            }
+        }
+        Ok(Step::Continue(action))
+    }
+
+    /// Starts a copy, or feeds `failure` if `size` cannot be valid.
+    fn start_copy(&mut self, kind: CopyKind, size: u32, action: Action, failure: Event) {
+        let (src, dst) = self.copy_regions(kind);
+        if size == 0 || size > src.part.size || size > dst.part.size {
+            self.event = Some(failure);
+            return;
+        }
+        self.copy = Some(CopyJob {
+            kind,
+            size,
+            next: 0,
+            action,
+        });
+    }
+
+    fn copy_regions(&self, kind: CopyKind) -> (Region, Region) {
+        match kind {
+            CopyKind::Backup => (self.active, self.recovery),
+            CopyKind::Install => (self.staging, self.active),
+            CopyKind::Revert => (self.recovery, self.active),
+        }
+    }
+
+    /// Erases and fills one destination sector; after the last one, verifies the copy.
+    fn copy_step(&mut self, mut job: CopyJob) -> Result<(), FlashError> {
+        let (src, dst) = self.copy_regions(job.kind);
+        let flashes = &mut self.flashes;
+        let mut chunk = ChunkCopy {
+            buf: &mut self.buf,
+            chunk: self.chunk,
+            size: job.size,
+        };
+        let hasher = (job.kind == CopyKind::Backup).then_some(&mut self.hasher);
+        job.next = match job.kind {
+            CopyKind::Backup => chunk.sector(
+                &mut flashes.active,
+                src,
+                &mut flashes.recovery,
+                dst,
+                job.next,
+                hasher,
+            )?,
+            CopyKind::Install => chunk.sector(
+                &mut flashes.staging,
+                src,
+                &mut flashes.active,
+                dst,
+                job.next,
+                hasher,
+            )?,
+            CopyKind::Revert => chunk.sector(
+                &mut flashes.recovery,
+                src,
+                &mut flashes.active,
+                dst,
+                job.next,
+                hasher,
+            )?,
+        };
+        if job.next < job.size {
+            self.copy = Some(job);
+            return Ok(());
+        }
+
+        self.copy = None;
+        let record = self
+            .loaded
+            .map(|loaded| loaded.record)
+            .unwrap_or(StateRecord::safe());
+        let event = match job.kind {
+            CopyKind::Backup => {
+                let digest = self.hasher.finish();
+                let ok = self.region_matches(CopyKind::Backup, job.size, &digest)?;
+                Event::BackupDone(ok.then_some(digest))
+            }
+            CopyKind::Install => {
+                let expected = record.active.map(|image| image.sha256);
+                let ok = match expected {
+                    Some(digest) => self.region_matches(CopyKind::Install, job.size, &digest)?,
+                    None => false,
+                };
+                Event::InstallChecked(ok)
+            }
+            CopyKind::Revert => {
+                let expected = record.spare.map(|image| image.sha256);
+                let ok = match expected {
+                    Some(digest) => self.region_matches(CopyKind::Install, job.size, &digest)?,
+                    None => false,
+                };
+                Event::RevertChecked(ok)
+            }
+        };
+        self.event = Some(event);
+        Ok(())
+    }
+
+    /// Hashes the first `size` bytes of recovery (`Backup`) or active
+    /// (`Install`) and compares them with `expected`.
+    fn region_matches(
+        &mut self,
+        which: CopyKind,
+        size: u32,
+        expected: &[u8; 32],
+    ) -> Result<bool, FlashError> {
+        let digest = match which {
+            CopyKind::Backup => hash_region(
+                &mut self.flashes.recovery,
+                self.recovery,
+                size,
+                &mut self.buf,
+                self.chunk,
+                &mut self.hasher,
+            )?,
+            CopyKind::Install | CopyKind::Revert => hash_region(
+                &mut self.flashes.active,
+                self.active,
+                size,
+                &mut self.buf,
+                self.chunk,
+                &mut self.hasher,
+            )?,
+        };
+        Ok(digest == Some(*expected))
+    }
+
+    fn verify_staged(&mut self, record: &StateRecord) -> Result<Result<(), Rejection>, FlashError> {
+        let Some(staged) = record.spare else {
+            return Ok(Err(Rejection::Missing));
+        };
+        if let Err(rejection) = check_descriptor(&staged, &self.policy, record.security_floor) {
+            return Ok(Err(rejection));
+        }
+        if staged.size > self.evidence_offset {
+            return Ok(Err(Rejection::Size));
+        }
+        let digest = hash_region(
+            &mut self.flashes.staging,
+            self.staging,
+            staged.size,
+            &mut self.buf,
+            self.chunk,
+            &mut self.hasher,
+        )?;
+        if digest != Some(staged.sha256) {
+            return Ok(Err(Rejection::Digest));
+        }
+        #[cfg(feature = "signature")]
+        if !self.authenticate(&staged)? {
+            return Ok(Err(Rejection::Signature));
+        }
+        Ok(Ok(()))
+    }
+
+    /// Reads the evidence stored after the staged image and checks it.
+    #[cfg(feature = "signature")]
+    fn authenticate(&mut self, staged: &crate::ImageDescriptor) -> Result<bool, FlashError> {
+        use crate::config::MAX_EVIDENCE_LEN;
+
+        let Some(authenticator) = self.authenticator else {
+            return Ok(false);
+        };
+        let mut evidence = [0u8; 2 + MAX_EVIDENCE_LEN + MAX_CHUNK as usize];
+        let chunk = self.chunk as usize;
+        self.staging.read(
+            &mut self.flashes.staging,
+            self.evidence_offset,
+            &mut evidence[..chunk],
+        )?;
+        let len = u16::from_le_bytes([evidence[0], evidence[1]]) as usize;
+        if len > MAX_EVIDENCE_LEN {
+            return Ok(false);
+        }
+        let total = round_up(2 + len as u32, self.chunk) as usize;
+        let mut at = chunk;
+        while at < total {
+            let offset = self.evidence_offset + at as u32;
+            self.staging.read(
+                &mut self.flashes.staging,
+                offset,
+                &mut evidence[at..at + chunk],
+            )?;
+            at += chunk;
+        }
+        Ok(authenticator
+            .authenticate(staged, &evidence[2..2 + len])
+            .is_ok())
+    }
+}
+
+fn check_chunk<F: NorFlash>(chunk: u32, name: PartitionName) -> Result<(), ConfigError> {
+    let divides = |unit: usize| unit != 0 && chunk % unit as u32 == 0;
+    if !divides(F::WRITE_SIZE) || !divides(F::READ_SIZE) || F::ERASE_SIZE as u32 % chunk != 0 {
+        return Err(ConfigError::UnsupportedGeometry(name));
+    }
+    Ok(())
+}
+
+/// Buffer and sizes for copying one destination sector at a time.
+struct ChunkCopy<'b> {
+    buf: &'b mut [u8; MAX_CHUNK as usize],
+    chunk: u32,
+    size: u32,
+}
+
+impl ChunkCopy<'_> {
+    /// Erases the destination sector at `start`, copies the image bytes that fall
+    /// in it chunk by chunk, and returns the offset of the next sector.
+    fn sector<Src, Dst, H>(
+        &mut self,
+        src: &mut Src,
+        src_region: Region,
+        dst: &mut Dst,
+        dst_region: Region,
+        start: u32,
+        mut hasher: Option<&mut H>,
+    ) -> Result<u32, FlashError>
+    where
+        Src: ReadNorFlash,
+        Dst: NorFlash,
+        H: Sha256Hasher,
+    {
+        let sector = Dst::ERASE_SIZE as u32;
+        let end = start + sector;
+        dst_region.erase(dst, start, end)?;
+
+        let chunk = self.chunk as usize;
+        let mut at = start;
+        while at < end.min(self.size) {
+            let valid = (self.size - at).min(self.chunk) as usize;
+            src_region.read(src, at, &mut self.buf[..chunk])?;
+            if let Some(hasher) = hasher.as_deref_mut() {
+                hasher.update(&self.buf[..valid]);
+            }
+            self.buf[valid..chunk].fill(0xFF);
+            let write_len = round_up(valid as u32, Dst::WRITE_SIZE as u32) as usize;
+            dst_region.write(dst, at, &self.buf[..write_len])?;
+            at += self.chunk;
+        }
+        Ok(end)
+    }
+}
+
+/// Hashes the first `size` bytes of `region`; returns `None` if `size` does not fit.
+fn hash_region<F: ReadNorFlash, H: Sha256Hasher>(
+    flash: &mut F,
+    region: Region,
+    size: u32,
+    buf: &mut [u8; MAX_CHUNK as usize],
+    chunk: u32,
+    hasher: &mut H,
+) -> Result<Option<[u8; 32]>, FlashError> {
+    if size == 0 || size > region.part.size {
+        return Ok(None);
+    }
+    hasher.reset();
+    let mut at = 0;
+    while at < size {
+        let valid = (size - at).min(chunk) as usize;
+        region.read(flash, at, &mut buf[..chunk as usize])?;
+        hasher.update(&buf[..valid]);
+        at += chunk;
+    }
+    Ok(Some(hasher.finish()))
+}

@@ -1,0 +1,224 @@
+//! The state log: state records appended to slots in a ring of sectors.
+//!
+//! Each slot is a marker (one write word of `0x00`) followed by the record
+//! body. The marker is written first, as its own write, so a slot that was
+//! touched by a torn write is seen as used and never written again before an
+//! erase. The valid record with the highest sequence number is current.
+
+use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
+
+use crate::config::{round_up, slot_size, ConfigError, FlashError, Region};
+use crate::record::{Decoded, StateRecord, RECORD_LEN};
+
+/// Largest write size the log supports, in bytes.
+const MAX_WRITE: usize = 256;
+
+/// Where a slot is: sector index and slot index in that sector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SlotPosition {
+    sector: u32,
+    slot: u32,
+}
+
+/// The current record as loaded from flash.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Loaded {
+    /// Current record, or the safe state when none is recognised.
+    pub(crate) record: StateRecord,
+    /// Highest sequence number seen, including unrecognised records.
+    pub(crate) last_seq: u32,
+    /// Slot of the record with `last_seq`.
+    pub(crate) position: Option<SlotPosition>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StateLog {
+    region: Region,
+    sector_size: u32,
+    sectors: u32,
+    write_size: u32,
+    slot_size: u32,
+    slots_per_sector: u32,
+}
+
+impl StateLog {
+    pub(crate) fn new<F: NorFlash>(region: Region, flash: &F) -> Result<Self, ConfigError> {
+        region.check(flash)?;
+        let sector_size = F::ERASE_SIZE as u32;
+        let write_size = F::WRITE_SIZE as u32;
+        let slot_size = slot_size(write_size);
+        let sectors = region.part.size / sector_size;
+        let read_fits = (write_size % F::READ_SIZE as u32 == 0)
+            && (RECORD_LEN as u32 % F::READ_SIZE as u32 == 0);
+        if sectors < 2 || slot_size > sector_size || !read_fits || F::WRITE_SIZE > MAX_WRITE {
+            return Err(ConfigError::StateTooSmall);
+        }
+        Ok(Self {
+            region,
+            sector_size,
+            sectors,
+            write_size,
+            slot_size,
+            slots_per_sector: sector_size / slot_size,
+        })
+    }
+
+    fn slot_offset(&self, position: SlotPosition) -> u32 {
+        position.sector * self.sector_size + position.slot * self.slot_size
+    }
+
+    /// Reads every slot once and returns the current record.
+    ///
+    /// Unless the newest valid record is of this format version and fully
+    /// understood, the record is the safe state ([`StateRecord::safe`]).
+    pub(crate) fn load<F: ReadNorFlash>(&self, flash: &mut F) -> Result<Loaded, FlashError> {
+        let mut best: Option<(u32, SlotPosition, Option<StateRecord>)> = None;
+        let mut body = [0u8; RECORD_LEN];
+        for sector in 0..self.sectors {
+            for slot in 0..self.slots_per_sector {
+                let position = SlotPosition { sector, slot };
+                let at = self.slot_offset(position) + self.write_size;
+                self.region.read(flash, at, &mut body)?;
+                let (seq, record) = match StateRecord::decode(&body) {
+                    Decoded::Record(record) => (record.seq, Some(record)),
+                    Decoded::Unrecognised { seq } => (seq, None),
+                    Decoded::Invalid => continue,
+                };
+                if best.as_ref().is_none_or(|(best_seq, _, _)| seq > *best_seq) {
+                    best = Some((seq, position, record));
+                }
+            }
+        }
+        Ok(match best {
+            Some((seq, position, record)) => Loaded {
+                record: record.unwrap_or(StateRecord::safe()),
+                last_seq: seq,
+                position: Some(position),
+            },
+            None => Loaded {
+                record: StateRecord::safe(),
+                last_seq: 0,
+                position: None,
+            },
+        })
+    }
+
+    /// Appends `record` with the next sequence number and makes it current.
+    ///
+    /// Slots after the current one that are not fully erased are skipped. When
+    /// the sector is used up, the next sector in the ring is erased first; it
+    /// holds only older records. A slot whose write fails or does not read back
+    /// is skipped as well.
+    pub(crate) fn append<F: NorFlash>(
+        &self,
+        flash: &mut F,
+        loaded: &mut Loaded,
+        record: &StateRecord,
+    ) -> Result<StateRecord, FlashError> {
+        let (sector, first_slot) = match loaded.position {
+            Some(position) => (position.sector, position.slot + 1),
+            None => (0, 0),
+        };
+
+        // Every slot passed over raises the sequence number by one more, so the
+        // new record outranks any torn record in those slots, even one whose
+        // unstable bits later read as valid.
+        let mut skipped = 0u32;
+        let mut last_error = None;
+        for slot in first_slot..self.slots_per_sector {
+            let position = SlotPosition { sector, slot };
+            let record = with_seq(record, loaded.last_seq, skipped);
+            if !self.slot_is_erased(flash, position)? {
+                skipped += 1;
+                continue;
+            }
+            match self.write_slot(flash, position, &record.to_bytes()) {
+                Ok(true) => return Ok(commit(loaded, position, record)),
+                Ok(false) => {}
+                Err(error) => last_error = Some(error),
+            }
+            skipped += 1;
+        }
+
+        let next = if loaded.position.is_some() {
+            (sector + 1) % self.sectors
+        } else {
+            sector
+        };
+        let from = next * self.sector_size;
+        self.region.erase(flash, from, from + self.sector_size)?;
+        for slot in 0..self.slots_per_sector {
+            let position = SlotPosition { sector: next, slot };
+            let record = with_seq(record, loaded.last_seq, skipped);
+            match self.write_slot(flash, position, &record.to_bytes()) {
+                Ok(true) => return Ok(commit(loaded, position, record)),
+                Ok(false) => {}
+                Err(error) => last_error = Some(error),
+            }
+            skipped += 1;
+        }
+        Err(last_error.unwrap_or(FlashError {
+            partition: self.region.name,
+            kind: embedded_storage::nor_flash::NorFlashErrorKind::Other,
+        }))
+    }
+
+    fn slot_is_erased<F: ReadNorFlash>(
+        &self,
+        flash: &mut F,
+        position: SlotPosition,
+    ) -> Result<bool, FlashError> {
+        let mut buf = [0u8; MAX_WRITE];
+        // A whole number of write words, so every read stays aligned to the read size.
+        let piece = self.write_size * (MAX_WRITE as u32 / self.write_size);
+        let start = self.slot_offset(position);
+        let mut at = 0;
+        while at < self.slot_size {
+            let len = piece.min(self.slot_size - at) as usize;
+            self.region.read(flash, start + at, &mut buf[..len])?;
+            if buf[..len].iter().any(|b| *b != 0xFF) {
+                return Ok(false);
+            }
+            at += len as u32;
+        }
+        Ok(true)
+    }
+
+    /// Writes marker and body, then reads the body back; returns whether it matches.
+    fn write_slot<F: NorFlash>(
+        &self,
+        flash: &mut F,
+        position: SlotPosition,
+        body: &[u8; RECORD_LEN],
+    ) -> Result<bool, FlashError> {
+        let start = self.slot_offset(position);
+        let marker = [0u8; MAX_WRITE];
+        self.region
+            .write(flash, start, &marker[..self.write_size as usize])?;
+
+        let padded_len = round_up(RECORD_LEN as u32, self.write_size) as usize;
+        let mut padded = [0xFFu8; RECORD_LEN + MAX_WRITE];
+        padded[..RECORD_LEN].copy_from_slice(body);
+        self.region
+            .write(flash, start + self.write_size, &padded[..padded_len])?;
+
+        let mut check = [0u8; RECORD_LEN];
+        self.region
+            .read(flash, start + self.write_size, &mut check)?;
+        Ok(&check == body)
+    }
+}
+
+fn with_seq(record: &StateRecord, last_seq: u32, skipped: u32) -> StateRecord {
+    StateRecord {
+        seq: last_seq.wrapping_add(1).wrapping_add(skipped),
+        ..*record
+    }
+}
+
+fn commit(loaded: &mut Loaded, position: SlotPosition, record: StateRecord) -> StateRecord {
+    loaded.record = record;
+    loaded.last_seq = record.seq;
+    loaded.position = Some(position);
+    record
+}

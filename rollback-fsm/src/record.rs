@@ -1,0 +1,340 @@
+//! The state record: the persisted state of the update, encoded as in
+//! `docs/FLASH-FORMAT.md`.
+
+use crate::descriptor::{read_u32, ImageDescriptor, DESCRIPTOR_LEN};
+
+/// Magic bytes at the start of every record body.
+pub const RECORD_MAGIC: [u8; 4] = *b"SSRF";
+
+/// Version of the record format written by this crate.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// Length of an encoded record body in bytes.
+pub const RECORD_LEN: usize = 192;
+
+const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+
+/// Computes the CRC-32 (ISO-HDLC, as in zlib) of `bytes`.
+pub(crate) fn crc32(bytes: &[u8]) -> u32 {
+    CRC32.checksum(bytes)
+}
+
+/// Phase of the update, which says what the bootloader does at the next power-on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Phase {
+    /// The active image is confirmed (or is the factory image): boot it.
+    Idle = 1,
+    /// The application is writing a new image into staging: boot the active image.
+    Staging = 2,
+    /// The application asked for the staged image to be installed: verify it.
+    InstallRequested = 3,
+    /// The bootloader is copying the active image into recovery.
+    Backup = 4,
+    /// The bootloader is copying the staged image into the active partition.
+    Install = 5,
+    /// The new image runs on trial until the application confirms it.
+    Trial = 6,
+    /// The bootloader is copying the recovery image back into the active partition.
+    Revert = 7,
+}
+
+impl Phase {
+    fn from_u8(value: u8) -> Option<Self> {
+        Some(match value {
+            1 => Self::Idle,
+            2 => Self::Staging,
+            3 => Self::InstallRequested,
+            4 => Self::Backup,
+            5 => Self::Install,
+            6 => Self::Trial,
+            7 => Self::Revert,
+            _ => return None,
+        })
+    }
+}
+
+/// Which side wrote a record.
+///
+/// The bootloader rewrites (seals) each application record at the next boot,
+/// so that a torn application write is read the same way on every later boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Writer {
+    /// Written by the application.
+    Application = 1,
+    /// Written by the bootloader.
+    Bootloader = 2,
+}
+
+/// Why the bootloader reverted to the recovery image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum RevertReason {
+    /// The image booted the configured number of trial boots without being confirmed.
+    TrialLimit = 1,
+    /// The application reported the trial image as unhealthy.
+    ApplicationReportedFailure = 2,
+    /// The installed copy did not match the staged image's SHA-256.
+    InstallVerifyFailed = 3,
+}
+
+impl RevertReason {
+    fn from_u8(value: u8) -> Option<Option<Self>> {
+        Some(match value {
+            0 => None,
+            1 => Some(Self::TrialLimit),
+            2 => Some(Self::ApplicationReportedFailure),
+            3 => Some(Self::InstallVerifyFailed),
+            _ => return None,
+        })
+    }
+}
+
+/// Why the bootloader rejected a staged image or gave up an update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Rejection {
+    /// No staged image was described.
+    Missing = 1,
+    /// The size is zero or larger than the active or staging partition.
+    Size = 2,
+    /// The staged bytes do not match the SHA-256 of the descriptor.
+    Digest = 3,
+    /// The target type is not the one this device runs.
+    TargetType = 4,
+    /// The signature is missing or invalid.
+    Signature = 5,
+    /// The security counter is below the device's confirmed counter.
+    SecurityCounter = 6,
+    /// The backup copy in recovery did not verify, so the update was abandoned.
+    BackupFailed = 7,
+    /// The recovery image did not verify, so the trial image was kept.
+    RecoveryInvalid = 8,
+}
+
+impl Rejection {
+    fn from_u8(value: u8) -> Option<Option<Self>> {
+        Some(match value {
+            0 => None,
+            1 => Some(Self::Missing),
+            2 => Some(Self::Size),
+            3 => Some(Self::Digest),
+            4 => Some(Self::TargetType),
+            5 => Some(Self::Signature),
+            6 => Some(Self::SecurityCounter),
+            7 => Some(Self::BackupFailed),
+            8 => Some(Self::RecoveryInvalid),
+            _ => return None,
+        })
+    }
+}
+
+/// The persisted update state.
+///
+/// `active` describes the image the active partition holds once the current
+/// phase is complete. `spare` describes the staged image in phases `Staging`
+/// to `Backup`, and the recovery image from `Install` on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct StateRecord {
+    /// Sequence number; the valid record with the highest one is current.
+    pub seq: u32,
+    /// Side that wrote the record.
+    pub writer: Writer,
+    /// Update phase.
+    pub phase: Phase,
+    /// Trial boots started so far (phase `Trial` only).
+    pub trial_boots: u8,
+    /// Reason of the last revert, kept until the next install starts.
+    pub revert_reason: Option<RevertReason>,
+    /// Reason the last staged image was rejected or the last update abandoned.
+    pub rejection: Option<Rejection>,
+    /// Lowest security counter a staged image may have; raised on confirm.
+    pub security_floor: u32,
+    /// Image in the active partition (`None` for an unknown factory image).
+    pub active: Option<ImageDescriptor>,
+    /// Staged image or recovery image, depending on the phase.
+    pub spare: Option<ImageDescriptor>,
+}
+
+/// Result of decoding a record slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decoded {
+    /// A valid record of this format version.
+    Record(StateRecord),
+    /// A record with a valid CRC that this crate cannot interpret (another
+    /// format version or an unknown field value), with its sequence number.
+    Unrecognised {
+        /// Sequence number of the record.
+        seq: u32,
+    },
+    /// Not a record: erased, torn or garbage.
+    Invalid,
+}
+
+impl StateRecord {
+    /// Returns the safe state: `Idle` with nothing known, so the bootloader
+    /// boots the active partition as it is and touches no flash.
+    pub const fn safe() -> Self {
+        Self {
+            seq: 0,
+            writer: Writer::Bootloader,
+            phase: Phase::Idle,
+            trial_boots: 0,
+            revert_reason: None,
+            rejection: None,
+            security_floor: 0,
+            active: None,
+            spare: None,
+        }
+    }
+
+    /// Encodes the record body.
+    pub fn to_bytes(&self) -> [u8; RECORD_LEN] {
+        let mut out = [0u8; RECORD_LEN];
+        out[0..4].copy_from_slice(&RECORD_MAGIC);
+        out[4] = FORMAT_VERSION;
+        out[5] = self.writer as u8;
+        out[6] = self.phase as u8;
+        out[7] = self.trial_boots;
+        out[8..12].copy_from_slice(&self.seq.to_le_bytes());
+        out[12] = self.revert_reason.map_or(0, |r| r as u8);
+        out[13] = self.rejection.map_or(0, |r| r as u8);
+        out[16..20].copy_from_slice(&self.security_floor.to_le_bytes());
+        encode_descriptor(&mut out[20..104], self.active.as_ref());
+        encode_descriptor(&mut out[104..188], self.spare.as_ref());
+        let crc = crc32(&out[..188]);
+        out[188..192].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Decodes a record body.
+    pub fn decode(bytes: &[u8; RECORD_LEN]) -> Decoded {
+        if bytes[0..4] != RECORD_MAGIC || crc32(&bytes[..188]) != read_u32(bytes, 188) {
+            return Decoded::Invalid;
+        }
+        let seq = read_u32(bytes, 8);
+        match Self::decode_fields(bytes, seq) {
+            Some(record) => Decoded::Record(record),
+            None => Decoded::Unrecognised { seq },
+        }
+    }
+
+    fn decode_fields(bytes: &[u8; RECORD_LEN], seq: u32) -> Option<Self> {
+        if bytes[4] != FORMAT_VERSION || bytes[14..16] != [0, 0] {
+            return None;
+        }
+        let writer = match bytes[5] {
+            1 => Writer::Application,
+            2 => Writer::Bootloader,
+            _ => return None,
+        };
+        Some(Self {
+            seq,
+            writer,
+            phase: Phase::from_u8(bytes[6])?,
+            trial_boots: bytes[7],
+            revert_reason: RevertReason::from_u8(bytes[12])?,
+            rejection: Rejection::from_u8(bytes[13])?,
+            security_floor: read_u32(bytes, 16),
+            active: decode_descriptor(&bytes[20..104])?,
+            spare: decode_descriptor(&bytes[104..188])?,
+        })
+    }
+}
+
+fn encode_descriptor(out: &mut [u8], descriptor: Option<&ImageDescriptor>) {
+    match descriptor {
+        Some(descriptor) => out.copy_from_slice(&descriptor.to_bytes()),
+        None => out.fill(0xFF),
+    }
+}
+
+/// Decodes an optional descriptor; the outer `None` means the bytes are invalid.
+fn decode_descriptor(bytes: &[u8]) -> Option<Option<ImageDescriptor>> {
+    if bytes.iter().all(|b| *b == 0xFF) {
+        return Some(None);
+    }
+    let mut array = [0u8; DESCRIPTOR_LEN];
+    array.copy_from_slice(bytes);
+    ImageDescriptor::from_bytes(&array).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::descriptor::{TargetType, Version};
+
+    fn sample() -> StateRecord {
+        StateRecord {
+            seq: 0x0A0B_0C0D,
+            writer: Writer::Application,
+            phase: Phase::Trial,
+            trial_boots: 2,
+            revert_reason: Some(RevertReason::TrialLimit),
+            rejection: None,
+            security_floor: 5,
+            active: Some(ImageDescriptor {
+                size: 100,
+                sha256: [1; 32],
+                target_type: TargetType::new("t").unwrap(),
+                version: Version::new(1, 0, 0, 0),
+                security_counter: 5,
+            }),
+            spare: None,
+        }
+    }
+
+    #[test]
+    fn record_golden_bytes() {
+        // Proves the record header layout and CRC position and that it decodes back.
+        let record = sample();
+        let bytes = record.to_bytes();
+        assert_eq!(bytes[0..4], *b"SSRF");
+        assert_eq!(bytes[4..8], [1, 1, 6, 2]);
+        assert_eq!(bytes[8..12], [0x0D, 0x0C, 0x0B, 0x0A]);
+        assert_eq!(bytes[12..16], [1, 0, 0, 0]);
+        assert_eq!(bytes[16..20], [5, 0, 0, 0]);
+        assert_eq!(bytes[20..24], [100, 0, 0, 0]);
+        assert!(bytes[104..188].iter().all(|b| *b == 0xFF));
+        assert_eq!(read_u32(&bytes, 188), crc32(&bytes[..188]));
+        assert_eq!(StateRecord::decode(&bytes), Decoded::Record(record));
+    }
+
+    #[test]
+    fn other_version_is_unrecognised() {
+        // Proves that a record of another format version is recognised as a record but not interpreted.
+        let mut bytes = sample().to_bytes();
+        bytes[4] = 2;
+        let crc = crc32(&bytes[..188]);
+        bytes[188..192].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            StateRecord::decode(&bytes),
+            Decoded::Unrecognised { seq: 0x0A0B_0C0D }
+        );
+    }
+
+    #[test]
+    fn corrupt_or_erased_is_invalid() {
+        // Proves that a flipped bit, an erased slot and zeros never decode as a record.
+        let mut bytes = sample().to_bytes();
+        bytes[30] ^= 0x10;
+        assert_eq!(StateRecord::decode(&bytes), Decoded::Invalid);
+        assert_eq!(StateRecord::decode(&[0xFF; RECORD_LEN]), Decoded::Invalid);
+        assert_eq!(StateRecord::decode(&[0x00; RECORD_LEN]), Decoded::Invalid);
+    }
+
+    #[test]
+    fn unknown_phase_is_unrecognised() {
+        // Proves that an unknown phase value in a valid record is not guessed at.
+        let mut bytes = sample().to_bytes();
+        bytes[6] = 42;
+        let crc = crc32(&bytes[..188]);
+        bytes[188..192].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(
+            StateRecord::decode(&bytes),
+            Decoded::Unrecognised { .. }
+        ));
+    }
+}
