@@ -1,0 +1,528 @@
+//! Writing chunks to flash, moving a sector aside after a torn write,
+//! verifying finished files and committing them.
+//!
+//! A chunk is complete once the job record that counts it is in the journal.
+//! Before the first write into a sector the engine erases it. After a power
+//! cut the chunk in flight is fetched again and written to the same place; if
+//! that place is not writable (a torn or already programmed write) and the
+//! sector holds earlier chunks of the file, those chunks are copied to the
+//! scratch area, the copy is recorded in the journal, the sector is erased and
+//! the chunks are copied back. A power cut during that move finishes it from
+//! the scratch copy at the next start. So no chunk counted as complete is ever
+//! fetched twice.
+
+use syssync_proto::message::JobOutcome;
+use syssync_proto::{Crypto, FailureCode, FileKind, Sha256Hasher};
+
+use super::record::{Phase, Relocation, FLAG_STAGING};
+use super::{Dest, Engine, Event};
+use crate::boot::BootControl;
+use crate::store::FileStore;
+use crate::time::Instant;
+
+/// Bytes copied per flash access when moving or hashing data.
+const PIECE: usize = 64;
+
+const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+
+/// Number of consecutive flash failures after which a job fails.
+const MAX_STORAGE_FAILURES: u8 = 3;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Fault;
+
+impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
+    /// Returns `true` while background work waits for [`Engine::handle_timeout`].
+    pub(super) fn has_work(&self) -> bool {
+        let Some(job) = self.job.as_ref() else {
+            return false;
+        };
+        match job.record.phase {
+            Phase::Committing => true,
+            Phase::Downloading => {
+                if job.record.relocation.is_some() || job.verify.is_some() {
+                    return true;
+                }
+                let Some(manifest) = job.manifest.as_ref() else {
+                    return false;
+                };
+                manifest
+                    .files
+                    .get(usize::from(job.record.file))
+                    .is_some_and(|file| job.record.offset >= file.size)
+            }
+            _ => false,
+        }
+    }
+
+    /// Does one bounded step of background work.
+    pub(super) fn work_step(&mut self, now: Instant) {
+        let Some(job) = self.job.as_ref() else {
+            return;
+        };
+        match job.record.phase {
+            Phase::Downloading if job.record.relocation.is_some() => self.resume_relocation(),
+            Phase::Downloading if self.has_work() => self.verify_step(),
+            Phase::Committing => self.commit_step(now),
+            _ => {}
+        }
+    }
+
+    fn storage_failed(&mut self) {
+        self.push(Event::StorageFailed);
+        self.storage_failures = self.storage_failures.saturating_add(1);
+        if self.storage_failures >= MAX_STORAGE_FAILURES {
+            self.storage_failures = 0;
+            self.fail(FailureCode::FLASH_WRITE);
+        }
+    }
+
+    pub(super) fn handle_chunk(
+        &mut self,
+        now: Instant,
+        file: u8,
+        offset: u32,
+        length: u16,
+        data: &[u8],
+    ) {
+        let expected = self.job.as_ref().is_some_and(|job| {
+            job.record.phase == Phase::Downloading
+                && job.record.file == file
+                && job.record.offset == offset
+                && job.record.relocation.is_none()
+        });
+        if !expected {
+            self.push(super::Event::UnexpectedFrame);
+            return;
+        }
+        if data.len() != usize::from(length) {
+            self.push(Event::ChunkRejected {
+                expected: length,
+                received: data.len(),
+            });
+            return;
+        }
+        if self.write_chunk(file, offset, data).is_err() {
+            self.storage_failed();
+            self.retry_at = now + crate::time::Duration(self.config.retry_initial_ms);
+            return;
+        }
+        self.storage_failures = 0;
+        if let Some(job) = self.job.as_mut() {
+            job.record.offset += u32::from(length);
+            job.record.bytes_done = job.record.bytes_done.saturating_add(u32::from(length));
+        }
+        self.persist();
+    }
+
+    /// Returns the destination of manifest file `index`, starting staging or
+    /// creating the pending file on first use.
+    fn dest(&mut self, index: u8) -> Result<Dest<S::Handle>, Fault> {
+        let job = self.job.as_ref().ok_or(Fault)?;
+        let manifest = job.manifest.as_ref().ok_or(Fault)?;
+        let file = manifest.files.get(usize::from(index)).ok_or(Fault)?;
+        match file.kind {
+            FileKind::Application => {
+                if !job.staging_begun {
+                    let image = self.staged_image(manifest).ok_or(Fault)?;
+                    self.boot.begin_staging(&image).map_err(|_| Fault)?;
+                    let job = self.job.as_mut().ok_or(Fault)?;
+                    job.staging_begun = true;
+                    if !job.record.has_flag(FLAG_STAGING) {
+                        job.record.flags |= FLAG_STAGING;
+                        self.persist();
+                    }
+                }
+                Ok(Dest::Staging)
+            }
+            FileKind::Plain => {
+                if let Some(handle) = job.pending {
+                    return Ok(Dest::File(handle));
+                }
+                let (name, size) = (file.name.clone(), file.size);
+                let handle = self
+                    .store
+                    .create_pending(name.as_str(), size)
+                    .map_err(|_| Fault)?;
+                if let Some(job) = self.job.as_mut() {
+                    job.pending = Some(handle);
+                }
+                Ok(Dest::File(handle))
+            }
+        }
+    }
+
+    fn dest_geometry(&self, dest: Dest<S::Handle>) -> (u32, u32) {
+        match dest {
+            Dest::Staging => (
+                self.boot.staging_erase_size(),
+                self.boot.staging_write_size(),
+            ),
+            Dest::File(_) => (self.store.erase_size(), self.store.write_size()),
+        }
+    }
+
+    fn dest_erase(&mut self, dest: Dest<S::Handle>, offset: u32) -> Result<(), Fault> {
+        match dest {
+            Dest::Staging => self.boot.erase_staging(offset).map_err(|_| Fault),
+            Dest::File(handle) => self.store.erase_pending(handle, offset).map_err(|_| Fault),
+        }
+    }
+
+    fn dest_write(&mut self, dest: Dest<S::Handle>, offset: u32, data: &[u8]) -> Result<(), Fault> {
+        match dest {
+            Dest::Staging => self.boot.write_staging(offset, data).map_err(|_| Fault),
+            Dest::File(handle) => self
+                .store
+                .write_pending(handle, offset, data)
+                .map_err(|_| Fault),
+        }
+    }
+
+    fn dest_read(
+        &mut self,
+        dest: Dest<S::Handle>,
+        offset: u32,
+        buf: &mut [u8],
+    ) -> Result<(), Fault> {
+        match dest {
+            Dest::Staging => self.boot.read_staging(offset, buf).map_err(|_| Fault),
+            Dest::File(handle) => self
+                .store
+                .read_pending(handle, offset, buf)
+                .map_err(|_| Fault),
+        }
+    }
+
+    /// Writes `data` (a multiple of the write size, except at the end of a
+    /// file, where the tail is padded with `0xFF`) and reads it back.
+    fn program(&mut self, dest: Dest<S::Handle>, offset: u32, data: &[u8]) -> Result<(), Fault> {
+        let (_, write) = self.dest_geometry(dest);
+        let write = write as usize;
+        let aligned = data.len() / write * write;
+        if aligned > 0 {
+            self.dest_write(dest, offset, &data[..aligned])?;
+        }
+        if aligned < data.len() {
+            let mut tail = [0xFFu8; PIECE];
+            let rest = data.len() - aligned;
+            tail[..rest].copy_from_slice(&data[aligned..]);
+            self.dest_write(dest, offset + aligned as u32, &tail[..write])?;
+        }
+        let mut done = 0;
+        while done < data.len() {
+            let take = PIECE.min(data.len() - done);
+            let mut piece = [0u8; PIECE];
+            self.dest_read(dest, offset + done as u32, &mut piece[..take])?;
+            if piece[..take] != data[done..done + take] {
+                return Err(Fault);
+            }
+            done += take;
+        }
+        Ok(())
+    }
+
+    fn write_chunk(&mut self, index: u8, offset: u32, data: &[u8]) -> Result<(), Fault> {
+        let dest = self.dest(index)?;
+        let (erase, _) = self.dest_geometry(dest);
+        let end = offset + data.len() as u32;
+        let mut sector = offset.div_ceil(erase) * erase;
+        while sector < end {
+            self.dest_erase(dest, sector)?;
+            sector += erase;
+        }
+        if self.program(dest, offset, data).is_ok() {
+            return Ok(());
+        }
+        let within = offset % erase;
+        if within == 0 {
+            return Err(Fault);
+        }
+        // The place of this chunk is not writable, and its sector holds
+        // earlier chunks: move them aside, erase, move them back.
+        self.relocate(index, dest, offset - within, within)?;
+        self.program(dest, offset, data)
+    }
+
+    fn relocate(
+        &mut self,
+        index: u8,
+        dest: Dest<S::Handle>,
+        sector: u32,
+        len: u32,
+    ) -> Result<(), Fault> {
+        self.store.erase_scratch().map_err(|_| Fault)?;
+        let mut digest = CRC.digest();
+        let mut done = 0u32;
+        while done < len {
+            let take = (PIECE as u32).min(len - done) as usize;
+            let mut piece = [0xFFu8; PIECE];
+            self.dest_read(dest, sector + done, &mut piece[..take])?;
+            digest.update(&piece[..take]);
+            self.store
+                .write_scratch(done, &piece[..take])
+                .map_err(|_| Fault)?;
+            done += take as u32;
+        }
+        let crc = digest.finalize();
+        if self.scratch_crc(len)? != crc {
+            return Err(Fault);
+        }
+        let relocation = Relocation {
+            file: index,
+            sector,
+            len,
+            crc,
+        };
+        if let Some(job) = self.job.as_mut() {
+            job.record.relocation = Some(relocation);
+        }
+        self.persist();
+        self.restore_sector(dest, relocation)
+    }
+
+    fn scratch_crc(&mut self, len: u32) -> Result<u32, Fault> {
+        let mut digest = CRC.digest();
+        let mut done = 0u32;
+        while done < len {
+            let take = (PIECE as u32).min(len - done) as usize;
+            let mut piece = [0u8; PIECE];
+            self.store
+                .read_scratch(done, &mut piece[..take])
+                .map_err(|_| Fault)?;
+            digest.update(&piece[..take]);
+            done += take as u32;
+        }
+        Ok(digest.finalize())
+    }
+
+    fn dest_crc(&mut self, dest: Dest<S::Handle>, start: u32, len: u32) -> Result<u32, Fault> {
+        let mut digest = CRC.digest();
+        let mut done = 0u32;
+        while done < len {
+            let take = (PIECE as u32).min(len - done) as usize;
+            let mut piece = [0u8; PIECE];
+            self.dest_read(dest, start + done, &mut piece[..take])?;
+            digest.update(&piece[..take]);
+            done += take as u32;
+        }
+        Ok(digest.finalize())
+    }
+
+    /// Erases the sector and copies the scratch data back, then clears the
+    /// relocation from the journal.
+    fn restore_sector(
+        &mut self,
+        dest: Dest<S::Handle>,
+        relocation: Relocation,
+    ) -> Result<(), Fault> {
+        self.dest_erase(dest, relocation.sector)?;
+        let mut done = 0u32;
+        while done < relocation.len {
+            let take = (PIECE as u32).min(relocation.len - done) as usize;
+            let mut piece = [0u8; PIECE];
+            self.store
+                .read_scratch(done, &mut piece[..take])
+                .map_err(|_| Fault)?;
+            self.dest_write(dest, relocation.sector + done, &piece[..take])?;
+            done += take as u32;
+        }
+        if self.dest_crc(dest, relocation.sector, relocation.len)? != relocation.crc {
+            return Err(Fault);
+        }
+        if let Some(job) = self.job.as_mut() {
+            job.record.relocation = None;
+        }
+        self.persist();
+        Ok(())
+    }
+
+    /// Finishes a sector move that a reset interrupted.
+    fn resume_relocation(&mut self) {
+        let Some(relocation) = self.job.as_ref().and_then(|job| job.record.relocation) else {
+            return;
+        };
+        let result = self.dest(relocation.file).and_then(|dest| {
+            if self.scratch_crc(relocation.len)? == relocation.crc {
+                return self.restore_sector(dest, relocation);
+            }
+            if self.dest_crc(dest, relocation.sector, relocation.len)? == relocation.crc {
+                // The sector was restored before the reset; only the journal lagged.
+                if let Some(job) = self.job.as_mut() {
+                    job.record.relocation = None;
+                }
+                self.persist();
+                return Ok(());
+            }
+            // NOTE: both copies are damaged (a second fault during the move);
+            // the chunks of this sector are fetched again.
+            if let Some(job) = self.job.as_mut() {
+                let lost = job.record.offset.saturating_sub(relocation.sector);
+                job.record.offset = relocation.sector;
+                job.record.bytes_done = job.record.bytes_done.saturating_sub(lost);
+                job.record.relocation = None;
+            }
+            self.persist();
+            Ok(())
+        });
+        if result.is_err() {
+            self.storage_failed();
+        }
+    }
+
+    fn verify_step(&mut self) {
+        let Some(job) = self.job.as_ref() else {
+            return;
+        };
+        let index = job.record.file;
+        let Some((size, expected)) = job
+            .manifest
+            .as_ref()
+            .and_then(|manifest| manifest.files.get(usize::from(index)))
+            .map(|file| (file.size, file.sha256))
+        else {
+            return;
+        };
+        let dest = match self.dest(index) {
+            Ok(dest) => dest,
+            Err(Fault) => return self.storage_failed(),
+        };
+        let (mut hasher, mut position) = match self.job.as_mut().and_then(|job| job.verify.take()) {
+            Some(state) => state,
+            None => (self.crypto.sha256_start(), 0),
+        };
+        let step_end = size.min(position.saturating_add(u32::from(self.config.chunk_size)));
+        while position < step_end {
+            let take = (PIECE as u32).min(step_end - position) as usize;
+            let mut piece = [0u8; PIECE];
+            if self.dest_read(dest, position, &mut piece[..take]).is_err() {
+                return self.storage_failed();
+            }
+            hasher.update(&piece[..take]);
+            position += take as u32;
+        }
+        if position < size {
+            if let Some(job) = self.job.as_mut() {
+                job.verify = Some((hasher, position));
+            }
+            return;
+        }
+        if hasher.finalize() != expected {
+            self.fail(FailureCode::DIGEST_MISMATCH);
+            return;
+        }
+        if let Some(job) = self.job.as_mut() {
+            job.record.done |= 1 << index;
+        }
+        self.advance_file();
+        self.persist();
+    }
+
+    fn commit_step(&mut self, now: Instant) {
+        let Some(job) = self.job.as_ref() else {
+            return;
+        };
+        let Some(manifest) = job.manifest.as_ref() else {
+            return;
+        };
+        let id = job.record.job;
+        let changes_files = manifest.files.iter().enumerate().any(|(index, file)| {
+            file.kind == FileKind::Plain && job.record.fetch & (1 << index) != 0
+        }) || !manifest.remove.is_empty();
+        if changes_files && !job.files_event {
+            if let Some(job) = self.job.as_mut() {
+                job.files_event = true;
+            }
+            self.push(Event::FilesChanging { job: id });
+            return;
+        }
+        let cursor = usize::from(job.record.file);
+        let files = manifest.files.len();
+        let removals = manifest.remove.len();
+        let result = if cursor < files {
+            let file = &manifest.files[cursor];
+            let wanted = file.kind == FileKind::Plain && job.record.fetch & (1 << cursor) != 0;
+            let (name, sha256) = (file.name.clone(), file.sha256);
+            if wanted {
+                self.commit_file(name.as_str(), &sha256)
+            } else {
+                Ok(())
+            }
+        } else if cursor < files + removals {
+            let name = manifest.remove[cursor - files].clone();
+            self.store
+                .remove(name.as_str())
+                .map(|_| ())
+                .map_err(|_| Fault)
+        } else {
+            self.finish_commit(now);
+            return;
+        };
+        match result {
+            Ok(()) => {
+                if let Some(job) = self.job.as_mut() {
+                    job.record.file = job.record.file.saturating_add(1);
+                }
+                self.persist();
+            }
+            Err(Fault) => {
+                let committing = self
+                    .job
+                    .as_ref()
+                    .is_some_and(|job| job.record.phase == Phase::Committing);
+                if committing {
+                    self.storage_failed();
+                }
+            }
+        }
+    }
+
+    fn commit_file(&mut self, name: &str, sha256: &[u8; 32]) -> Result<(), Fault> {
+        if let Ok(Some(info)) = self.store.find(name) {
+            if info.sha256 == *sha256 {
+                // Committed before a reset that kept the journal one step behind.
+                return Ok(());
+            }
+        }
+        match self.store.find_pending(name) {
+            Ok(Some(handle)) => self.store.commit(handle, sha256).map_err(|_| Fault),
+            Ok(None) => {
+                self.fail(FailureCode::FLASH_WRITE);
+                Err(Fault)
+            }
+            Err(_) => Err(Fault),
+        }
+    }
+
+    fn finish_commit(&mut self, _now: Instant) {
+        let Some(job) = self.job.as_ref() else {
+            return;
+        };
+        let id = job.record.job;
+        let window = job.reset_window;
+        let has_image = job.manifest.as_ref().is_some_and(|manifest| {
+            manifest
+                .application()
+                .is_some_and(|(index, _)| job.record.fetch & (1 << index) != 0)
+        });
+        if !has_image {
+            self.set_outcome(JobOutcome::Installed);
+            self.push(Event::Completed { job: id });
+            return;
+        }
+        if self.boot.request_install().is_err() {
+            self.storage_failed();
+            return;
+        }
+        self.refresh_status();
+        if let Some(job) = self.job.as_mut() {
+            job.record.phase = Phase::Staged;
+        }
+        self.persist();
+        self.push(Event::ResetWanted {
+            job: id,
+            not_before: window.map(|(opens, _)| opens),
+            deadline: window.map(|(_, closes)| closes),
+        });
+    }
+}

@@ -1,0 +1,1343 @@
+//! The update engine: one way in, one way out.
+//!
+//! Inputs: [`Engine::handle_frame`], [`Engine::handle_timeout`],
+//! [`Engine::set_network`], [`Engine::set_unix_time`],
+//! [`Engine::confirm_health`] and [`Engine::report_unhealthy`]. Outputs:
+//! [`Engine::poll_transmit`] (a frame to send), [`Engine::poll_event`] (news for
+//! the application) and [`Engine::poll_timeout`] (when to call
+//! [`Engine::handle_timeout`] next). Building the engine with [`Engine::new`]
+//! after a reset is the "reset done" input: it reads everything it needs from
+//! the boot side and the file store.
+
+mod download;
+mod record;
+
+use heapless::Deque;
+use syssync_proto::frame::{derive_device_key, encode_uplink, Binding, Frame};
+use syssync_proto::message::{
+    CheckIn, ChunkRequest, DeviceMessage, InstalledApplication, InstalledFile, Inventory, JobOffer,
+    JobOutcome, JobProgress, JobReport, JobState, RegistrationRequest, ServerMessage, UplinkHeader,
+};
+use syssync_proto::{
+    AccountId, Crypto, DeviceId, DeviceKey, FailureCode, FileKind, FrameError, JobId, Manifest,
+    RefusalCode, RejectReason, RevertReason, TargetType, Version, MAX_MANIFEST_LEN,
+};
+
+use crate::boot::{setting, BootControl, BootPhase, BootStatus, StagedImage};
+use crate::config::{ConfigError, ConfirmPolicy, ExpiryWithoutClock};
+use crate::store::{FileStore, JOB_RECORD_LEN};
+use crate::time::{Duration, Instant, Jitter};
+use crate::Config;
+
+use self::record::{JobRecord, Phase, FLAG_INSTALL_REPORTED, FLAG_STAGING};
+
+/// Replay counters reserved in settings per write, so that a reset never
+/// reuses a counter and the settings are written once per this many requests.
+pub const COUNTER_BLOCK: u32 = 256;
+
+/// Maximum number of undrained events; the oldest is dropped when it is full.
+pub const EVENT_CAPACITY: usize = 16;
+
+/// News for the application, drained with [`Engine::poll_event`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A request is due but the network is down: bring it up and call
+    /// [`Engine::set_network`].
+    NetworkWanted,
+    /// A job was accepted; `bytes` will be downloaded.
+    JobAccepted {
+        /// The job.
+        job: JobId,
+        /// Bytes to fetch (files that are already installed cost nothing).
+        bytes: u32,
+    },
+    /// A job offer was refused before anything was downloaded, and reported.
+    OfferRejected {
+        /// The job.
+        job: JobId,
+        /// Why.
+        reason: RejectReason,
+    },
+    /// Installed files are about to change: stop using them. The change starts
+    /// at the next call into the engine.
+    FilesChanging {
+        /// The job.
+        job: JobId,
+    },
+    /// A reset is wanted: to boot a staged image, or to revert a failed trial
+    /// image. The application chooses the moment within the window.
+    ResetWanted {
+        /// The job.
+        job: JobId,
+        /// Earliest instant the server allows, if it set a window.
+        not_before: Option<Instant>,
+        /// Latest instant the server allows, if it set a window.
+        deadline: Option<Instant>,
+    },
+    /// The new image was made permanent.
+    Confirmed {
+        /// The job.
+        job: JobId,
+    },
+    /// A job without an application image finished: its files are installed.
+    Completed {
+        /// The job.
+        job: JobId,
+    },
+    /// The job failed before the new image ran; staged data was discarded.
+    Failed {
+        /// The job.
+        job: JobId,
+        /// Why.
+        code: FailureCode,
+    },
+    /// The new image ran on trial and the device went back to the previous one.
+    Reverted {
+        /// The job.
+        job: JobId,
+        /// Why.
+        reason: RevertReason,
+    },
+    /// The server cancelled the job; staged data was discarded.
+    Cancelled {
+        /// The job.
+        job: JobId,
+    },
+    /// A received frame was rejected (bad length, CRC, version, MAC, body, or
+    /// an unauthenticated refusal, which is only advice).
+    FrameRejected(FrameError),
+    /// A frame arrived with no request outstanding: late, duplicated or replayed.
+    UnexpectedFrame,
+    /// The server refused a request.
+    Refused(RefusalCode),
+    /// A chunk reply did not have the requested length; the chunk is requested again.
+    ChunkRejected {
+        /// Bytes requested.
+        expected: u16,
+        /// Bytes received.
+        received: usize,
+    },
+    /// A flash operation of the boot side or the file store failed.
+    StorageFailed,
+    /// Automatic registration succeeded.
+    Registered {
+        /// The account that owns the device.
+        account: AccountId,
+    },
+}
+
+/// Why [`Engine::new`] failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InitError {
+    /// The configuration is invalid.
+    Config(ConfigError),
+    /// A setting is missing or malformed: device id, target type, and either a
+    /// device key or an account with a claim token.
+    MissingIdentity(u16),
+    /// The boot side or the file store could not be read.
+    Storage,
+    /// The scratch area is smaller than a staging or file store sector, or a
+    /// write size does not divide 64 bytes.
+    Geometry,
+}
+
+impl core::fmt::Display for InitError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            InitError::Config(error) => write!(f, "invalid configuration: {error}"),
+            InitError::MissingIdentity(key) => {
+                write!(f, "setting {key:#06x} is missing or malformed")
+            }
+            InitError::Storage => f.write_str("boot side or file store could not be read"),
+            InitError::Geometry => f.write_str(
+                "scratch area smaller than a staging or file store sector, or a write size that does not divide 64",
+            ),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Request {
+    Registration,
+    CheckIn,
+    Inventory,
+    Chunk { file: u8, offset: u32, length: u16 },
+    Report(JobReport),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Outstanding {
+    counter: u32,
+    request: Request,
+    deadline: Instant,
+}
+
+/// Where the bytes of one manifest file go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dest<H> {
+    Staging,
+    File(H),
+}
+
+struct ActiveJob<H, V> {
+    record: JobRecord,
+    manifest: Option<Manifest>,
+    pending: Option<H>,
+    staging_begun: bool,
+    verify: Option<(V, u32)>,
+    reset_window: Option<(Instant, Instant)>,
+    files_event: bool,
+}
+
+/// The device's update engine, sans IO (see the crate docs for the drive loop).
+///
+/// `B` is the boot side, `S` the file store and `C` the cryptography.
+pub struct Engine<B, S: FileStore, C: Crypto> {
+    config: Config,
+    boot: B,
+    store: S,
+    crypto: C,
+    device: DeviceId,
+    key: DeviceKey,
+    target: TargetType,
+    registration: Option<AccountId>,
+    counter: u32,
+    reserved: u32,
+    status: BootStatus,
+    network_up: bool,
+    network_wanted: bool,
+    unix_offset_ms: Option<i64>,
+    jitter: Jitter,
+    interval_s: u32,
+    next_check_in: Instant,
+    outstanding: Option<Outstanding>,
+    retry_at: Instant,
+    backoff_ms: u64,
+    inventory_requested: bool,
+    side_report: Option<JobReport>,
+    job: Option<ActiveJob<S::Handle, C::Sha256>>,
+    events: Deque<Event, EVENT_CAPACITY>,
+    last_now: Instant,
+    storage_failures: u8,
+}
+
+fn read_fixed<B: BootControl, const N: usize>(
+    boot: &mut B,
+    key: u16,
+) -> Result<[u8; N], InitError> {
+    let mut buf = [0u8; N];
+    match boot.read_setting(key, &mut buf) {
+        Ok(Some(len)) if len == N => Ok(buf),
+        Ok(_) => Err(InitError::MissingIdentity(key)),
+        Err(_) => Err(InitError::Storage),
+    }
+}
+
+impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
+    /// Builds the engine from the boot side's settings and status and the file
+    /// store's journal, after every reset.
+    ///
+    /// `now` is the current monotonic time and `seed` seeds the check-in jitter;
+    /// give each device its own seed (its id works) so a fleet spreads its check-ins.
+    pub fn new(
+        config: Config,
+        mut boot: B,
+        store: S,
+        crypto: C,
+        now: Instant,
+        seed: u64,
+    ) -> Result<Self, InitError> {
+        config.validate().map_err(InitError::Config)?;
+        let scratch = store.scratch_size();
+        let divides_unit = |size: u32| size != 0 && 64 % size == 0;
+        if scratch < boot.staging_erase_size()
+            || scratch < store.erase_size()
+            || !divides_unit(boot.staging_write_size())
+            || !divides_unit(store.write_size())
+        {
+            return Err(InitError::Geometry);
+        }
+
+        let device = DeviceId(u64::from_le_bytes(read_fixed::<B, 8>(
+            &mut boot,
+            setting::DEVICE_ID,
+        )?));
+        let mut target_bytes = [0u8; 32];
+        let target = match boot.read_setting(setting::TARGET_TYPE, &mut target_bytes) {
+            Ok(Some(len)) if (1..=32).contains(&len) => core::str::from_utf8(&target_bytes[..len])
+                .ok()
+                .and_then(|text| TargetType::try_from(text).ok())
+                .ok_or(InitError::MissingIdentity(setting::TARGET_TYPE))?,
+            Ok(_) => return Err(InitError::MissingIdentity(setting::TARGET_TYPE)),
+            Err(_) => return Err(InitError::Storage),
+        };
+        let (key, registration) = match read_fixed::<B, 32>(&mut boot, setting::DEVICE_KEY) {
+            Ok(key) => (DeviceKey(key), None),
+            Err(InitError::MissingIdentity(_)) => {
+                let account = AccountId(u64::from_le_bytes(read_fixed::<B, 8>(
+                    &mut boot,
+                    setting::ACCOUNT,
+                )?));
+                let mut token = [0u8; 64];
+                let len = match boot.read_setting(setting::CLAIM_TOKEN, &mut token) {
+                    Ok(Some(len)) if (1..=64).contains(&len) => len,
+                    Ok(_) => return Err(InitError::MissingIdentity(setting::CLAIM_TOKEN)),
+                    Err(_) => return Err(InitError::Storage),
+                };
+                (
+                    derive_device_key(&crypto, &token[..len], device),
+                    Some(account),
+                )
+            }
+            Err(error) => return Err(error),
+        };
+        let reserved = match boot.read_setting(setting::COUNTER_RESERVED, &mut [0u8; 4]) {
+            Ok(None) => 0,
+            Ok(Some(_)) => {
+                u32::from_le_bytes(read_fixed::<B, 4>(&mut boot, setting::COUNTER_RESERVED)?)
+            }
+            Err(_) => return Err(InitError::Storage),
+        };
+        let status = boot.status().map_err(|_| InitError::Storage)?;
+
+        let mut jitter = Jitter::new(seed);
+        let interval_s = config.check_in_interval_s;
+        let first_delay = jitter
+            .below_or_equal(u64::from(interval_s) * 1000 * u64::from(config.jitter_percent) / 100);
+        let backoff_ms = config.retry_initial_ms;
+        let mut engine = Engine {
+            config,
+            boot,
+            store,
+            crypto,
+            device,
+            key,
+            target,
+            registration,
+            counter: reserved,
+            reserved,
+            status,
+            network_up: false,
+            network_wanted: false,
+            unix_offset_ms: None,
+            jitter,
+            interval_s,
+            next_check_in: now + Duration(first_delay),
+            outstanding: None,
+            retry_at: now,
+            backoff_ms,
+            inventory_requested: false,
+            side_report: None,
+            job: None,
+            events: Deque::new(),
+            last_now: now,
+            storage_failures: 0,
+        };
+        engine.restore_job(now)?;
+        Ok(engine)
+    }
+
+    /// Returns the device id read from the settings.
+    pub fn device_id(&self) -> DeviceId {
+        self.device
+    }
+
+    /// Returns the boot side, for inspection.
+    pub fn boot(&self) -> &B {
+        &self.boot
+    }
+
+    /// Returns the file store, for reading installed files.
+    pub fn store(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    /// Consumes the engine and returns the boot side and the file store.
+    pub fn into_parts(self) -> (B, S) {
+        (self.boot, self.store)
+    }
+
+    /// Returns the interval between check-ins in force, in seconds.
+    pub fn check_in_interval_s(&self) -> u32 {
+        self.interval_s
+    }
+
+    /// Returns the instant of the next periodic check-in.
+    pub fn next_check_in(&self) -> Instant {
+        self.next_check_in
+    }
+
+    // ---- inputs ----
+
+    /// Tells the engine whether the network is up. While it is down nothing is
+    /// sent; a due request raises [`Event::NetworkWanted`] once.
+    pub fn set_network(&mut self, now: Instant, up: bool) {
+        self.last_now = now;
+        self.network_up = up;
+        if up {
+            self.network_wanted = false;
+        } else if let Some(outstanding) = self.outstanding.take() {
+            // The reply cannot arrive any more; send again when the network is back.
+            self.last_request_lost(outstanding);
+        }
+    }
+
+    /// Gives the engine a trusted wall clock: `unix_s` is the Unix time at `now`.
+    /// Without it manifest expiry cannot be checked, and the engine follows
+    /// [`Config::expiry_without_clock`].
+    pub fn set_unix_time(&mut self, now: Instant, unix_s: u64) {
+        let unix_ms = i128::from(unix_s) * 1000;
+        let offset = unix_ms - i128::from(now.0);
+        self.unix_offset_ms = i64::try_from(offset).ok();
+    }
+
+    /// The application's health check passed. With [`ConfirmPolicy::Application`]
+    /// this confirms a trial image (unless the server cancelled the job) and
+    /// queues the install report. With [`ConfirmPolicy::Server`] it does nothing.
+    pub fn confirm_health(&mut self, now: Instant) {
+        self.last_now = now;
+        if self.config.confirm_policy != ConfirmPolicy::Application {
+            return;
+        }
+        let Some(job) = self.job.as_ref() else {
+            return;
+        };
+        if job.record.phase != Phase::Trial {
+            return;
+        }
+        let id = job.record.job;
+        if self.boot.confirm().is_err() {
+            self.push(Event::StorageFailed);
+            return;
+        }
+        self.refresh_status();
+        self.set_outcome(JobOutcome::Installed);
+        self.push(Event::Confirmed { job: id });
+    }
+
+    /// The application found the trial image unhealthy: the next boot reverts
+    /// it, and the engine reports the revert.
+    pub fn report_unhealthy(&mut self, now: Instant) {
+        self.last_now = now;
+        if self.status.phase != BootPhase::Trial {
+            return;
+        }
+        if self.boot.report_failure().is_err() {
+            self.push(Event::StorageFailed);
+            return;
+        }
+        self.refresh_status();
+        if let Some(id) = self.job.as_ref().map(|job| job.record.job) {
+            let reason = RevertReason::APPLICATION_FAILURE;
+            self.set_outcome(JobOutcome::Reverted(reason));
+            self.push(Event::Reverted { job: id, reason });
+            self.push(Event::ResetWanted {
+                job: id,
+                not_before: None,
+                deadline: None,
+            });
+        }
+    }
+
+    /// Handles one received frame: a reply to the outstanding request, or
+    /// something to reject. Writes at most one chunk to flash.
+    pub fn handle_frame(&mut self, now: Instant, bytes: &[u8]) {
+        self.last_now = now;
+        let frame = match Frame::parse(bytes) {
+            Ok(frame) => frame,
+            Err(error) => {
+                self.push(Event::FrameRejected(error));
+                return;
+            }
+        };
+        let Some(outstanding) = self.outstanding else {
+            self.push(Event::UnexpectedFrame);
+            return;
+        };
+        let binding = Binding {
+            device: self.device,
+            counter: outstanding.counter,
+        };
+        match frame.open_downlink(&self.crypto, &self.key, binding) {
+            Ok(message) => {
+                self.outstanding = None;
+                self.backoff_ms = self.config.retry_initial_ms;
+                self.dispatch(now, outstanding.request, message);
+            }
+            Err(FrameError::UnauthenticatedRefusal(refusal)) => {
+                // Anyone on the path can forge this: back off, change nothing else.
+                self.push(Event::FrameRejected(FrameError::UnauthenticatedRefusal(
+                    refusal,
+                )));
+                self.outstanding = None;
+                let advice = u64::from(refusal.retry_after_s).saturating_mul(1000);
+                let delay = advice.clamp(self.config.retry_initial_ms, self.config.retry_max_ms);
+                self.retry_at = now + Duration(delay);
+            }
+            Err(error) => self.push(Event::FrameRejected(error)),
+        }
+    }
+
+    /// Handles timers: request timeouts, due check-ins, and one step of
+    /// background work (verifying a file, committing a file, finishing an
+    /// interrupted sector move). Calling it early is harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = now;
+        if let Some(outstanding) = self.outstanding {
+            if now >= outstanding.deadline {
+                self.outstanding = None;
+                self.last_request_lost(outstanding);
+                let delay = self.backoff_ms;
+                self.retry_at = now + Duration(delay);
+                self.backoff_ms = delay.saturating_mul(2).min(self.config.retry_max_ms);
+            }
+        }
+        if !self.network_up && !self.network_wanted && self.next_request(now).is_some() {
+            self.network_wanted = true;
+            self.push(Event::NetworkWanted);
+        }
+        self.work_step(now);
+    }
+
+    // ---- outputs ----
+
+    /// Encodes the next request into `buf` (at least
+    /// [`MAX_FRAME_LEN`](syssync_proto::MAX_FRAME_LEN) bytes) and returns its
+    /// length, or `None` if nothing is to be sent now.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        self.last_now = now;
+        if self.outstanding.is_some() || !self.network_up || now < self.retry_at {
+            return None;
+        }
+        if self.has_work() {
+            return None;
+        }
+        let request = self.next_request(now)?;
+        let counter = self.next_counter()?;
+        let header = UplinkHeader {
+            device: self.device,
+            counter,
+        };
+        let message = self.build_message(request);
+        match encode_uplink(&self.crypto, &self.key, header, &message, buf) {
+            Ok(len) => {
+                self.outstanding = Some(Outstanding {
+                    counter,
+                    request,
+                    deadline: now + Duration(self.config.request_timeout_ms),
+                });
+                Some(len)
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Returns the next event for the application.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Returns when [`handle_timeout`](Self::handle_timeout) should be called
+    /// next. An instant in the past means "now": background work is pending.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.has_work() {
+            return Some(self.last_now);
+        }
+        let mut next = self.next_check_in;
+        if let Some(outstanding) = self.outstanding {
+            next = next.min(outstanding.deadline);
+        } else if self.next_request(self.last_now).is_some() {
+            next = next.min(self.retry_at.max(self.last_now));
+        }
+        Some(next)
+    }
+
+    // ---- requests ----
+
+    fn push(&mut self, event: Event) {
+        if self.events.is_full() {
+            self.events.pop_front();
+        }
+        // Cannot fail: a slot was freed above if the queue was full.
+        let _ = self.events.push_back(event);
+    }
+
+    fn next_counter(&mut self) -> Option<u32> {
+        let next = self.counter.checked_add(1)?;
+        if next > self.reserved {
+            let reserved = next.saturating_add(COUNTER_BLOCK - 1);
+            if self
+                .boot
+                .write_setting(setting::COUNTER_RESERVED, &reserved.to_le_bytes())
+                .is_err()
+            {
+                self.push(Event::StorageFailed);
+                return None;
+            }
+            self.reserved = reserved;
+        }
+        self.counter = next;
+        Some(next)
+    }
+
+    fn next_request(&self, now: Instant) -> Option<Request> {
+        if self.registration.is_some() {
+            return Some(Request::Registration);
+        }
+        if let Some(report) = self.side_report {
+            return Some(Request::Report(report));
+        }
+        if let Some(job) = &self.job {
+            let record = &job.record;
+            match record.phase {
+                Phase::Reporting => {
+                    let outcome = record.outcome?;
+                    return Some(Request::Report(JobReport {
+                        job: record.job,
+                        outcome,
+                    }));
+                }
+                Phase::Trial
+                    if self.config.confirm_policy == ConfirmPolicy::Server
+                        && !record.has_flag(FLAG_INSTALL_REPORTED) =>
+                {
+                    return Some(Request::Report(JobReport {
+                        job: record.job,
+                        outcome: JobOutcome::Installed,
+                    }));
+                }
+                Phase::Downloading => {
+                    if let Some(request) = self.chunk_request(job) {
+                        return Some(request);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if self.inventory_requested {
+            return Some(Request::Inventory);
+        }
+        (now >= self.next_check_in).then_some(Request::CheckIn)
+    }
+
+    fn chunk_request(&self, job: &ActiveJob<S::Handle, C::Sha256>) -> Option<Request> {
+        if job.verify.is_some() || job.record.relocation.is_some() {
+            return None;
+        }
+        let manifest = job.manifest.as_ref()?;
+        let file = manifest.files.get(usize::from(job.record.file))?;
+        let remaining = file.size.checked_sub(job.record.offset)?;
+        if remaining == 0 {
+            return None;
+        }
+        let length = remaining.min(u32::from(self.config.chunk_size)) as u16;
+        Some(Request::Chunk {
+            file: job.record.file,
+            offset: job.record.offset,
+            length,
+        })
+    }
+
+    fn build_message(&mut self, request: Request) -> DeviceMessage {
+        match request {
+            Request::Registration => DeviceMessage::RegistrationRequest(RegistrationRequest {
+                account: self.registration.unwrap_or(AccountId(0)),
+                target: self.target.clone(),
+                version: self
+                    .status
+                    .running
+                    .map_or(Version::default(), |image| image.version),
+            }),
+            Request::CheckIn => {
+                let inventory = self.inventory().digest(&self.crypto);
+                DeviceMessage::CheckIn(CheckIn {
+                    job: self.progress(),
+                    inventory,
+                    location: None,
+                })
+            }
+            Request::Inventory => DeviceMessage::InventoryReport(self.inventory()),
+            Request::Chunk {
+                file,
+                offset,
+                length,
+            } => DeviceMessage::ChunkRequest(ChunkRequest {
+                job: self.job.as_ref().map_or(JobId(0), |job| job.record.job),
+                file,
+                offset,
+                length,
+            }),
+            Request::Report(report) => DeviceMessage::JobReport(report),
+        }
+    }
+
+    fn progress(&self) -> Option<JobProgress> {
+        let record = &self.job.as_ref()?.record;
+        let state = match record.phase {
+            Phase::Downloading | Phase::Committing => JobState::Downloading,
+            Phase::Staged => JobState::Staged,
+            Phase::Trial => JobState::Trial,
+            Phase::Reporting => return None,
+        };
+        Some(JobProgress {
+            job: record.job,
+            state,
+            bytes_done: record.bytes_done,
+        })
+    }
+
+    /// Builds the full inventory from the boot side's status and the file store.
+    pub fn inventory(&mut self) -> Inventory {
+        self.refresh_status();
+        let application = self.status.running.map_or(
+            InstalledApplication {
+                version: Version::default(),
+                size: 0,
+                sha256: [0; 32],
+            },
+            |image| InstalledApplication {
+                version: image.version,
+                size: image.size,
+                sha256: image.sha256,
+            },
+        );
+        let mut inventory = Inventory {
+            target: self.target.clone(),
+            application,
+            security_counter: self.status.security_floor,
+            files: heapless::Vec::new(),
+        };
+        let count = match self.store.file_count() {
+            Ok(count) => count,
+            Err(_) => {
+                self.push(Event::StorageFailed);
+                0
+            }
+        };
+        for index in 0..count {
+            match self.store.file(index) {
+                Ok(Some(file)) => {
+                    let entry = InstalledFile {
+                        name: file.name,
+                        size: file.size,
+                        sha256: file.sha256,
+                    };
+                    if inventory.files.push(entry).is_err() {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    self.push(Event::StorageFailed);
+                    break;
+                }
+            }
+        }
+        inventory.normalize();
+        inventory
+    }
+
+    fn refresh_status(&mut self) {
+        match self.boot.status() {
+            Ok(status) => self.status = status,
+            Err(_) => self.push(Event::StorageFailed),
+        }
+    }
+
+    fn last_request_lost(&mut self, _outstanding: Outstanding) {
+        // Requests are rebuilt from state, so a lost one is simply sent again
+        // with a fresh counter; nothing else to undo.
+    }
+
+    fn schedule_check_in(&mut self, now: Instant) {
+        let on_trial = self
+            .job
+            .as_ref()
+            .is_some_and(|job| job.record.phase == Phase::Trial);
+        let interval_s = if on_trial {
+            self.config.trial_interval_s
+        } else {
+            self.interval_s
+        };
+        let base = u64::from(interval_s) * 1000;
+        let spread = base * u64::from(self.config.jitter_percent) / 100;
+        let jitter = self.jitter.below_or_equal(spread);
+        self.next_check_in = now + Duration(base + jitter);
+    }
+
+    // ---- replies ----
+
+    fn dispatch(&mut self, now: Instant, request: Request, message: ServerMessage<'_>) {
+        if request == Request::Inventory {
+            self.inventory_requested = false;
+        }
+        if let Request::Report(report) = request {
+            // Any authenticated reply to a report means the server has it.
+            self.report_delivered(now, report);
+        }
+        if request == Request::CheckIn {
+            self.schedule_check_in(now);
+        }
+        match message {
+            ServerMessage::Idle(idle) => {
+                self.interval_s = self.config.clamp_interval(idle.interval_s);
+                if request == Request::CheckIn {
+                    self.schedule_check_in(now);
+                }
+                if let Request::Chunk { .. } = request {
+                    // The server has nothing for this request: try again later.
+                    self.retry_at = now + Duration(self.config.retry_initial_ms);
+                }
+            }
+            ServerMessage::InventoryRequest => self.inventory_requested = true,
+            ServerMessage::JobOffer(offer) => self.handle_offer(now, &offer),
+            ServerMessage::Chunk(chunk) => match request {
+                Request::Chunk {
+                    file,
+                    offset,
+                    length,
+                } => self.handle_chunk(now, file, offset, length, chunk.data),
+                _ => self.push(Event::UnexpectedFrame),
+            },
+            ServerMessage::Confirm(confirm) => self.handle_confirm(now, confirm.job),
+            ServerMessage::Cancel(cancel) => self.handle_cancel(now, request, cancel.job),
+            ServerMessage::RegistrationResult(result) => {
+                if request != Request::Registration {
+                    self.push(Event::UnexpectedFrame);
+                    return;
+                }
+                if self
+                    .boot
+                    .write_setting(setting::DEVICE_KEY, &self.key.0)
+                    .is_err()
+                {
+                    self.push(Event::StorageFailed);
+                    return;
+                }
+                self.registration = None;
+                self.interval_s = self.config.clamp_interval(result.interval_s);
+                self.schedule_check_in(now);
+                self.push(Event::Registered {
+                    account: result.account,
+                });
+            }
+            ServerMessage::Refusal(refusal) => self.handle_refusal(now, request, refusal),
+        }
+    }
+
+    fn report_delivered(&mut self, now: Instant, report: JobReport) {
+        if self.side_report == Some(report) {
+            self.side_report = None;
+            return;
+        }
+        let Some(job) = self.job.as_mut() else {
+            return;
+        };
+        if job.record.job != report.job {
+            return;
+        }
+        match job.record.phase {
+            Phase::Reporting => {
+                self.job = None;
+                self.persist_none();
+                // Tell the server the new inventory soon.
+                self.next_check_in = now;
+            }
+            Phase::Trial if report.outcome == JobOutcome::Installed => {
+                job.record.flags |= FLAG_INSTALL_REPORTED;
+                self.persist();
+                self.schedule_check_in(now);
+            }
+            _ => {}
+        }
+    }
+
+    fn handle_refusal(
+        &mut self,
+        now: Instant,
+        request: Request,
+        refusal: syssync_proto::message::Refusal,
+    ) {
+        self.push(Event::Refused(refusal.code));
+        let backoff = now + Duration(self.config.retry_initial_ms);
+        match refusal.code {
+            RefusalCode::STALE_COUNTER => {
+                self.counter = self.counter.max(refusal.detail);
+                self.retry_at = now;
+            }
+            RefusalCode::BUSY => {
+                let advice = u64::from(refusal.retry_after_s).saturating_mul(1000);
+                let delay = advice.clamp(self.config.retry_initial_ms, self.config.retry_max_ms);
+                self.retry_at = now + Duration(delay);
+            }
+            RefusalCode::UNKNOWN_JOB | RefusalCode::JOB_NOT_ACTIVE => {
+                if let Request::Chunk { .. } = request {
+                    self.cancel_job(now);
+                } else {
+                    self.retry_at = backoff;
+                }
+            }
+            RefusalCode::OUT_OF_RANGE if matches!(request, Request::Chunk { .. }) => {
+                self.fail(FailureCode::DOWNLOAD_REFUSED);
+            }
+            _ => self.retry_at = backoff,
+        }
+    }
+
+    fn handle_confirm(&mut self, now: Instant, id: JobId) {
+        let Some(job) = self.job.as_ref() else {
+            return;
+        };
+        // Only a job on trial is confirmed; a cancelled or failed job is in
+        // the reporting phase and never reaches this.
+        if job.record.job != id
+            || job.record.phase != Phase::Trial
+            || self.config.confirm_policy != ConfirmPolicy::Server
+        {
+            return;
+        }
+        if self.boot.confirm().is_err() {
+            self.push(Event::StorageFailed);
+            return;
+        }
+        self.refresh_status();
+        self.job = None;
+        self.persist_none();
+        self.push(Event::Confirmed { job: id });
+        self.next_check_in = now;
+    }
+
+    fn handle_cancel(&mut self, now: Instant, request: Request, id: JobId) {
+        let current = self
+            .job
+            .as_ref()
+            .map(|job| (job.record.job, job.record.phase));
+        match current {
+            Some((job, phase)) if job == id => match phase {
+                Phase::Downloading | Phase::Committing | Phase::Staged => self.cancel_job(now),
+                Phase::Trial => {
+                    // Never confirm an aborted job: the next boot reverts it.
+                    if self.boot.report_failure().is_err() {
+                        self.push(Event::StorageFailed);
+                    }
+                    self.refresh_status();
+                    self.set_outcome(JobOutcome::Cancelled);
+                    self.push(Event::Cancelled { job: id });
+                    self.push(Event::ResetWanted {
+                        job: id,
+                        not_before: None,
+                        deadline: None,
+                    });
+                }
+                Phase::Reporting => {}
+            },
+            _ => {
+                let acknowledged = matches!(request, Request::Report(report) if report.job == id);
+                if !acknowledged {
+                    // Acknowledge a cancel of a job this device does not run,
+                    // so the server can close it.
+                    self.side_report = Some(JobReport {
+                        job: id,
+                        outcome: JobOutcome::Cancelled,
+                    });
+                }
+            }
+        }
+    }
+
+    fn handle_offer(&mut self, now: Instant, offer: &JobOffer<'_>) {
+        if let Some(job) = self.job.as_ref() {
+            if job.record.job == offer.job {
+                // The job in progress, offered again: carry on where the journal says.
+                return;
+            }
+            if job.record.phase != Phase::Downloading {
+                self.reject(offer.job, RejectReason::BUSY);
+                return;
+            }
+            // The server moved on to another job: drop the unfinished download.
+            self.discard_staged();
+            self.job = None;
+            self.persist_none();
+        }
+        self.refresh_status();
+        if matches!(
+            self.status.phase,
+            BootPhase::Trial | BootPhase::InstallRequested | BootPhase::RevertRequested
+        ) {
+            self.reject(offer.job, RejectReason::BUSY);
+            return;
+        }
+        let manifest = match offer
+            .manifest
+            .verify(&self.crypto, &self.config.trusted_keys)
+        {
+            Ok(manifest) => manifest,
+            Err(syssync_proto::ManifestError::UnknownKey(_))
+            | Err(syssync_proto::ManifestError::BadSignature) => {
+                self.reject(offer.job, RejectReason::BAD_SIGNATURE);
+                return;
+            }
+            Err(_) => {
+                self.reject(offer.job, RejectReason::MALFORMED);
+                return;
+            }
+        };
+        if let Err(reason) = self.check_manifest(now, &manifest) {
+            self.reject(offer.job, reason);
+            return;
+        }
+        self.accept(now, offer, manifest);
+    }
+
+    fn check_manifest(&mut self, now: Instant, manifest: &Manifest) -> Result<(), RejectReason> {
+        if manifest.target != self.target {
+            return Err(RejectReason::WRONG_TARGET);
+        }
+        match self.unix_now_s(now) {
+            Some(unix_s) if unix_s > manifest.expires_at => return Err(RejectReason::EXPIRED),
+            None if self.config.expiry_without_clock == ExpiryWithoutClock::Reject => {
+                return Err(RejectReason::EXPIRED)
+            }
+            _ => {}
+        }
+        if manifest.security_counter < self.status.security_floor {
+            return Err(RejectReason::DOWNGRADE);
+        }
+        let mut plain_space: u64 = 0;
+        let mut new_names = 0usize;
+        for file in &manifest.files {
+            match file.kind {
+                FileKind::Application => {
+                    if file.size > self.boot.staging_capacity() {
+                        return Err(RejectReason::TOO_LARGE);
+                    }
+                }
+                FileKind::Plain => {
+                    let installed = self
+                        .store
+                        .find(file.name.as_str())
+                        .map_err(|_| RejectReason::TOO_LARGE)?;
+                    match installed {
+                        Some(info) if info.sha256 == file.sha256 && info.size == file.size => {}
+                        Some(_) => {
+                            plain_space += u64::from(self.store.space_needed(file.size));
+                        }
+                        None => {
+                            new_names += 1;
+                            plain_space += u64::from(self.store.space_needed(file.size));
+                        }
+                    }
+                }
+            }
+        }
+        let free = self
+            .store
+            .free_space()
+            .map_err(|_| RejectReason::TOO_LARGE)?;
+        if plain_space > u64::from(free) {
+            return Err(RejectReason::TOO_LARGE);
+        }
+        let installed = self
+            .store
+            .file_count()
+            .map_err(|_| RejectReason::TOO_LARGE)?;
+        if installed + new_names > syssync_proto::MAX_INVENTORY_FILES {
+            return Err(RejectReason::TOO_LARGE);
+        }
+        Ok(())
+    }
+
+    fn unix_now_s(&self, now: Instant) -> Option<u64> {
+        let offset = self.unix_offset_ms?;
+        let unix_ms = i128::from(now.0) + i128::from(offset);
+        u64::try_from(unix_ms / 1000).ok()
+    }
+
+    fn reject(&mut self, job: JobId, reason: RejectReason) {
+        self.push(Event::OfferRejected { job, reason });
+        self.side_report = Some(JobReport {
+            job,
+            outcome: JobOutcome::Rejected(reason),
+        });
+    }
+
+    fn accept(&mut self, now: Instant, offer: &JobOffer<'_>, manifest: Manifest) {
+        let stored = self.store.discard_pending().and_then(|()| {
+            self.store.store_manifest(
+                offer.job,
+                offer.manifest.key_id,
+                &offer.manifest.signature,
+                offer.manifest.body,
+            )
+        });
+        if stored.is_err() {
+            self.push(Event::StorageFailed);
+            self.side_report = Some(JobReport {
+                job: offer.job,
+                outcome: JobOutcome::Failed(FailureCode::FLASH_WRITE),
+            });
+            return;
+        }
+        if self.status.phase == BootPhase::Staging {
+            // Leftover of an earlier job; staging starts again with this one.
+            let _ = self.boot.cancel_staging();
+        }
+        let mut record = JobRecord::new(offer.job, Phase::Downloading);
+        let mut bytes = 0u32;
+        for (index, file) in manifest.files.iter().enumerate() {
+            let unchanged = match file.kind {
+                FileKind::Application => self
+                    .status
+                    .running
+                    .is_some_and(|image| image.sha256 == file.sha256 && image.size == file.size),
+                FileKind::Plain => matches!(
+                    self.store.find(file.name.as_str()),
+                    Ok(Some(info)) if info.sha256 == file.sha256 && info.size == file.size
+                ),
+            };
+            if unchanged {
+                record.done |= 1 << index;
+            } else {
+                record.fetch |= 1 << index;
+                bytes = bytes.saturating_add(file.size);
+            }
+        }
+        let reset_window = offer.reset_window.map(|window| {
+            (
+                now + Duration::from_secs(u64::from(window.opens_in_s)),
+                now + Duration::from_secs(u64::from(window.closes_in_s)),
+            )
+        });
+        self.job = Some(ActiveJob {
+            record,
+            manifest: Some(manifest),
+            pending: None,
+            staging_begun: false,
+            verify: None,
+            reset_window,
+            files_event: false,
+        });
+        self.advance_file();
+        self.persist();
+        self.push(Event::JobAccepted {
+            job: offer.job,
+            bytes,
+        });
+    }
+
+    // ---- job state ----
+
+    fn persist(&mut self) {
+        let bytes = JobRecord::encode(self.job.as_ref().map(|job| &job.record));
+        if self.store.store_job_record(&bytes).is_err() {
+            self.push(Event::StorageFailed);
+        }
+    }
+
+    fn persist_none(&mut self) {
+        if self
+            .store
+            .store_job_record(&JobRecord::encode(None))
+            .is_err()
+        {
+            self.push(Event::StorageFailed);
+        }
+    }
+
+    /// Ends the job with `outcome` to report; keeps nothing but the record.
+    fn set_outcome(&mut self, outcome: JobOutcome) {
+        if let Some(job) = self.job.as_mut() {
+            job.record.phase = Phase::Reporting;
+            job.record.outcome = Some(outcome);
+            job.record.relocation = None;
+            job.verify = None;
+            job.pending = None;
+            self.persist();
+        }
+    }
+
+    fn discard_staged(&mut self) {
+        if self.store.discard_pending().is_err() {
+            self.push(Event::StorageFailed);
+        }
+        let staging = self
+            .job
+            .as_ref()
+            .is_some_and(|job| job.record.has_flag(FLAG_STAGING));
+        if staging && self.boot.cancel_staging().is_err() {
+            self.push(Event::StorageFailed);
+        }
+        self.refresh_status();
+    }
+
+    fn fail(&mut self, code: FailureCode) {
+        let Some(id) = self.job.as_ref().map(|job| job.record.job) else {
+            return;
+        };
+        self.discard_staged();
+        self.set_outcome(JobOutcome::Failed(code));
+        self.push(Event::Failed { job: id, code });
+    }
+
+    fn cancel_job(&mut self, _now: Instant) {
+        let Some(id) = self.job.as_ref().map(|job| job.record.job) else {
+            return;
+        };
+        self.discard_staged();
+        self.set_outcome(JobOutcome::Cancelled);
+        self.push(Event::Cancelled { job: id });
+    }
+
+    /// Moves the download cursor to the next file still to fetch, or to the
+    /// commit phase when none is left.
+    fn advance_file(&mut self) {
+        let Some(job) = self.job.as_mut() else {
+            return;
+        };
+        let Some(manifest) = job.manifest.as_ref() else {
+            return;
+        };
+        let count = manifest.files.len();
+        let next = (0..count).find(|index| {
+            let bit = 1u16 << index;
+            job.record.fetch & bit != 0 && job.record.done & bit == 0
+        });
+        job.pending = None;
+        job.verify = None;
+        match next {
+            Some(index) => {
+                job.record.file = index as u8;
+                job.record.offset = 0;
+            }
+            None => {
+                job.record.phase = Phase::Committing;
+                job.record.file = 0;
+                job.record.offset = 0;
+            }
+        }
+    }
+
+    fn staged_image(&self, manifest: &Manifest) -> Option<StagedImage> {
+        let (_, file) = manifest.application()?;
+        Some(StagedImage {
+            size: file.size,
+            sha256: file.sha256,
+            target: manifest.target.clone(),
+            version: manifest.version,
+            security_counter: manifest.security_counter,
+        })
+    }
+
+    /// Rebuilds the job from the journal and the boot side's status after a reset.
+    fn restore_job(&mut self, now: Instant) -> Result<(), InitError> {
+        let mut bytes = [0u8; JOB_RECORD_LEN];
+        let found = self
+            .store
+            .load_job_record(&mut bytes)
+            .map_err(|_| InitError::Storage)?;
+        let Some(record) = found.then(|| JobRecord::decode(&bytes)).flatten() else {
+            return Ok(());
+        };
+        let needs_manifest = matches!(
+            record.phase,
+            Phase::Downloading | Phase::Committing | Phase::Staged
+        );
+        let manifest = if needs_manifest {
+            self.load_manifest(record.job)
+        } else {
+            None
+        };
+        self.job = Some(ActiveJob {
+            record,
+            manifest,
+            pending: None,
+            staging_begun: false,
+            verify: None,
+            reset_window: None,
+            files_event: false,
+        });
+        if needs_manifest && self.job.as_ref().is_some_and(|job| job.manifest.is_none()) {
+            // The journal lost the manifest: nothing staged can be trusted.
+            self.fail(FailureCode::FLASH_WRITE);
+            return Ok(());
+        }
+        let id = record.job;
+        let running = self.status.running.map(|image| image.sha256);
+        let new_image = self
+            .job
+            .as_ref()
+            .and_then(|job| job.manifest.as_ref())
+            .and_then(|manifest| manifest.application().map(|(_, file)| file.sha256));
+        match record.phase {
+            Phase::Staged => match self.status.phase {
+                BootPhase::Trial => {
+                    if let Some(job) = self.job.as_mut() {
+                        job.record.phase = Phase::Trial;
+                        job.record.flags &= !FLAG_INSTALL_REPORTED;
+                        job.manifest = None;
+                    }
+                    self.persist();
+                    self.next_check_in = now;
+                }
+                BootPhase::InstallRequested => self.push(Event::ResetWanted {
+                    job: id,
+                    not_before: None,
+                    deadline: None,
+                }),
+                _ => {
+                    if let Some(reason) = self.status.last_revert {
+                        self.set_outcome(JobOutcome::Reverted(reason));
+                        self.push(Event::Reverted { job: id, reason });
+                    } else if running.is_some() && running == new_image {
+                        self.set_outcome(JobOutcome::Installed);
+                    } else {
+                        self.set_outcome(JobOutcome::Failed(FailureCode::INSTALL_REFUSED));
+                        self.push(Event::Failed {
+                            job: id,
+                            code: FailureCode::INSTALL_REFUSED,
+                        });
+                    }
+                }
+            },
+            Phase::Trial => match self.status.phase {
+                BootPhase::Trial | BootPhase::InstallRequested | BootPhase::Staging => {}
+                BootPhase::RevertRequested => {
+                    let reason = RevertReason::APPLICATION_FAILURE;
+                    self.set_outcome(JobOutcome::Reverted(reason));
+                    self.push(Event::Reverted { job: id, reason });
+                }
+                BootPhase::Idle => {
+                    if let Some(reason) = self.status.last_revert {
+                        self.set_outcome(JobOutcome::Reverted(reason));
+                        self.push(Event::Reverted { job: id, reason });
+                    } else if self.config.confirm_policy == ConfirmPolicy::Server {
+                        // Confirmed just before a reset that lost the journal update.
+                        self.job = None;
+                        self.persist_none();
+                        self.push(Event::Confirmed { job: id });
+                    } else {
+                        self.set_outcome(JobOutcome::Installed);
+                    }
+                }
+            },
+            Phase::Downloading | Phase::Committing | Phase::Reporting => {}
+        }
+        Ok(())
+    }
+
+    fn load_manifest(&mut self, id: JobId) -> Option<Manifest> {
+        let mut body = [0u8; MAX_MANIFEST_LEN];
+        let stored = self.store.load_manifest(&mut body).ok()??;
+        if stored.job != id {
+            return None;
+        }
+        let signed = syssync_proto::SignedManifest {
+            key_id: stored.key_id,
+            body: &body[..stored.len],
+            signature: stored.signature,
+        };
+        // The copy on flash is checked like an offer: flash is input too.
+        signed.verify(&self.crypto, &self.config.trusted_keys).ok()
+    }
+}

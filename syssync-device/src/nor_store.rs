@@ -1,0 +1,1018 @@
+//! [`NorFileStore`]: the file store and download journal over one NOR flash
+//! region.
+//!
+//! # Layout
+//!
+//! All offsets are relative to the start of the flash device given to
+//! [`NorFileStore::new`]; `E` is its erase size.
+//!
+//! | area | sectors | content |
+//! |---|---|---|
+//! | directory A, B | `ceil(3136 / E)` each | directory snapshots, the valid one with the higher sequence number is current |
+//! | journal A, B | `ceil(128 / E)` each | 64-byte job records, the valid one with the highest sequence number is current |
+//! | manifest | `ceil(1664 / E)` | the signed manifest of the job in progress |
+//! | scratch | chosen at construction | a sector's data moved aside while the sector is erased |
+//! | data | the rest (at most 2048) | file contents in contiguous sector extents |
+//!
+//! A directory snapshot is a 64-byte header (magic `SSFD`, format 1, sequence
+//! number, entry count, CRC-32 of the entries, CRC-32 of the header) followed by
+//! 80-byte entries (state, name, size, SHA-256, first sector, sector count).
+//! Every change writes a whole new snapshot into the other directory area,
+//! header last, so a power cut leaves either the old or the new snapshot
+//! current. A file is therefore either committed and complete or absent.
+//!
+//! Each change erases one directory area; with at most 48 entries a snapshot
+//! is 3136 bytes.
+
+use embedded_storage::nor_flash::NorFlash;
+use syssync_proto::frame::crc32;
+use syssync_proto::{FileName, JobId, Sha256Digest, Signature, MAX_MANIFEST_LEN};
+
+use crate::store::{FileInfo, FileStore, StoreError, StoredManifest, JOB_RECORD_LEN};
+
+/// Unit of every directory, journal and manifest access, in bytes.
+const UNIT: usize = 64;
+/// Maximum number of directory entries: installed plus pending files.
+pub const MAX_ENTRIES: usize = 48;
+/// Maximum number of installed files.
+pub const MAX_FILES: usize = 32;
+/// Maximum number of data sectors the store manages.
+pub const MAX_DATA_SECTORS: usize = 2048;
+
+const ENTRY_LEN: usize = 80;
+const DIR_BYTES: usize = UNIT + MAX_ENTRIES * ENTRY_LEN;
+const DIR_MAGIC: [u8; 4] = *b"SSFD";
+const FORMAT: u8 = 1;
+const STATE_COMMITTED: u8 = 1;
+const STATE_PENDING: u8 = 2;
+
+const RECORD_MAGIC: [u8; 4] = *b"SSJR";
+const SLOT_LEN: usize = UNIT;
+const LOG_BYTES: usize = 2 * SLOT_LEN;
+
+const MANIFEST_MAGIC: [u8; 4] = *b"SSJM";
+const MANIFEST_HEADER: usize = 2 * UNIT;
+const MANIFEST_BYTES: usize = MANIFEST_HEADER + MAX_MANIFEST_LEN;
+
+const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+
+/// Why a [`NorFileStore`] cannot be built on a flash device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum LayoutError {
+    /// The erase size is not a multiple of 64 bytes.
+    EraseSize(usize),
+    /// The write or read size does not divide 64 bytes.
+    WriteSize(usize),
+    /// The flash is too small for the metadata areas and one data sector.
+    TooSmall {
+        /// Capacity of the device in bytes.
+        capacity: usize,
+        /// Bytes the metadata areas and one data sector need.
+        needed: usize,
+    },
+}
+
+impl core::fmt::Display for LayoutError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            LayoutError::EraseSize(size) => {
+                write!(f, "erase size {size} is not a multiple of 64 bytes")
+            }
+            LayoutError::WriteSize(size) => {
+                write!(f, "write or read size {size} does not divide 64 bytes")
+            }
+            LayoutError::TooSmall { capacity, needed } => write!(
+                f,
+                "flash of {capacity} bytes is too small: the store needs at least {needed}"
+            ),
+        }
+    }
+}
+
+/// A pending file of a [`NorFileStore`]: its extent and size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingFile {
+    first: u16,
+    sectors: u16,
+    size: u32,
+}
+
+impl PendingFile {
+    /// Returns the file's final size in bytes.
+    pub fn size(&self) -> u32 {
+        self.size
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Entry {
+    state: u8,
+    name: FileName,
+    size: u32,
+    sha256: Sha256Digest,
+    first: u16,
+    sectors: u16,
+}
+
+impl Entry {
+    fn encode(&self) -> [u8; ENTRY_LEN] {
+        let mut out = [0u8; ENTRY_LEN];
+        out[0] = self.state;
+        let name = self.name.as_bytes();
+        out[1] = name.len() as u8;
+        out[2..2 + name.len()].copy_from_slice(name);
+        out[34..38].copy_from_slice(&self.size.to_le_bytes());
+        out[38..70].copy_from_slice(&self.sha256);
+        out[70..72].copy_from_slice(&self.first.to_le_bytes());
+        out[72..74].copy_from_slice(&self.sectors.to_le_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8; ENTRY_LEN]) -> Option<Self> {
+        let state = bytes[0];
+        if state != STATE_COMMITTED && state != STATE_PENDING {
+            return None;
+        }
+        let len = usize::from(bytes[1]);
+        if len == 0 || len > 32 {
+            return None;
+        }
+        let text = core::str::from_utf8(&bytes[2..2 + len]).ok()?;
+        let name = FileName::try_from(text).ok()?;
+        let mut sha256 = [0u8; 32];
+        sha256.copy_from_slice(&bytes[38..70]);
+        Some(Entry {
+            state,
+            name,
+            size: read_u32(bytes, 34),
+            sha256,
+            first: u16::from_le_bytes([bytes[70], bytes[71]]),
+            sectors: u16::from_le_bytes([bytes[72], bytes[73]]),
+        })
+    }
+
+    fn info(&self) -> FileInfo {
+        FileInfo {
+            name: self.name.clone(),
+            size: self.size,
+            sha256: self.sha256,
+        }
+    }
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Directory {
+    /// Area holding the current snapshot, or `None` on a fresh store.
+    area: Option<u8>,
+    seq: u32,
+    count: u16,
+}
+
+/// The journal cursor, and the area and slot of the latest valid record.
+type JournalScan = (Journal, Option<(u8, u32)>);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Journal {
+    area: u8,
+    next_slot: u32,
+    seq: u32,
+}
+
+/// A power-safe file store over one NOR flash device (see the module docs for
+/// the layout).
+///
+/// It keeps no copy of the directory in RAM: every operation reads what it
+/// needs from flash, so its size is a few dozen bytes plus the flash driver.
+#[derive(Debug)]
+pub struct NorFileStore<F> {
+    flash: F,
+    erase: u32,
+    dir_area: u32,
+    log_area: u32,
+    manifest_start: u32,
+    manifest_area: u32,
+    scratch_start: u32,
+    scratch_size: u32,
+    data_start: u32,
+    data_sectors: u32,
+    directory: Option<Directory>,
+    journal: Option<Journal>,
+}
+
+fn sectors_for(bytes: usize, erase: usize) -> u32 {
+    bytes.div_ceil(erase) as u32
+}
+
+impl<F: NorFlash> NorFileStore<F> {
+    /// Builds the store over the whole of `flash`, with a scratch area of
+    /// `scratch_sectors` sectors (at least one; it must be as large as the
+    /// largest sector the engine writes, including staging sectors).
+    ///
+    /// A fresh (erased) device is an empty store; no formatting is needed.
+    pub fn new(flash: F, scratch_sectors: u32) -> Result<Self, LayoutError> {
+        let erase = F::ERASE_SIZE;
+        if erase == 0 || erase % UNIT != 0 {
+            return Err(LayoutError::EraseSize(erase));
+        }
+        for size in [F::WRITE_SIZE, F::READ_SIZE] {
+            if size == 0 || UNIT % size != 0 {
+                return Err(LayoutError::WriteSize(size));
+            }
+        }
+        let dir = sectors_for(DIR_BYTES, erase);
+        let log = sectors_for(LOG_BYTES, erase);
+        let manifest = sectors_for(MANIFEST_BYTES, erase);
+        let scratch = scratch_sectors.max(1);
+        let meta = 2 * dir + 2 * log + manifest + scratch;
+        let capacity = flash.capacity();
+        let total = (capacity / erase) as u32;
+        if total < meta + 1 {
+            return Err(LayoutError::TooSmall {
+                capacity,
+                needed: (meta as usize + 1) * erase,
+            });
+        }
+        let erase = erase as u32;
+        let data_sectors = (total - meta).min(MAX_DATA_SECTORS as u32);
+        Ok(Self {
+            flash,
+            erase,
+            dir_area: dir * erase,
+            log_area: log * erase,
+            manifest_start: (2 * dir + 2 * log) * erase,
+            manifest_area: manifest * erase,
+            scratch_start: (2 * dir + 2 * log + manifest) * erase,
+            scratch_size: scratch * erase,
+            data_start: meta * erase,
+            data_sectors,
+            directory: None,
+            journal: None,
+        })
+    }
+
+    /// Returns the flash device.
+    pub fn into_inner(self) -> F {
+        self.flash
+    }
+
+    /// Returns the flash device for inspection.
+    pub fn flash(&self) -> &F {
+        &self.flash
+    }
+
+    /// Returns the number of data sectors.
+    pub fn data_sectors(&self) -> u32 {
+        self.data_sectors
+    }
+
+    fn flash_err(error: F::Error) -> StoreError<F::Error> {
+        StoreError::Flash(error)
+    }
+
+    /// Reads any range, whatever the read size, through aligned units.
+    fn read_bytes(&mut self, offset: u32, buf: &mut [u8]) -> Result<(), StoreError<F::Error>> {
+        let mut done = 0usize;
+        while done < buf.len() {
+            let at = offset as usize + done;
+            let unit_start = at / UNIT * UNIT;
+            let mut unit = [0u8; UNIT];
+            self.flash
+                .read(unit_start as u32, &mut unit)
+                .map_err(Self::flash_err)?;
+            let from = at - unit_start;
+            let take = (UNIT - from).min(buf.len() - done);
+            buf[done..done + take].copy_from_slice(&unit[from..from + take]);
+            done += take;
+        }
+        Ok(())
+    }
+
+    /// Writes and reads back; `offset` and `data.len()` are multiples of the write size.
+    fn write_verified(&mut self, offset: u32, data: &[u8]) -> Result<(), StoreError<F::Error>> {
+        self.flash.write(offset, data).map_err(Self::flash_err)?;
+        let mut done = 0;
+        while done < data.len() {
+            let take = UNIT.min(data.len() - done);
+            let mut unit = [0u8; UNIT];
+            self.read_bytes(offset + done as u32, &mut unit[..take])?;
+            if unit[..take] != data[done..done + take] {
+                return Err(StoreError::VerifyFailed);
+            }
+            done += take;
+        }
+        Ok(())
+    }
+
+    fn erase_range(&mut self, start: u32, len: u32) -> Result<(), StoreError<F::Error>> {
+        self.flash
+            .erase(start, start + len)
+            .map_err(Self::flash_err)
+    }
+
+    // ---- directory ----
+
+    fn dir_start(&self, area: u8) -> u32 {
+        u32::from(area) * self.dir_area
+    }
+
+    /// Validates the snapshot in `area`; returns its sequence number and entry count.
+    fn check_snapshot(&mut self, area: u8) -> Result<Option<(u32, u16)>, StoreError<F::Error>> {
+        let start = self.dir_start(area);
+        let mut header = [0u8; UNIT];
+        self.read_bytes(start, &mut header)?;
+        if header[0..4] != DIR_MAGIC || header[4] != FORMAT {
+            return Ok(None);
+        }
+        if crc32(&header[..20]) != read_u32(&header, 20) {
+            return Ok(None);
+        }
+        let seq = read_u32(&header, 8);
+        let count = u16::from_le_bytes([header[12], header[13]]);
+        if usize::from(count) > MAX_ENTRIES {
+            return Ok(None);
+        }
+        let mut digest = CRC.digest();
+        for index in 0..usize::from(count) {
+            let mut entry = [0u8; ENTRY_LEN];
+            self.read_bytes(start + (UNIT + index * ENTRY_LEN) as u32, &mut entry)?;
+            digest.update(&entry);
+        }
+        if digest.finalize() != read_u32(&header, 16) {
+            return Ok(None);
+        }
+        Ok(Some((seq, count)))
+    }
+
+    fn directory(&mut self) -> Result<Directory, StoreError<F::Error>> {
+        if let Some(directory) = self.directory {
+            return Ok(directory);
+        }
+        let a = self.check_snapshot(0)?;
+        let b = self.check_snapshot(1)?;
+        let directory = match (a, b) {
+            (Some((seq_a, count_a)), Some((seq_b, count_b))) => {
+                if seq_b > seq_a {
+                    Directory {
+                        area: Some(1),
+                        seq: seq_b,
+                        count: count_b,
+                    }
+                } else {
+                    Directory {
+                        area: Some(0),
+                        seq: seq_a,
+                        count: count_a,
+                    }
+                }
+            }
+            (Some((seq, count)), None) => Directory {
+                area: Some(0),
+                seq,
+                count,
+            },
+            (None, Some((seq, count))) => Directory {
+                area: Some(1),
+                seq,
+                count,
+            },
+            (None, None) => Directory {
+                area: None,
+                seq: 0,
+                count: 0,
+            },
+        };
+        self.directory = Some(directory);
+        Ok(directory)
+    }
+
+    fn entry(
+        &mut self,
+        directory: Directory,
+        index: usize,
+    ) -> Result<Option<Entry>, StoreError<F::Error>> {
+        let Some(area) = directory.area else {
+            return Ok(None);
+        };
+        if index >= usize::from(directory.count) {
+            return Ok(None);
+        }
+        let mut bytes = [0u8; ENTRY_LEN];
+        self.read_bytes(
+            self.dir_start(area) + (UNIT + index * ENTRY_LEN) as u32,
+            &mut bytes,
+        )?;
+        Ok(Entry::decode(&bytes))
+    }
+
+    /// Writes a new snapshot: every current entry passed through `keep`, then `extra`.
+    fn rewrite(
+        &mut self,
+        mut keep: impl FnMut(&Entry) -> Option<Entry>,
+        extra: Option<&Entry>,
+    ) -> Result<(), StoreError<F::Error>> {
+        let directory = self.directory()?;
+        let target = match directory.area {
+            Some(0) => 1,
+            _ => 0,
+        };
+        let start = self.dir_start(target);
+        self.directory = None;
+        self.erase_range(start, self.dir_area)?;
+
+        let mut writer = UnitWriter::new(start + UNIT as u32);
+        let mut digest = CRC.digest();
+        let mut count: u16 = 0;
+        for index in 0..usize::from(directory.count) {
+            let Some(entry) = self.entry(directory, index)? else {
+                continue;
+            };
+            if let Some(kept) = keep(&entry) {
+                let bytes = kept.encode();
+                digest.update(&bytes);
+                writer.push(self, &bytes)?;
+                count += 1;
+            }
+        }
+        if let Some(entry) = extra {
+            if usize::from(count) >= MAX_ENTRIES {
+                return Err(StoreError::DirectoryFull);
+            }
+            let bytes = entry.encode();
+            digest.update(&bytes);
+            writer.push(self, &bytes)?;
+            count += 1;
+        }
+        writer.finish(self)?;
+
+        let seq = directory.seq.wrapping_add(1);
+        let mut header = [0u8; UNIT];
+        header[0..4].copy_from_slice(&DIR_MAGIC);
+        header[4] = FORMAT;
+        header[8..12].copy_from_slice(&seq.to_le_bytes());
+        header[12..14].copy_from_slice(&count.to_le_bytes());
+        header[16..20].copy_from_slice(&digest.finalize().to_le_bytes());
+        let header_crc = crc32(&header[..20]);
+        header[20..24].copy_from_slice(&header_crc.to_le_bytes());
+        self.write_verified(start, &header)?;
+
+        match self.check_snapshot(target)? {
+            Some((written, _)) if written == seq => {
+                self.directory = Some(Directory {
+                    area: Some(target),
+                    seq,
+                    count,
+                });
+                Ok(())
+            }
+            _ => Err(StoreError::VerifyFailed),
+        }
+    }
+
+    fn find_entry(
+        &mut self,
+        mut matches: impl FnMut(&Entry) -> bool,
+    ) -> Result<Option<Entry>, StoreError<F::Error>> {
+        let directory = self.directory()?;
+        for index in 0..usize::from(directory.count) {
+            if let Some(entry) = self.entry(directory, index)? {
+                if matches(&entry) {
+                    return Ok(Some(entry));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Marks the data sectors in use; returns the bitmap.
+    fn used_sectors(&mut self) -> Result<[u8; MAX_DATA_SECTORS / 8], StoreError<F::Error>> {
+        let mut used = [0u8; MAX_DATA_SECTORS / 8];
+        let directory = self.directory()?;
+        for index in 0..usize::from(directory.count) {
+            if let Some(entry) = self.entry(directory, index)? {
+                let end =
+                    (u32::from(entry.first) + u32::from(entry.sectors)).min(self.data_sectors);
+                for sector in u32::from(entry.first)..end {
+                    used[sector as usize / 8] |= 1 << (sector % 8);
+                }
+            }
+        }
+        Ok(used)
+    }
+
+    fn pending_entry(&mut self, file: PendingFile) -> Result<Entry, StoreError<F::Error>> {
+        self.find_entry(|entry| {
+            entry.state == STATE_PENDING
+                && entry.first == file.first
+                && entry.sectors == file.sectors
+        })?
+        .ok_or(StoreError::NotFound)
+    }
+
+    fn pending_address(
+        &self,
+        file: PendingFile,
+        offset: u32,
+        len: usize,
+    ) -> Result<u32, StoreError<F::Error>> {
+        let end = u64::from(offset) + len as u64;
+        if end > u64::from(file.sectors) * u64::from(self.erase) {
+            return Err(StoreError::InvalidArgument);
+        }
+        Ok(self.data_start + u32::from(file.first) * self.erase + offset)
+    }
+
+    // ---- journal ----
+
+    fn log_start(&self, area: u8) -> u32 {
+        2 * self.dir_area + u32::from(area) * self.log_area
+    }
+
+    fn slots_per_area(&self) -> u32 {
+        self.log_area / SLOT_LEN as u32
+    }
+
+    fn read_slot(&mut self, area: u8, slot: u32) -> Result<[u8; SLOT_LEN], StoreError<F::Error>> {
+        let mut bytes = [0u8; SLOT_LEN];
+        self.read_bytes(self.log_start(area) + slot * SLOT_LEN as u32, &mut bytes)?;
+        Ok(bytes)
+    }
+
+    fn valid_slot(bytes: &[u8; SLOT_LEN]) -> Option<u32> {
+        if bytes[0..4] != RECORD_MAGIC {
+            return None;
+        }
+        let end = 8 + JOB_RECORD_LEN;
+        if crc32(&bytes[..end]) != read_u32(bytes, end) {
+            return None;
+        }
+        Some(read_u32(bytes, 4))
+    }
+
+    /// Scans both journal areas; returns the cursor and the latest valid record's location.
+    fn scan_journal(&mut self) -> Result<JournalScan, StoreError<F::Error>> {
+        let mut best: Option<(u32, u8, u32)> = None;
+        let mut last_used = [None::<u32>; 2];
+        for area in 0..2u8 {
+            for slot in 0..self.slots_per_area() {
+                let bytes = self.read_slot(area, slot)?;
+                if bytes.iter().any(|byte| *byte != 0xFF) {
+                    last_used[usize::from(area)] = Some(slot);
+                }
+                if let Some(seq) = Self::valid_slot(&bytes) {
+                    if best.is_none_or(|(best_seq, _, _)| seq > best_seq) {
+                        best = Some((seq, area, slot));
+                    }
+                }
+            }
+        }
+        let (area, seq) = match best {
+            Some((seq, area, _)) => (area, seq),
+            None => (0, 0),
+        };
+        let next_slot = last_used[usize::from(area)].map_or(0, |slot| slot + 1);
+        let journal = Journal {
+            area,
+            next_slot,
+            seq,
+        };
+        Ok((journal, best.map(|(_, area, slot)| (area, slot))))
+    }
+}
+
+/// Buffers bytes into write units of [`UNIT`] bytes; the last is padded with `0xFF`.
+struct UnitWriter {
+    offset: u32,
+    buf: [u8; UNIT],
+    fill: usize,
+}
+
+impl UnitWriter {
+    fn new(offset: u32) -> Self {
+        Self {
+            offset,
+            buf: [0xFF; UNIT],
+            fill: 0,
+        }
+    }
+
+    fn push<F: NorFlash>(
+        &mut self,
+        store: &mut NorFileStore<F>,
+        mut bytes: &[u8],
+    ) -> Result<(), StoreError<F::Error>> {
+        while !bytes.is_empty() {
+            let take = (UNIT - self.fill).min(bytes.len());
+            self.buf[self.fill..self.fill + take].copy_from_slice(&bytes[..take]);
+            self.fill += take;
+            bytes = &bytes[take..];
+            if self.fill == UNIT {
+                store.write_verified(self.offset, &self.buf)?;
+                self.offset += UNIT as u32;
+                self.buf = [0xFF; UNIT];
+                self.fill = 0;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish<F: NorFlash>(
+        mut self,
+        store: &mut NorFileStore<F>,
+    ) -> Result<(), StoreError<F::Error>> {
+        if self.fill > 0 {
+            store.write_verified(self.offset, &self.buf)?;
+            self.fill = 0;
+        }
+        Ok(())
+    }
+}
+
+fn valid_name(name: &str) -> Option<FileName> {
+    if name.is_empty() {
+        return None;
+    }
+    FileName::try_from(name).ok()
+}
+
+impl<F: NorFlash> FileStore for NorFileStore<F> {
+    type Error = F::Error;
+    type Handle = PendingFile;
+
+    fn file_count(&mut self) -> Result<usize, StoreError<F::Error>> {
+        let directory = self.directory()?;
+        let mut count = 0;
+        for index in 0..usize::from(directory.count) {
+            if let Some(entry) = self.entry(directory, index)? {
+                if entry.state == STATE_COMMITTED {
+                    count += 1;
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    fn file(&mut self, index: usize) -> Result<Option<FileInfo>, StoreError<F::Error>> {
+        let directory = self.directory()?;
+        let mut seen = 0;
+        for position in 0..usize::from(directory.count) {
+            if let Some(entry) = self.entry(directory, position)? {
+                if entry.state == STATE_COMMITTED {
+                    if seen == index {
+                        return Ok(Some(entry.info()));
+                    }
+                    seen += 1;
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn find(&mut self, name: &str) -> Result<Option<FileInfo>, StoreError<F::Error>> {
+        Ok(self
+            .find_entry(|entry| entry.state == STATE_COMMITTED && entry.name == name)?
+            .map(|entry| entry.info()))
+    }
+
+    fn read(
+        &mut self,
+        name: &str,
+        offset: u32,
+        buf: &mut [u8],
+    ) -> Result<usize, StoreError<F::Error>> {
+        let entry = self
+            .find_entry(|entry| entry.state == STATE_COMMITTED && entry.name == name)?
+            .ok_or(StoreError::NotFound)?;
+        if offset >= entry.size {
+            return Ok(0);
+        }
+        let len = buf.len().min((entry.size - offset) as usize);
+        let address = self.data_start + u32::from(entry.first) * self.erase + offset;
+        self.read_bytes(address, &mut buf[..len])?;
+        Ok(len)
+    }
+
+    fn free_space(&mut self) -> Result<u32, StoreError<F::Error>> {
+        let used = self.used_sectors()?;
+        let used_count: u32 = used.iter().map(|byte| byte.count_ones()).sum();
+        Ok(self.data_sectors.saturating_sub(used_count) * self.erase)
+    }
+
+    fn space_needed(&self, size: u32) -> u32 {
+        size.div_ceil(self.erase).saturating_mul(self.erase)
+    }
+
+    fn erase_size(&self) -> u32 {
+        self.erase
+    }
+
+    fn write_size(&self) -> u32 {
+        F::WRITE_SIZE as u32
+    }
+
+    fn create_pending(
+        &mut self,
+        name: &str,
+        size: u32,
+    ) -> Result<PendingFile, StoreError<F::Error>> {
+        let name = valid_name(name).ok_or(StoreError::InvalidArgument)?;
+        if let Some(entry) =
+            self.find_entry(|entry| entry.state == STATE_PENDING && entry.name == name)?
+        {
+            if entry.size == size {
+                return Ok(PendingFile {
+                    first: entry.first,
+                    sectors: entry.sectors,
+                    size,
+                });
+            }
+            let stale = entry.clone();
+            self.rewrite(|kept| (*kept != stale).then(|| kept.clone()), None)?;
+        }
+        let needed = size.div_ceil(self.erase);
+        let used = self.used_sectors()?;
+        let is_used = |sector: u32| used[sector as usize / 8] & (1 << (sector % 8)) != 0;
+        let mut first = None;
+        let mut run = 0u32;
+        for sector in 0..self.data_sectors {
+            if needed == 0 {
+                first = Some(0);
+                break;
+            }
+            if is_used(sector) {
+                run = 0;
+                continue;
+            }
+            run += 1;
+            if run == needed {
+                first = Some(sector + 1 - needed);
+                break;
+            }
+        }
+        let first = first.ok_or(StoreError::NoSpace)?;
+        let entry = Entry {
+            state: STATE_PENDING,
+            name,
+            size,
+            sha256: [0; 32],
+            first: first as u16,
+            sectors: needed as u16,
+        };
+        self.rewrite(|kept| Some(kept.clone()), Some(&entry))?;
+        Ok(PendingFile {
+            first: first as u16,
+            sectors: needed as u16,
+            size,
+        })
+    }
+
+    fn find_pending(&mut self, name: &str) -> Result<Option<PendingFile>, StoreError<F::Error>> {
+        Ok(self
+            .find_entry(|entry| entry.state == STATE_PENDING && entry.name == name)?
+            .map(|entry| PendingFile {
+                first: entry.first,
+                sectors: entry.sectors,
+                size: entry.size,
+            }))
+    }
+
+    fn erase_pending(
+        &mut self,
+        file: PendingFile,
+        offset: u32,
+    ) -> Result<(), StoreError<F::Error>> {
+        if offset % self.erase != 0 {
+            return Err(StoreError::InvalidArgument);
+        }
+        let address = self.pending_address(file, offset, self.erase as usize)?;
+        self.erase_range(address, self.erase)
+    }
+
+    fn write_pending(
+        &mut self,
+        file: PendingFile,
+        offset: u32,
+        data: &[u8],
+    ) -> Result<(), StoreError<F::Error>> {
+        let address = self.pending_address(file, offset, data.len())?;
+        self.flash.write(address, data).map_err(Self::flash_err)
+    }
+
+    fn read_pending(
+        &mut self,
+        file: PendingFile,
+        offset: u32,
+        buf: &mut [u8],
+    ) -> Result<(), StoreError<F::Error>> {
+        let address = self.pending_address(file, offset, buf.len())?;
+        self.read_bytes(address, buf)
+    }
+
+    fn commit(
+        &mut self,
+        file: PendingFile,
+        sha256: &Sha256Digest,
+    ) -> Result<(), StoreError<F::Error>> {
+        let pending = self.pending_entry(file)?;
+        let committed_count = self.file_count()?;
+        let replaces = self.find(pending.name.as_str())?.is_some();
+        if !replaces && committed_count >= MAX_FILES {
+            return Err(StoreError::DirectoryFull);
+        }
+        self.rewrite(
+            |entry| {
+                if *entry == pending {
+                    Some(Entry {
+                        state: STATE_COMMITTED,
+                        sha256: *sha256,
+                        ..entry.clone()
+                    })
+                } else if entry.state == STATE_COMMITTED && entry.name == pending.name {
+                    None
+                } else {
+                    Some(entry.clone())
+                }
+            },
+            None,
+        )
+    }
+
+    fn discard_pending(&mut self) -> Result<(), StoreError<F::Error>> {
+        if self
+            .find_entry(|entry| entry.state == STATE_PENDING)?
+            .is_none()
+        {
+            return Ok(());
+        }
+        self.rewrite(
+            |entry| (entry.state != STATE_PENDING).then(|| entry.clone()),
+            None,
+        )
+    }
+
+    fn remove(&mut self, name: &str) -> Result<bool, StoreError<F::Error>> {
+        if self.find(name)?.is_none() {
+            return Ok(false);
+        }
+        self.rewrite(
+            |entry| {
+                (!(entry.state == STATE_COMMITTED && entry.name == name)).then(|| entry.clone())
+            },
+            None,
+        )?;
+        Ok(true)
+    }
+
+    fn load_job_record(
+        &mut self,
+        out: &mut [u8; JOB_RECORD_LEN],
+    ) -> Result<bool, StoreError<F::Error>> {
+        let (journal, latest) = self.scan_journal()?;
+        self.journal = Some(journal);
+        let Some((area, slot)) = latest else {
+            return Ok(false);
+        };
+        let bytes = self.read_slot(area, slot)?;
+        if Self::valid_slot(&bytes).is_none() {
+            return Ok(false);
+        }
+        out.copy_from_slice(&bytes[8..8 + JOB_RECORD_LEN]);
+        Ok(true)
+    }
+
+    fn store_job_record(
+        &mut self,
+        record: &[u8; JOB_RECORD_LEN],
+    ) -> Result<(), StoreError<F::Error>> {
+        let mut journal = match self.journal {
+            Some(journal) => journal,
+            None => self.scan_journal()?.0,
+        };
+        self.journal = None;
+        let seq = journal.seq.wrapping_add(1);
+        let mut slot = [0u8; SLOT_LEN];
+        slot[0..4].copy_from_slice(&RECORD_MAGIC);
+        slot[4..8].copy_from_slice(&seq.to_le_bytes());
+        slot[8..8 + JOB_RECORD_LEN].copy_from_slice(record);
+        let end = 8 + JOB_RECORD_LEN;
+        let crc = crc32(&slot[..end]);
+        slot[end..end + 4].copy_from_slice(&crc.to_le_bytes());
+
+        // A slot that does not take the write (left unstable by a cut write)
+        // is skipped; when the area is full the other area is erased and used.
+        let mut last_error = StoreError::VerifyFailed;
+        for _ in 0..4 {
+            if journal.next_slot >= self.slots_per_area() {
+                let other = 1 - journal.area;
+                self.erase_range(self.log_start(other), self.log_area)?;
+                journal = Journal {
+                    area: other,
+                    next_slot: 0,
+                    seq: journal.seq,
+                };
+            }
+            let address = self.log_start(journal.area) + journal.next_slot * SLOT_LEN as u32;
+            journal.next_slot += 1;
+            match self.write_verified(address, &slot) {
+                Ok(()) => {
+                    journal.seq = seq;
+                    self.journal = Some(journal);
+                    return Ok(());
+                }
+                // A strict (ECC) flash refuses to program a word twice; a
+                // torn word that reads as erased fails here and is skipped.
+                Err(error) => last_error = error,
+            }
+        }
+        Err(last_error)
+    }
+
+    fn store_manifest(
+        &mut self,
+        job: JobId,
+        key_id: u8,
+        signature: &Signature,
+        body: &[u8],
+    ) -> Result<(), StoreError<F::Error>> {
+        if body.len() > MAX_MANIFEST_LEN {
+            return Err(StoreError::InvalidArgument);
+        }
+        self.erase_range(self.manifest_start, self.manifest_area)?;
+        let mut writer = UnitWriter::new(self.manifest_start + MANIFEST_HEADER as u32);
+        writer.push(self, body)?;
+        writer.finish(self)?;
+
+        let mut header = [0u8; MANIFEST_HEADER];
+        header[0..4].copy_from_slice(&MANIFEST_MAGIC);
+        header[4..8].copy_from_slice(&job.0.to_le_bytes());
+        header[8] = key_id;
+        header[12..14].copy_from_slice(&(body.len() as u16).to_le_bytes());
+        header[16..80].copy_from_slice(&signature.0);
+        let mut digest = CRC.digest();
+        digest.update(&header[..80]);
+        digest.update(body);
+        header[80..84].copy_from_slice(&digest.finalize().to_le_bytes());
+        self.write_verified(self.manifest_start, &header)
+    }
+
+    fn load_manifest(
+        &mut self,
+        body: &mut [u8; MAX_MANIFEST_LEN],
+    ) -> Result<Option<StoredManifest>, StoreError<F::Error>> {
+        let mut header = [0u8; MANIFEST_HEADER];
+        self.read_bytes(self.manifest_start, &mut header)?;
+        if header[0..4] != MANIFEST_MAGIC {
+            return Ok(None);
+        }
+        let len = usize::from(u16::from_le_bytes([header[12], header[13]]));
+        if len > MAX_MANIFEST_LEN {
+            return Ok(None);
+        }
+        self.read_bytes(
+            self.manifest_start + MANIFEST_HEADER as u32,
+            &mut body[..len],
+        )?;
+        let mut digest = CRC.digest();
+        digest.update(&header[..80]);
+        digest.update(&body[..len]);
+        if digest.finalize() != read_u32(&header, 80) {
+            return Ok(None);
+        }
+        let mut signature = [0u8; 64];
+        signature.copy_from_slice(&header[16..80]);
+        Ok(Some(StoredManifest {
+            job: JobId(read_u32(&header, 4)),
+            key_id: header[8],
+            signature: Signature(signature),
+            len,
+        }))
+    }
+
+    fn scratch_size(&self) -> u32 {
+        self.scratch_size
+    }
+
+    fn erase_scratch(&mut self) -> Result<(), StoreError<F::Error>> {
+        self.erase_range(self.scratch_start, self.scratch_size)
+    }
+
+    fn write_scratch(&mut self, offset: u32, data: &[u8]) -> Result<(), StoreError<F::Error>> {
+        if u64::from(offset) + data.len() as u64 > u64::from(self.scratch_size) {
+            return Err(StoreError::InvalidArgument);
+        }
+        self.flash
+            .write(self.scratch_start + offset, data)
+            .map_err(Self::flash_err)
+    }
+
+    fn read_scratch(&mut self, offset: u32, buf: &mut [u8]) -> Result<(), StoreError<F::Error>> {
+        if u64::from(offset) + buf.len() as u64 > u64::from(self.scratch_size) {
+            return Err(StoreError::InvalidArgument);
+        }
+        self.read_bytes(self.scratch_start + offset, buf)
+    }
+}
