@@ -385,3 +385,5 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> AppSide<S, T, G> {
         Ok(self.settings.write(key, value)?)
     }
 }
+
+impl core::error::Error for AppError {}

@@ -591,3 +591,5 @@ fn hash_region<F: ReadNorFlash, H: Sha256Hasher>(
     }
     Ok(Some(hasher.finish()))
 }
+
+impl core::error::Error for BootError {}

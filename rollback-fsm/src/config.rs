@@ -346,3 +346,7 @@ pub(crate) fn evidence_area<F: NorFlash>() -> u32 {
 pub(crate) fn slot_size(write_size: u32) -> u32 {
     write_size + round_up(RECORD_LEN as u32, write_size)
 }
+
+impl core::error::Error for ConfigError {}
+
+impl core::error::Error for FlashError {}

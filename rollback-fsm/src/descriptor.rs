@@ -52,6 +52,8 @@ impl fmt::Display for InvalidTargetType {
     }
 }
 
+impl core::error::Error for InvalidTargetType {}
+
 /// Hardware target an image is built for, such as `"sensor-v2"`: 1 to 32 bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TargetType {

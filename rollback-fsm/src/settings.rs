@@ -179,58 +179,92 @@ impl<G: NorFlash> Settings<G> {
     }
 
     /// Erases the first sector of `bank` if its header area holds anything but
-    /// an erased header or a valid older one.
+    /// erased bytes or a valid older header.
     ///
-    /// Such bytes come from a compaction cut while writing the header. Its bits
-    /// may read as valid later, which would hide values appended to the
-    /// current bank, so the header is removed before appending.
+    /// Such bytes come from a compaction cut while writing the first header
+    /// copy. Its bits may read as valid later, which would hide values
+    /// appended to the current bank, so the header is removed before appending.
     fn clear_torn_header(&mut self, bank: u32, current_generation: u32) -> Result<(), FlashError> {
         let base = bank_base(bank, self.bank_size);
-        let len = self.header_size() as usize;
-        let mut area = [0u8; SCRATCH + BANK_HEADER_LEN as usize];
-        self.read_bytes(base, &mut area[..len])?;
-        if area[..len].iter().all(|b| *b == 0xFF) {
-            return Ok(());
+        let mut erased = true;
+        let mut older_valid = false;
+        for copy in 0..2 {
+            let (header, copy_erased) = self.read_header(base + copy * self.header_slot())?;
+            erased &= copy_erased;
+            older_valid |= header.is_some_and(|generation| generation < current_generation);
         }
-        let header = &area[self.write_size as usize..len];
-        let older_valid = header[0..4] == BANK_MAGIC
-            && header[4] == BANK_VERSION
-            && crc32(&header[..12]) == read_u32(header, 12)
-            && read_u32(header, 8) < current_generation;
-        if !older_valid {
+        if !erased && !older_valid {
             let sector = G::ERASE_SIZE as u32;
             self.region.erase(&mut self.flash, base, base + sector)?;
         }
         Ok(())
     }
 
+    /// Reads one header copy; returns its generation if valid, and whether the slot is erased.
+    fn read_header(&mut self, at: u32) -> Result<(Option<u32>, bool), FlashError> {
+        let len = self.header_slot() as usize;
+        let mut area = [0u8; SCRATCH + BANK_HEADER_LEN as usize];
+        self.read_bytes(at, &mut area[..len])?;
+        let erased = area[..len].iter().all(|b| *b == 0xFF);
+        let header = &area[self.write_size as usize..self.write_size as usize + 16];
+        let valid = header[0..4] == BANK_MAGIC
+            && header[4] == BANK_VERSION
+            && crc32(&header[..12]) == read_u32(header, 12);
+        Ok((valid.then(|| read_u32(header, 8)), erased))
+    }
+
     fn entry_size(&self, len: u32) -> u32 {
         self.write_size + round_up(ENTRY_HEADER_LEN + len, self.write_size)
     }
 
-    fn header_size(&self) -> u32 {
+    /// Size of one header copy: a marker word and the header.
+    fn header_slot(&self) -> u32 {
         self.write_size + round_up(BANK_HEADER_LEN, self.write_size)
     }
 
+    /// Size of the header area: two copies of the header.
+    fn header_size(&self) -> u32 {
+        2 * self.header_slot()
+    }
+
     /// Returns the bank with the valid header of the highest generation.
+    ///
+    /// A bank is valid if either header copy is. When the second copy is still
+    /// erased, the compaction that wrote the bank was cut after or during the
+    /// first copy, whose bits may be unstable; writing the second copy now
+    /// makes the choice permanent.
     fn current_bank(&mut self) -> Result<Option<(u32, u32)>, FlashError> {
-        let mut best: Option<(u32, u32)> = None;
+        let mut best: Option<(u32, u32, bool)> = None;
         for bank in 0..2 {
-            let mut header = [0u8; BANK_HEADER_LEN as usize];
-            let at = bank_base(bank, self.bank_size) + self.write_size;
-            self.read_bytes(at, &mut header)?;
-            let valid = header[0..4] == BANK_MAGIC
-                && header[4] == BANK_VERSION
-                && crc32(&header[..12]) == read_u32(&header, 12);
-            if !valid {
+            let base = bank_base(bank, self.bank_size);
+            let (first, _) = self.read_header(base)?;
+            let (second, second_erased) = self.read_header(base + self.header_slot())?;
+            let Some(generation) = second.or(first) else {
                 continue;
-            }
-            let generation = read_u32(&header, 8);
-            if best.is_none_or(|(_, best_gen)| generation > best_gen) {
-                best = Some((bank, generation));
+            };
+            let unfinished = second.is_none() && second_erased;
+            if best.is_none_or(|(_, best_gen, _)| generation > best_gen) {
+                best = Some((bank, generation, unfinished));
             }
         }
-        Ok(best)
+        let Some((bank, generation, unfinished)) = best else {
+            return Ok(None);
+        };
+        if unfinished {
+            let base = bank_base(bank, self.bank_size);
+            self.write_header(base + self.header_slot(), generation)?;
+        }
+        Ok(Some((bank, generation)))
+    }
+
+    fn write_header(&mut self, at: u32, generation: u32) -> Result<(), FlashError> {
+        let mut header = [0u8; BANK_HEADER_LEN as usize];
+        header[0..4].copy_from_slice(&BANK_MAGIC);
+        header[4] = BANK_VERSION;
+        header[8..12].copy_from_slice(&generation.to_le_bytes());
+        let crc = crc32(&header[..12]);
+        header[12..16].copy_from_slice(&crc.to_le_bytes());
+        self.write_marked(at, &[&header])
     }
 
     /// Reads the entry at `at` (relative to the bank).
@@ -394,13 +428,9 @@ impl<G: NorFlash> Settings<G> {
         }
         self.write_entry(base + at, key, value)?;
 
-        let mut header = [0u8; BANK_HEADER_LEN as usize];
-        header[0..4].copy_from_slice(&BANK_MAGIC);
-        header[4] = BANK_VERSION;
-        header[8..12].copy_from_slice(&generation.to_le_bytes());
-        let crc = crc32(&header[..12]);
-        header[12..16].copy_from_slice(&crc.to_le_bytes());
-        self.write_marked(base, &[&header])?;
+        // The first header copy commits the bank; the second makes it permanent.
+        self.write_header(base, generation)?;
+        self.write_header(base + self.header_slot(), generation)?;
         Ok(())
     }
 
@@ -486,3 +516,5 @@ impl<G: NorFlash> Settings<G> {
 fn bank_base(bank: u32, bank_size: u32) -> u32 {
     bank * bank_size
 }
+
+impl core::error::Error for SettingsError {}

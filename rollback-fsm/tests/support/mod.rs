@@ -20,6 +20,9 @@ pub(crate) const INTERNAL_SECTOR: usize = 128;
 pub(crate) const META_SECTOR: usize = 512;
 /// Size of the active, staging and recovery partitions, in bytes.
 pub(crate) const IMAGE_PARTITION: u32 = 4096;
+/// Size of the staging partition: an image partition plus room for 1 KiB of
+/// evidence (used with the `signature` feature), in bytes.
+pub(crate) const STAGING_PARTITION: u32 = IMAGE_PARTITION + 1088;
 /// Space in front of the active partition, as a bootloader would use.
 pub(crate) const BOOTLOADER_AREA: u32 = 1024;
 /// Staging write chunk, as an update engine would write it.
@@ -58,7 +61,7 @@ impl TestImage {
 pub(crate) fn config() -> Config {
     let layout = Layout {
         active: Partition::new(BOOTLOADER_AREA, IMAGE_PARTITION),
-        staging: Partition::new(0, IMAGE_PARTITION),
+        staging: Partition::new(0, STAGING_PARTITION),
         recovery: Partition::new(0, IMAGE_PARTITION),
         state: Partition::new(0, 2 * META_SECTOR as u32),
     };
@@ -108,7 +111,7 @@ impl<const IW: usize, const EW: usize> Device<IW, EW> {
             .unwrap();
         Self {
             active,
-            staging: ExternalFlash::new(flash(IMAGE_PARTITION, 2), rail.clone()).unwrap(),
+            staging: ExternalFlash::new(flash(STAGING_PARTITION, 2), rail.clone()).unwrap(),
             recovery: ExternalFlash::new(flash(IMAGE_PARTITION, 3), rail.clone()).unwrap(),
             state: MetaFlash::new(flash(2 * META_SECTOR as u32, 4), rail.clone()).unwrap(),
             settings: MetaFlash::new(flash(2 * META_SECTOR as u32, 5), rail.clone()).unwrap(),
@@ -162,7 +165,12 @@ impl<const IW: usize, const EW: usize> Device<IW, EW> {
     /// Runs the bootloader of one power-on until it boots, fails, or the power is cut.
     pub(crate) fn boot(&mut self) -> BootResult {
         let rail = self.rail.clone();
-        let result = self.boot_side().run();
+        #[cfg(feature = "signature")]
+        let authenticator = rollback_fsm::Ed25519Authenticator::new(signing_key().verifying_key());
+        let mut boot = self.boot_side();
+        #[cfg(feature = "signature")]
+        boot.set_authenticator(&authenticator);
+        let result = boot.run();
         match result {
             Ok(()) => BootResult::Booted,
             Err(_) if rail.is_down() => BootResult::PowerLost,
@@ -172,8 +180,9 @@ impl<const IW: usize, const EW: usize> Device<IW, EW> {
 
     /// Stages `image` in 256-byte chunks and requests its installation.
     pub(crate) fn stage(&mut self, image: &TestImage) -> Result<(), AppError> {
+        let evidence = evidence_for(image);
         let mut app = self.app();
-        app.begin_staging(&image.descriptor, &[])?;
+        app.begin_staging(&image.descriptor, &evidence)?;
         for (index, chunk) in image.bytes.chunks(CHUNK).enumerate() {
             app.write_staging((index * CHUNK) as u32, chunk)?;
         }
@@ -198,6 +207,30 @@ impl<const IW: usize, const EW: usize> Device<IW, EW> {
     /// Restores power after a cut.
     pub(crate) fn power_on(&mut self) {
         self.rail.power_on();
+    }
+}
+
+/// Returns the key that signs test images when the `signature` feature is on.
+#[cfg(feature = "signature")]
+pub(crate) fn signing_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[7; 32])
+}
+
+/// Returns the evidence stored with `image`: its signature with the
+/// `signature` feature, else nothing.
+pub(crate) fn evidence_for(image: &TestImage) -> Vec<u8> {
+    #[cfg(feature = "signature")]
+    {
+        use ed25519_dalek::Signer;
+        signing_key()
+            .sign(&image.descriptor.to_bytes())
+            .to_bytes()
+            .to_vec()
+    }
+    #[cfg(not(feature = "signature"))]
+    {
+        let _ = image;
+        Vec::new()
     }
 }
 
