@@ -8,7 +8,7 @@
 //!
 //! | area | sectors | content |
 //! |---|---|---|
-//! | directory A, B | `ceil(3136 / E)` each | directory snapshots, the valid one with the higher sequence number is current |
+//! | directory A, B | `ceil(3904 / E)` each | directory snapshots, the valid one with the higher sequence number is current |
 //! | journal A, B | `ceil(128 / E)` each | 64-byte job records, the valid one with the highest sequence number is current |
 //! | manifest | `ceil(1664 / E)` | the signed manifest of the job in progress |
 //! | scratch | chosen at construction | a sector's data moved aside while the sector is erased |
@@ -22,7 +22,7 @@
 //! current. A file is therefore either committed and complete or absent.
 //!
 //! Each change erases one directory area; with at most 48 entries a snapshot
-//! is 3136 bytes.
+//! is 3904 bytes.
 
 use embedded_storage::nor_flash::NorFlash;
 use syssync_proto::frame::crc32;

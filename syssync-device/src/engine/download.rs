@@ -518,7 +518,9 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         if let Some(job) = self.job.as_mut() {
             job.record.phase = Phase::Staged;
         }
-        self.persist();
+        if !self.persist() {
+            return;
+        }
         self.push(Event::ResetWanted {
             job: id,
             not_before: window.map(|(opens, _)| opens),

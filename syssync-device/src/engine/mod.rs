@@ -1128,11 +1128,14 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
 
     // ---- job state ----
 
-    fn persist(&mut self) {
+    /// Stores the job record; returns whether it is on flash.
+    fn persist(&mut self) -> bool {
         let bytes = JobRecord::encode(self.job.as_ref().map(|job| &job.record));
         if self.store.store_job_record(&bytes).is_err() {
             self.push(Event::StorageFailed);
+            return false;
         }
+        true
     }
 
     fn persist_none(&mut self) {
@@ -1236,9 +1239,19 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             .store
             .load_job_record(&mut bytes)
             .map_err(|_| InitError::Storage)?;
-        let Some(record) = found.then(|| JobRecord::decode(&bytes)).flatten() else {
+        let Some(mut record) = found.then(|| JobRecord::decode(&bytes)).flatten() else {
             return Ok(());
         };
+        if record.phase == Phase::Committing
+            && matches!(
+                self.status.phase,
+                BootPhase::InstallRequested | BootPhase::Trial | BootPhase::RevertRequested
+            )
+        {
+            // The install was requested just before a reset that kept the
+            // journal one step behind.
+            record.phase = Phase::Staged;
+        }
         let needs_manifest = matches!(
             record.phase,
             Phase::Downloading | Phase::Committing | Phase::Staged

@@ -756,7 +756,10 @@ impl World {
     /// Resets the device: drops all RAM state, runs the bootloader and
     /// rebuilds the engine from flash alone.
     pub fn reset(&mut self) {
-        self.rail.power_on();
+        if self.rail.is_down() {
+            // Powering on disarms a pending cut, so only do it after one.
+            self.rail.power_on();
+        }
         let (mut boot, store) = self.device.take().unwrap().into_parts();
         boot.power_on_reset();
         let store = NorFileStore::new(store.into_inner(), 1).unwrap();
@@ -780,7 +783,11 @@ impl World {
     fn after_call(&mut self) -> bool {
         if self.rail.is_down() {
             self.power_cuts += 1;
+            // The cut is the reset: a reset the device wanted does not add another.
+            let auto_reset = self.auto_reset;
+            self.auto_reset = false;
             self.drain_events();
+            self.auto_reset = auto_reset;
             self.reset();
             return true;
         }
