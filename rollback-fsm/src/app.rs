@@ -91,7 +91,7 @@ impl fmt::Display for AppError {
     }
 }
 
-/// State of the staging partition as the application sees it.
+/// State of the staging partition, as reported to the application.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum StagedImage {
@@ -105,7 +105,7 @@ pub enum StagedImage {
     Rejected(Rejection),
 }
 
-/// What the application needs to know about the update state.
+/// Update state reported to the application.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Status {
@@ -117,7 +117,7 @@ pub struct Status {
     pub on_trial: bool,
     /// Trial boots started so far, this one included.
     pub trial_boots: u8,
-    /// Why the last update was reverted, until the next install starts.
+    /// Reason of the last revert, kept until the next install starts.
     pub last_revert: Option<RevertReason>,
     /// Staged image state.
     pub staged: StagedImage,

@@ -34,7 +34,7 @@ pub struct BootFlashes<A, S, R, T> {
     pub state: T,
 }
 
-/// What [`BootSide::step`] did.
+/// Result of one [`BootSide::step`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Step {
@@ -83,6 +83,13 @@ enum CopyKind {
     Install,
     /// Recovery → active.
     Revert,
+}
+
+/// Partition whose contents are hashed by `region_matches`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checked {
+    Recovery,
+    Active,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -299,7 +306,7 @@ where
             Action::CheckRecovery => {
                 let ok = match record.spare {
                     Some(image) => {
-                        self.region_matches(CopyKind::Backup, image.size, &image.sha256)?
+                        self.region_matches(Checked::Recovery, image.size, &image.sha256)?
                     }
                     None => false,
                 };
@@ -308,7 +315,7 @@ where
             Action::CheckActive => {
                 let ok = match record.active {
                     Some(image) => {
-                        self.region_matches(CopyKind::Install, image.size, &image.sha256)?
+                        self.region_matches(Checked::Active, image.size, &image.sha256)?
                     }
                     None => false,
                 };
@@ -399,13 +406,13 @@ where
         let event = match job.kind {
             CopyKind::Backup => {
                 let digest = self.hasher.finish();
-                let ok = self.region_matches(CopyKind::Backup, job.size, &digest)?;
+                let ok = self.region_matches(Checked::Recovery, job.size, &digest)?;
                 Event::BackupDone(ok.then_some(digest))
             }
             CopyKind::Install => {
                 let expected = record.active.map(|image| image.sha256);
                 let ok = match expected {
-                    Some(digest) => self.region_matches(CopyKind::Install, job.size, &digest)?,
+                    Some(digest) => self.region_matches(Checked::Active, job.size, &digest)?,
                     None => false,
                 };
                 Event::InstallChecked(ok)
@@ -413,7 +420,7 @@ where
             CopyKind::Revert => {
                 let expected = record.spare.map(|image| image.sha256);
                 let ok = match expected {
-                    Some(digest) => self.region_matches(CopyKind::Install, job.size, &digest)?,
+                    Some(digest) => self.region_matches(Checked::Active, job.size, &digest)?,
                     None => false,
                 };
                 Event::RevertChecked(ok)
@@ -423,16 +430,15 @@ where
         Ok(())
     }
 
-    /// Hashes the first `size` bytes of recovery (`Backup`) or active
-    /// (`Install`) and compares them with `expected`.
+    /// Hashes the first `size` bytes of `partition` and compares them with `expected`.
     fn region_matches(
         &mut self,
-        which: CopyKind,
+        partition: Checked,
         size: u32,
         expected: &[u8; 32],
     ) -> Result<bool, FlashError> {
-        let digest = match which {
-            CopyKind::Backup => hash_region(
+        let digest = match partition {
+            Checked::Recovery => hash_region(
                 &mut self.flashes.recovery,
                 self.recovery,
                 size,
@@ -440,7 +446,7 @@ where
                 self.chunk,
                 &mut self.hasher,
             )?,
-            CopyKind::Install | CopyKind::Revert => hash_region(
+            Checked::Active => hash_region(
                 &mut self.flashes.active,
                 self.active,
                 size,

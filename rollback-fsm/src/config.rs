@@ -21,9 +21,9 @@ pub const MAX_EVIDENCE_LEN: usize = 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum PartitionName {
-    /// Where the application executes.
+    /// Partition the application executes from.
     Active,
-    /// Where the new image is downloaded.
+    /// Partition the new image is downloaded into.
     Staging,
     /// Copy of the image that ran before the update.
     Recovery,
@@ -50,7 +50,7 @@ impl Partition {
     }
 }
 
-/// Where each partition lives; each one is on its own flash object.
+/// Partition ranges, each on its own flash object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Layout {
@@ -186,7 +186,7 @@ impl Config {
 pub struct FlashError {
     /// Partition the operation was on.
     pub partition: PartitionName,
-    /// What failed, as reported by the flash driver.
+    /// Failure kind reported by the flash driver.
     pub kind: NorFlashErrorKind,
 }
 

@@ -74,11 +74,11 @@ pub enum Action {
     Halt(Halt),
 }
 
-/// Why the bootloader cannot boot any image.
+/// Reason the bootloader cannot boot any image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Halt {
-    /// The revert copy did not verify, so the active partition holds no valid image.
+    /// The revert copy did not verify, so the active partition contains no valid image.
     RevertFailed,
     /// The recovery image is invalid and the active image no longer verifies.
     NoValidImage,
@@ -156,10 +156,11 @@ pub fn decide(state: &StateRecord, event: &Event, policy: &Policy) -> Action {
     }
 }
 
-/// Returns whether the record must be rewritten before it is acted on at
-/// power-on: every application record, and every record of a phase that
-/// overwrites an image, because a copy must never start from a reading that
-/// could change after a reset.
+/// Returns whether the record must be rewritten before it is acted on at power-on.
+///
+/// This holds for every application record and every record of a phase that
+/// overwrites an image. A copy must never start from a reading that could
+/// change after a reset.
 fn needs_seal(state: &StateRecord) -> bool {
     state.writer == Writer::Application
         || matches!(state.phase, Phase::Backup | Phase::Install | Phase::Revert)
@@ -231,8 +232,8 @@ pub fn check_descriptor(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum RequestError {
-    /// The running image is on trial: confirm it first, because staging would
-    /// overwrite nothing it needs but a new install would replace its recovery copy.
+    /// The running image is on trial. Confirm it or let it revert first,
+    /// because installing another image would overwrite its recovery copy.
     ImageOnTrial,
     /// The bootloader has an update in progress (phase `InstallRequested`,
     /// `Backup`, `Install` or `Revert`); reboot to let it finish.
@@ -268,7 +269,7 @@ pub fn app_begin_staging(
     })
 }
 
-/// Returns the record that asks the bootloader to install the staged image.
+/// Returns the record that requests installation of the staged image.
 pub fn app_request_install(state: &StateRecord) -> Result<StateRecord, RequestError> {
     match state.phase {
         Phase::Staging => Ok(StateRecord {

@@ -102,7 +102,7 @@ impl defmt::Format for TargetType {
     }
 }
 
-/// What the bootloader needs to verify and install an image.
+/// Description of an image: the facts the bootloader verifies and installs it by.
 ///
 /// The fields come from the signed release manifest. `size` and `sha256` cover
 /// the image bytes only.

@@ -8,7 +8,7 @@
 //! - **recovery**: a copy of the image that ran before the update;
 //! - **state**: a small log of [`StateRecord`]s.
 //!
-//! A fifth, **settings**, holds device data ([`Settings`]) that no install or
+//! A fifth, **settings**, stores device data ([`Settings`]) that no install or
 //! revert touches.
 //!
 //! The bootloader side ([`BootSide`]) backs the running image up into recovery,

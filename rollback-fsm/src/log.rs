@@ -13,7 +13,7 @@ use crate::record::{Decoded, StateRecord, RECORD_LEN};
 /// Largest write size the log supports, in bytes.
 const MAX_WRITE: usize = 256;
 
-/// Where a slot is: sector index and slot index in that sector.
+/// Slot location: sector index and slot index in that sector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SlotPosition {
     sector: u32,

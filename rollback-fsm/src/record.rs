@@ -19,7 +19,7 @@ pub(crate) fn crc32(bytes: &[u8]) -> u32 {
     CRC32.checksum(bytes)
 }
 
-/// Phase of the update, which says what the bootloader does at the next power-on.
+/// Phase of the update, which determines what the bootloader does at the next power-on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Phase {
@@ -54,7 +54,7 @@ impl Phase {
     }
 }
 
-/// Which side wrote a record.
+/// Side that wrote a record.
 ///
 /// The bootloader rewrites (seals) each application record at the next boot,
 /// so that a torn application write is read the same way on every later boot.
@@ -67,7 +67,7 @@ pub enum Writer {
     Bootloader = 2,
 }
 
-/// Why the bootloader reverted to the recovery image.
+/// Reason the bootloader reverted to the recovery image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum RevertReason {
@@ -91,7 +91,7 @@ impl RevertReason {
     }
 }
 
-/// Why the bootloader rejected a staged image or gave up an update.
+/// Reason the bootloader rejected a staged image or abandoned an update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Rejection {
@@ -132,7 +132,7 @@ impl Rejection {
 
 /// The persisted update state.
 ///
-/// `active` describes the image the active partition holds once the current
+/// `active` describes the image the active partition contains once the current
 /// phase is complete. `spare` describes the staged image in phases `Staging`
 /// to `Backup`, and the recovery image from `Install` on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,8 +6,9 @@
 //! newest valid entry of a key is its value. When the bank is full, or its
 //! last entry is torn, the newest entry of every key is copied into the other
 //! bank together with the new value, and that bank's header is written last.
-//! Until the header is written, the old bank stays current, so a cut at any
-//! byte keeps either the old or the new value and never loses other keys.
+//! Until the first header copy is written, the old bank stays current, so a
+//! cut at any byte keeps either the old or the new value and never loses other
+//! keys (`tests/settings.rs` cuts at every byte to check this).
 
 use core::fmt;
 
@@ -178,7 +179,7 @@ impl<G: NorFlash> Settings<G> {
         self.compact(current, key, value)
     }
 
-    /// Erases the first sector of `bank` if its header area holds anything but
+    /// Erases the first sector of `bank` if its header area contains anything but
     /// erased bytes or a valid older header.
     ///
     /// Such bytes come from a compaction cut while writing the first header
@@ -229,10 +230,10 @@ impl<G: NorFlash> Settings<G> {
 
     /// Returns the bank with the valid header of the highest generation.
     ///
-    /// A bank is valid if either header copy is. When the second copy is still
-    /// erased, the compaction that wrote the bank was cut after or during the
-    /// first copy, whose bits may be unstable; writing the second copy now
-    /// makes the choice permanent.
+    /// A bank is valid if either header copy is. A second copy that is still
+    /// erased means the compaction was cut during or after the first copy, whose
+    /// bits may then be unstable. Writing the second copy now makes the choice
+    /// permanent.
     fn current_bank(&mut self) -> Result<Option<(u32, u32)>, FlashError> {
         let mut best: Option<(u32, u32, bool)> = None;
         for bank in 0..2 {
@@ -410,11 +411,11 @@ impl<G: NorFlash> Settings<G> {
             Some((bank, generation)) => (1 - bank, generation.wrapping_add(1)),
             None => (0, 1),
         };
-        let kept = match current {
+        let kept_bytes = match current {
             Some((bank, _)) => self.newest_entries(bank, key, None)?,
             None => 0,
         };
-        let needed = self.header_size() + kept + self.entry_size(value.len() as u32);
+        let needed = self.header_size() + kept_bytes + self.entry_size(value.len() as u32);
         if needed > self.bank_size {
             return Err(SettingsError::NoSpace);
         }

@@ -194,7 +194,7 @@ impl<const IW: usize, const EW: usize> Device<IW, EW> {
     }
 
     /// Returns the index of the image in `images` that the active partition
-    /// holds completely and stably, or `None`.
+    /// contains completely and stably, or `None`.
     pub(crate) fn active_image(&self, images: &[&TestImage]) -> Option<usize> {
         let start = BOOTLOADER_AREA as usize;
         images.iter().position(|image| {
