@@ -543,13 +543,25 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         if self.has_work() {
             return Some(self.last_now);
         }
-        let mut next = self.next_check_in;
         if let Some(outstanding) = self.outstanding {
-            next = next.min(outstanding.deadline);
-        } else if self.next_request(self.last_now).is_some() {
-            next = next.min(self.retry_at.max(self.last_now));
+            return Some(outstanding.deadline);
         }
-        Some(next)
+        let due = self.next_request(self.last_now).is_some();
+        if !self.network_up {
+            // Nothing can be sent; wake once to raise `NetworkWanted`, then
+            // wait for `set_network` (or the next check-in, to raise it again).
+            return if due && !self.network_wanted {
+                Some(self.last_now)
+            } else if due {
+                None
+            } else {
+                Some(self.next_check_in)
+            };
+        }
+        if due {
+            return Some(self.retry_at.max(self.last_now));
+        }
+        Some(self.next_check_in.max(self.retry_at))
     }
 
     // ---- requests ----

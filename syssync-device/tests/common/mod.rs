@@ -396,7 +396,7 @@ pub struct ServerJob {
     pub reset_window: Option<ResetWindow>,
     pub cancelled: bool,
     pub finished: bool,
-    /// Answer `Confirm` for this job even after a cancel (a server bug).
+    /// Answer the device's cancel report with `Confirm` (a server bug).
     pub confirm_despite_cancel: bool,
 }
 
@@ -533,8 +533,13 @@ impl ServerStub {
                     return idle;
                 }
                 match report.outcome {
-                    JobOutcome::Installed if job.cancelled && !job.confirm_despite_cancel => {
+                    JobOutcome::Installed if job.cancelled => {
                         ServerMessage::Cancel(Cancel { job: job.id })
+                    }
+                    JobOutcome::Cancelled if job.confirm_despite_cancel => {
+                        job.finished = true;
+                        self.confirms_sent += 1;
+                        ServerMessage::Confirm(Confirm { job: job.id })
                     }
                     JobOutcome::Installed => ServerMessage::InventoryRequest,
                     _ => {
@@ -549,7 +554,7 @@ impl ServerStub {
                 let Some(job) = self.job.as_mut() else {
                     return idle;
                 };
-                if job.finished || (job.cancelled && !job.confirm_despite_cancel) {
+                if job.finished || job.cancelled {
                     return idle;
                 }
                 if matches {

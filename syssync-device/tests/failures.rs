@@ -1,0 +1,232 @@
+//! Scenario tests that reproduce failures seen in other update clients, and
+//! show that this engine does not repeat them.
+
+mod common;
+
+use common::*;
+use syssync_device::{BootPhase, Event, FileStore};
+use syssync_proto::message::JobOutcome;
+use syssync_proto::{JobId, RevertReason, Version};
+
+fn outcomes(world: &World, id: u32) -> Vec<JobOutcome> {
+    world
+        .server
+        .reports
+        .iter()
+        .filter(|report| report.job == JobId(id))
+        .map(|report| report.outcome)
+        .collect()
+}
+
+#[test]
+fn rollback_never_reported_as_completed() {
+    // Proves that when the trial image fails its health check and the device
+    // rolls back, the server hears "reverted", never gets a matching
+    // inventory, and no confirm reaches the boot side.
+    let release = standard_release();
+    let mut world = World::new();
+    world.server.assign(1, release);
+    world.auto_reset = true;
+    assert!(world.run_until(2_000, |w| w.model().phase == BootPhase::Trial));
+    let now = world.now;
+    world.device_mut().report_unhealthy(now);
+    world.drain_events();
+
+    assert!(world.run_until(2_000, |w| w.job_finished()));
+    let model = world.model();
+    assert_eq!(model.running.sha256, sha256(&factory_image()));
+    assert_eq!(model.last_revert, Some(RevertReason::APPLICATION_FAILURE));
+    assert_eq!(model.confirms, 0);
+    assert_eq!(world.server.confirms_sent, 0);
+    assert_eq!(
+        outcomes(&world, 1).last(),
+        Some(&JobOutcome::Reverted(RevertReason::APPLICATION_FAILURE))
+    );
+}
+
+#[test]
+fn trial_limit_revert_reported() {
+    // Proves that a trial image that never gets confirmed (the device resets
+    // with no network) is reverted by the bootloader, and the engine reports
+    // the revert with its reason, not an install.
+    let release = standard_release();
+    let mut world = World::new();
+    world.server.assign(1, release);
+    assert!(world.run_until(2_000, |w| w.model().phase == BootPhase::Trial));
+    world.network = false;
+    for _ in 0..TRIAL_BOOTS {
+        world.reset();
+    }
+    assert_eq!(world.model().phase, BootPhase::Idle);
+    world.network = true;
+    let now = world.now;
+    world.device_mut().set_network(now, true);
+
+    assert!(world.run_until(2_000, |w| w.job_finished()));
+    assert_eq!(
+        outcomes(&world, 1),
+        vec![JobOutcome::Reverted(RevertReason::TRIAL_LIMIT)]
+    );
+    assert!(world.events.contains(&Event::Reverted {
+        job: JobId(1),
+        reason: RevertReason::TRIAL_LIMIT
+    }));
+    assert_eq!(world.model().confirms, 0);
+}
+
+#[test]
+fn undelivered_report_never_activates_image() {
+    // Proves that while the install report cannot be delivered the image
+    // stays on trial (neither confirmed nor reverted by the engine), the
+    // report is retried, and once delivered the update completes.
+    let release = standard_release();
+    let mut world = World::new();
+    world.server.assign(1, release.clone());
+    world.uplink = Some(Box::new(|frame: &[u8]| {
+        if frame[1] == 0x04 {
+            LinkAction::Drop
+        } else {
+            LinkAction::Deliver
+        }
+    }));
+    assert!(world.run_until(2_000, |w| w.model().phase == BootPhase::Trial));
+    for _ in 0..200 {
+        world.step();
+    }
+    let model = world.model();
+    assert_eq!(model.phase, BootPhase::Trial);
+    assert_eq!(model.confirms, 0);
+    assert!(world.server.reports.is_empty());
+    assert_eq!(world.server.confirms_sent, 0);
+
+    world.uplink = None;
+    assert!(
+        world.run_until(2_000, |w| w.confirmed(1)),
+        "{:?} {:?}",
+        world.recent_events(),
+        world.server.reports
+    );
+    assert_eq!(world.model().running.sha256, sha256(&release.files[0]));
+    assert_eq!(outcomes(&world, 1), vec![JobOutcome::Installed]);
+}
+
+#[test]
+fn older_version_update_not_failed() {
+    // Proves that success is judged by digests, not by comparing versions: a
+    // release with a lower version number (same security counter) and one
+    // with the running version both install and confirm.
+    let mut world = World::new();
+    let lower = release(Version::new(0, 9, 0, 0), 1, &[app(content(4000, 5))], &[]);
+    world.server.assign(1, lower.clone());
+    assert!(
+        world.run_until(2_000, |w| w.confirmed(1)),
+        "{:?}",
+        world.recent_events()
+    );
+    assert_eq!(world.model().running.sha256, sha256(&lower.files[0]));
+
+    let same = release(Version::new(0, 9, 0, 0), 1, &[app(content(4000, 6))], &[]);
+    world.server.assign(2, same.clone());
+    assert!(
+        world.run_until(2_000, |w| w.confirmed(2)),
+        "{:?}",
+        world.recent_events()
+    );
+    assert_eq!(world.model().running.sha256, sha256(&same.files[0]));
+    assert!(!world
+        .events
+        .iter()
+        .any(|event| matches!(event, Event::Failed { .. })));
+    assert_eq!(outcomes(&world, 2), vec![JobOutcome::Installed]);
+}
+
+#[test]
+fn aborted_job_never_confirmed() {
+    // Proves that a job the server cancelled while the device was on trial is
+    // never confirmed, even when a confirm for it arrives afterwards, and the
+    // device goes back to its previous image.
+    let release = standard_release();
+    let mut world = World::new();
+    world.auto_reset = false;
+    world.server.assign(1, release);
+    assert!(world.run_until(2_000, |w| w
+        .events
+        .iter()
+        .any(|event| matches!(event, Event::ResetWanted { .. }))));
+    world.reset();
+    assert_eq!(world.model().phase, BootPhase::Trial);
+    {
+        let job = world.server.job.as_mut().unwrap();
+        job.cancelled = true;
+        job.confirm_despite_cancel = true;
+    }
+    assert!(world.run_until(2_000, |w| w.job_finished()));
+    for _ in 0..20 {
+        world.step();
+    }
+    assert_eq!(
+        world.server.confirms_sent, 1,
+        "the server did send a confirm"
+    );
+    assert_eq!(world.model().confirms, 0);
+    assert_eq!(world.model().phase, BootPhase::RevertRequested);
+    assert!(world.events.contains(&Event::Cancelled { job: JobId(1) }));
+    assert!(!world.confirmed(1));
+
+    world.reset();
+    assert_eq!(world.model().running.sha256, sha256(&factory_image()));
+    assert_eq!(
+        outcomes(&world, 1),
+        vec![JobOutcome::Installed, JobOutcome::Cancelled]
+    );
+}
+
+#[test]
+fn cancel_mid_download_acknowledged() {
+    // Proves that a cancel in the middle of a download discards the staged
+    // data, that the acknowledgement is retried until delivered, and that the
+    // device then takes the next job.
+    let release = standard_release();
+    let mut world = World::new();
+    world.server.assign(1, release);
+    assert!(world.run_until(2_000, |w| w.server.chunk_requests.len() == 24));
+    world.server.job.as_mut().unwrap().cancelled = true;
+    let mut dropped = 0;
+    world.uplink = Some(Box::new(move |frame: &[u8]| {
+        if frame[1] == 0x04 && dropped < 3 {
+            dropped += 1;
+            return LinkAction::Drop;
+        }
+        LinkAction::Deliver
+    }));
+    assert!(
+        world.run_until(2_000, |w| w.job_finished()),
+        "{:?}",
+        world.recent_events()
+    );
+    assert!(world.events.contains(&Event::Cancelled { job: JobId(1) }));
+    assert_eq!(outcomes(&world, 1), vec![JobOutcome::Cancelled]);
+    assert_eq!(world.model().phase, BootPhase::Idle);
+    assert_eq!(world.model().staged, None);
+    let store = world.device_mut().store();
+    assert_eq!(store.find_pending("config.json").unwrap(), None);
+    assert_eq!(store.find_pending("ca.pem").unwrap(), None);
+    assert_eq!(store.find("config.json").unwrap(), None);
+
+    let next = release_for(
+        TARGET,
+        Version::new(1, 2, 0, 0),
+        2,
+        u64::MAX,
+        &[plain("config.json", content(900, 8))],
+        &[],
+        &RELEASE_SECRET,
+    );
+    world.uplink = None;
+    world.server.assign(2, next.clone());
+    assert!(world.run_until(2_000, |w| w.job_finished()));
+    assert_eq!(
+        world.installed_file("config.json"),
+        Some(next.files[0].clone())
+    );
+}
