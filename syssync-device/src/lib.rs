@@ -15,6 +15,8 @@ pub mod boot;
 pub mod config;
 mod engine;
 pub mod nor_store;
+#[cfg(feature = "rollback-fsm")]
+pub mod rollback;
 pub mod store;
 pub mod time;
 

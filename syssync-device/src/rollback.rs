@@ -1,0 +1,231 @@
+//! [`BootControl`] for `rollback-fsm`'s application side (feature `rollback-fsm`).
+//!
+//! [`RollbackFsmBoot`] owns the staging, state and settings flash devices and
+//! builds a `rollback_fsm::AppSide` for each state request. Staging writes and
+//! erases go straight to the staging partition, because `AppSide` keeps its
+//! staging progress in RAM and starts erasing from the first sector again
+//! after a reset, which would destroy the chunks a resumed download keeps.
+//! Installation, confirm, failure reports and settings go through `AppSide`.
+
+use embedded_storage::nor_flash::{NorFlash, NorFlashError, NorFlashErrorKind};
+use rollback_fsm::{
+    AppError, AppSide, Config, ConfigError, ImageDescriptor, Partition, Phase, Settings,
+    StagedImage as FsmStaged,
+};
+use syssync_proto::{RevertReason, Version};
+
+use crate::boot::{BootControl, BootPhase, BootStatus, RunningImage, StagedImage};
+
+/// Why a `rollback-fsm` request failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RollbackFsmError {
+    /// `AppSide` refused the request or its flash failed.
+    App(AppError),
+    /// The layout does not fit a flash device.
+    Config(ConfigError),
+    /// A direct staging access failed.
+    Staging(NorFlashErrorKind),
+    /// The staging access is outside the staging partition.
+    OutOfRange,
+    /// `AppSide` cannot withdraw an install request; the next boot installs the image.
+    CannotCancelInstall,
+    /// The target type of the image is not a valid `rollback-fsm` target type.
+    InvalidTarget,
+}
+
+impl From<AppError> for RollbackFsmError {
+    fn from(error: AppError) -> Self {
+        RollbackFsmError::App(error)
+    }
+}
+
+impl From<ConfigError> for RollbackFsmError {
+    fn from(error: ConfigError) -> Self {
+        RollbackFsmError::Config(error)
+    }
+}
+
+/// The boot side of `rollback-fsm`, as the engine uses it.
+#[derive(Debug)]
+pub struct RollbackFsmBoot<S, T, G> {
+    config: Config,
+    staging: S,
+    state: T,
+    settings: G,
+    settings_partition: Partition,
+}
+
+fn version(version: rollback_fsm::Version) -> Version {
+    Version::new(version.major, version.minor, version.patch, version.build)
+}
+
+impl<S: NorFlash, T: NorFlash, G: NorFlash> RollbackFsmBoot<S, T, G> {
+    /// Wraps the application side's flash devices; `config` must be the one
+    /// the bootloader uses.
+    pub fn new(
+        config: Config,
+        staging: S,
+        state: T,
+        settings: G,
+        settings_partition: Partition,
+    ) -> Result<Self, RollbackFsmError> {
+        let mut boot = RollbackFsmBoot {
+            config,
+            staging,
+            state,
+            settings,
+            settings_partition,
+        };
+        // Checks the layout against the devices once, up front.
+        boot.with_app(|_| Ok(()))?;
+        Ok(boot)
+    }
+
+    /// Returns the flash devices: staging, state and settings.
+    pub fn into_parts(self) -> (S, T, G) {
+        (self.staging, self.state, self.settings)
+    }
+
+    fn with_app<R>(
+        &mut self,
+        run: impl FnOnce(&mut AppSide<&mut S, &mut T, &mut G>) -> Result<R, RollbackFsmError>,
+    ) -> Result<R, RollbackFsmError> {
+        let settings = Settings::new(&mut self.settings, self.settings_partition)?;
+        let mut app = AppSide::new(&self.config, &mut self.staging, &mut self.state, settings)?;
+        run(&mut app)
+    }
+
+    fn staging_address(&self, offset: u32, len: usize) -> Result<u32, RollbackFsmError> {
+        let partition = self.config.layout().staging;
+        let end = u64::from(offset) + len as u64;
+        if end > u64::from(partition.size) {
+            return Err(RollbackFsmError::OutOfRange);
+        }
+        Ok(partition.offset + offset)
+    }
+}
+
+impl<S: NorFlash, T: NorFlash, G: NorFlash> BootControl for RollbackFsmBoot<S, T, G> {
+    type Error = RollbackFsmError;
+
+    fn status(&mut self) -> Result<BootStatus, RollbackFsmError> {
+        let status = self.with_app(|app| Ok(app.status()?))?;
+        let phase = match status.phase {
+            Phase::Idle => BootPhase::Idle,
+            Phase::Staging => BootPhase::Staging,
+            Phase::InstallRequested | Phase::Backup | Phase::Install => BootPhase::InstallRequested,
+            Phase::Trial => BootPhase::Trial,
+            Phase::Revert => BootPhase::RevertRequested,
+        };
+        let last_revert = status.last_revert.map(|reason| match reason {
+            rollback_fsm::RevertReason::TrialLimit => RevertReason::TRIAL_LIMIT,
+            rollback_fsm::RevertReason::ApplicationReportedFailure => {
+                RevertReason::APPLICATION_FAILURE
+            }
+            rollback_fsm::RevertReason::InstallVerifyFailed => RevertReason::VERIFICATION_FAILED,
+        });
+        Ok(BootStatus {
+            phase,
+            running: status.running.map(|image| RunningImage {
+                version: version(image.version),
+                size: image.size,
+                sha256: image.sha256,
+            }),
+            security_floor: status.security_floor,
+            last_revert,
+            last_install_rejected: matches!(status.staged, FsmStaged::Rejected(_)),
+        })
+    }
+
+    fn staging_capacity(&self) -> u32 {
+        // NOTE: with rollback-fsm's `signature` feature the end of staging
+        // holds the evidence; `begin_staging` then rejects an image that
+        // reaches into it, and the engine reports the job as failed.
+        self.config.layout().staging.size
+    }
+
+    fn staging_erase_size(&self) -> u32 {
+        S::ERASE_SIZE as u32
+    }
+
+    fn staging_write_size(&self) -> u32 {
+        S::WRITE_SIZE as u32
+    }
+
+    fn begin_staging(&mut self, image: &StagedImage) -> Result<(), RollbackFsmError> {
+        let descriptor = ImageDescriptor {
+            size: image.size,
+            sha256: image.sha256,
+            target_type: rollback_fsm::TargetType::new(image.target.as_str())
+                .map_err(|_| RollbackFsmError::InvalidTarget)?,
+            version: rollback_fsm::Version::new(
+                image.version.major,
+                image.version.minor,
+                image.version.patch,
+                image.version.build,
+            ),
+            security_counter: image.security_counter,
+        };
+        self.with_app(|app| {
+            if app.status()?.staged == FsmStaged::Writing(descriptor) {
+                // The same image after a reset: keep what is staged.
+                return Ok(());
+            }
+            Ok(app.begin_staging(&descriptor, &[])?)
+        })
+    }
+
+    fn erase_staging(&mut self, offset: u32) -> Result<(), RollbackFsmError> {
+        let address = self.staging_address(offset, S::ERASE_SIZE)?;
+        self.staging
+            .erase(address, address + S::ERASE_SIZE as u32)
+            .map_err(|error| RollbackFsmError::Staging(error.kind()))
+    }
+
+    fn write_staging(&mut self, offset: u32, data: &[u8]) -> Result<(), RollbackFsmError> {
+        let address = self.staging_address(offset, data.len())?;
+        self.staging
+            .write(address, data)
+            .map_err(|error| RollbackFsmError::Staging(error.kind()))
+    }
+
+    fn read_staging(&mut self, offset: u32, buf: &mut [u8]) -> Result<(), RollbackFsmError> {
+        let address = self.staging_address(offset, buf.len())?;
+        self.staging
+            .read(address, buf)
+            .map_err(|error| RollbackFsmError::Staging(error.kind()))
+    }
+
+    fn request_install(&mut self) -> Result<(), RollbackFsmError> {
+        self.with_app(|app| Ok(app.request_install()?))
+    }
+
+    fn cancel_staging(&mut self) -> Result<(), RollbackFsmError> {
+        self.with_app(|app| match app.status()?.staged {
+            // A staging phase boots the running image; the next job's
+            // `begin_staging` replaces the descriptor.
+            FsmStaged::None | FsmStaged::Writing(_) | FsmStaged::Rejected(_) => Ok(()),
+            FsmStaged::InstallRequested(_) => Err(RollbackFsmError::CannotCancelInstall),
+        })
+    }
+
+    fn confirm(&mut self) -> Result<(), RollbackFsmError> {
+        self.with_app(|app| Ok(app.confirm()?))
+    }
+
+    fn report_failure(&mut self) -> Result<(), RollbackFsmError> {
+        self.with_app(|app| Ok(app.report_failure()?))
+    }
+
+    fn read_setting(
+        &mut self,
+        key: u16,
+        buf: &mut [u8],
+    ) -> Result<Option<usize>, RollbackFsmError> {
+        self.with_app(|app| Ok(app.read_setting(key, buf)?))
+    }
+
+    fn write_setting(&mut self, key: u16, value: &[u8]) -> Result<(), RollbackFsmError> {
+        self.with_app(|app| Ok(app.write_setting(key, value)?))
+    }
+}
