@@ -145,7 +145,11 @@ impl Status {
     }
 }
 
-/// Staging progress kept in RAM; a reset ends it, and staging starts again.
+/// Staging progress kept in RAM.
+///
+/// NOTE: a reset ends the session, so staging cannot resume where it stopped.
+/// The caller starts again with `begin_staging`, which erases each sector
+/// again as the writes reach it.
 #[derive(Debug, Clone, Copy)]
 struct StagingSession {
     descriptor: ImageDescriptor,
@@ -320,8 +324,8 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> AppSide<S, T, G> {
     pub fn erase_staging_sector(&mut self, index: u32) -> Result<(), AppError> {
         let session = self.session.ok_or(RequestError::NothingStaged)?;
         let sector = S::ERASE_SIZE as u32;
-        let start = index * sector;
         let image_end = round_up(session.descriptor.size, sector);
+        let start = index.saturating_mul(sector);
         if start != session.erased_until || start >= image_end {
             return Err(AppError::InvalidStagingWrite {
                 offset: start,

@@ -105,6 +105,10 @@ impl StateLog {
 
     /// Appends `record` with the next sequence number and makes it current.
     ///
+    /// NOTE: a slot whose torn marker reads as all `0xFF` can be written again.
+    /// Bits that the new record leaves at 1 can then stay unstable, and the
+    /// read-back catches them only if they read wrong at that moment.
+    ///
     /// Slots after the current one that are not fully erased are skipped. When
     /// the sector is used up, the next sector in the ring is erased first; it
     /// holds only older records. A slot whose write fails or does not read back

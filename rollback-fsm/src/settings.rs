@@ -137,6 +137,9 @@ impl<G: NorFlash> Settings<G> {
 
     /// Copies the value of `key` into `buf` and returns its length, or `None`
     /// if the key has no value.
+    ///
+    /// The first access after a compaction that was cut before its second
+    /// header copy writes that copy, so a read can write flash once.
     pub fn read(&mut self, key: u16, buf: &mut [u8]) -> Result<Option<usize>, SettingsError> {
         if key == RESERVED_KEY {
             return Err(SettingsError::InvalidKey);
@@ -204,7 +207,8 @@ impl<G: NorFlash> Settings<G> {
     /// Reads one header copy; returns its generation if valid, and whether the slot is erased.
     fn read_header(&mut self, at: u32) -> Result<(Option<u32>, bool), FlashError> {
         let len = self.header_slot() as usize;
-        let mut area = [0u8; SCRATCH + BANK_HEADER_LEN as usize];
+        // A header slot is at most two write words of at most 256 bytes each.
+        let mut area = [0u8; 2 * SCRATCH];
         self.read_bytes(at, &mut area[..len])?;
         let erased = area[..len].iter().all(|b| *b == 0xFF);
         let header = &area[self.write_size as usize..self.write_size as usize + 16];

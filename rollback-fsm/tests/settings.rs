@@ -119,3 +119,19 @@ fn cut_at_every_byte_keeps_old_or_new() {
         }
     }
 }
+
+#[test]
+fn largest_write_size_supported() {
+    // Proves that a device with 256-byte write words stores and reads settings.
+    let mut flash: FlashSim<2048, 256> =
+        FlashSim::new(FlashConfig::new(4096).strict(true), PowerRail::new()).unwrap();
+    let mut settings = Settings::new(&mut flash, Partition::new(0, 4096)).unwrap();
+    for round in 0..6u8 {
+        settings.write(1, &value(round)).unwrap();
+        settings.write(2, b"fixed").unwrap();
+    }
+    let mut buf = [0u8; 32];
+    assert_eq!(settings.read(1, &mut buf), Ok(Some(20)));
+    assert_eq!(&buf[..20], &value(5)[..]);
+    assert_eq!(settings.read(2, &mut buf), Ok(Some(5)));
+}
