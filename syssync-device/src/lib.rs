@@ -14,6 +14,7 @@
 pub mod boot;
 pub mod config;
 mod engine;
+pub mod gateway;
 pub mod nor_store;
 #[cfg(feature = "rollback-fsm")]
 pub mod rollback;
@@ -23,6 +24,7 @@ pub mod time;
 pub use boot::{BootControl, BootPhase, BootStatus, RunningImage, StagedImage};
 pub use config::{Config, ConfigError, ConfirmPolicy, ExpiryWithoutClock};
 pub use engine::{Engine, Event, InitError, COUNTER_BLOCK, EVENT_CAPACITY};
+pub use gateway::{Gateway, GatewayError};
 pub use nor_store::{NorFileStore, PendingFile};
 pub use store::{FileInfo, FileStore, StoreError};
 pub use time::{Duration, Instant};
