@@ -49,7 +49,7 @@ enum Expect {
     Either,
 }
 
-/// What the scenario script completed before the power failed.
+/// Progress of the scenario script when the power failed.
 #[derive(Debug, Default, Clone, Copy)]
 struct Journal {
     confirm_started: bool,

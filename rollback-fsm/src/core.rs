@@ -512,4 +512,39 @@ mod tests {
             })
         );
     }
+
+    #[test]
+    fn every_state_terminates() {
+        // Proves that from any phase, writer and trial count, with checks passing or failing, the core boots or halts within 16 steps.
+        let phases = [
+            Phase::Idle,
+            Phase::Staging,
+            Phase::InstallRequested,
+            Phase::Backup,
+            Phase::Install,
+            Phase::Trial,
+            Phase::Revert,
+        ];
+        for phase in phases {
+            for writer in [Writer::Application, Writer::Bootloader] {
+                for trial_boots in [0, 1, 3, 200] {
+                    for results_ok in [true, false] {
+                        let state = StateRecord {
+                            phase,
+                            writer,
+                            trial_boots,
+                            active: Some(image(2)),
+                            spare: Some(image(1)),
+                            ..StateRecord::safe()
+                        };
+                        let (_, actions) = run(state, results_ok);
+                        assert!(
+                            actions.len() <= 16,
+                            "{phase:?} {writer:?} {trial_boots}: {actions:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

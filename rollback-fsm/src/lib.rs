@@ -11,10 +11,10 @@
 //! A fifth, **settings**, stores device data ([`Settings`]) that no install or
 //! revert touches.
 //!
-//! The bootloader side ([`BootSide`]) backs the running image up into recovery,
-//! verifies the staged image (size, SHA-256, target type, security counter and,
-//! with the `signature` feature, an Ed25519 signature) before it touches the
-//! active partition, installs it, and boots it on trial. The image is reverted
+//! The bootloader side ([`BootSide`]) backs the running image up into recovery.
+//! Before it touches the active partition, it verifies the staged image: size,
+//! SHA-256, target type, security counter and, with the `signature` feature, an
+//! Ed25519 signature. It then installs the image and boots it on trial. The image is reverted
 //! from recovery when it reaches the trial boot limit (default 3) unconfirmed
 //! or when the application reports failure. A confirmed image is never
 //! reverted. The security floor (anti-rollback counter) is raised only by
