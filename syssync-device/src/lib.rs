@@ -11,6 +11,8 @@
     warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+#[cfg(feature = "blocking")]
+pub mod blocking;
 pub mod boot;
 pub mod config;
 mod engine;
