@@ -553,27 +553,47 @@ impl<F: NorFlash> NorFileStore<F> {
         Some(read_u32(bytes, 4))
     }
 
+    fn encode_slot(seq: u32, record: &[u8; JOB_RECORD_LEN]) -> [u8; SLOT_LEN] {
+        let mut slot = [0u8; SLOT_LEN];
+        slot[0..4].copy_from_slice(&RECORD_MAGIC);
+        slot[4..8].copy_from_slice(&seq.to_le_bytes());
+        slot[8..8 + JOB_RECORD_LEN].copy_from_slice(record);
+        let end = 8 + JOB_RECORD_LEN;
+        let crc = crc32(&slot[..end]);
+        slot[end..end + 4].copy_from_slice(&crc.to_le_bytes());
+        slot
+    }
+
     /// Scans both journal areas; returns the cursor and the latest valid record's location.
     fn scan_journal(&mut self) -> Result<JournalScan, StoreError<F::Error>> {
         let mut best: Option<(u32, u8, u32)> = None;
         let mut last_used = [None::<u32>; 2];
+        let mut invalid = 0u32;
         for area in 0..2u8 {
             for slot in 0..self.slots_per_area() {
                 let bytes = self.read_slot(area, slot)?;
                 if bytes.iter().any(|byte| *byte != 0xFF) {
                     last_used[usize::from(area)] = Some(slot);
                 }
-                if let Some(seq) = Self::valid_slot(&bytes) {
-                    if best.is_none_or(|(best_seq, _, _)| seq > best_seq) {
-                        best = Some((seq, area, slot));
+                match Self::valid_slot(&bytes) {
+                    Some(seq) => {
+                        if best.is_none_or(|(best_seq, _, _)| seq > best_seq) {
+                            best = Some((seq, area, slot));
+                        }
                     }
+                    None if bytes.iter().any(|byte| *byte != 0xFF) => invalid += 1,
+                    None => {}
                 }
             }
         }
-        let (area, seq) = match best {
+        let (area, latest) = match best {
             Some((seq, area, _)) => (area, seq),
             None => (0, 0),
         };
+        // Each torn write may carry the sequence number after `latest` and
+        // read as valid later; skipping one number per damaged slot keeps
+        // the next record above all of them.
+        let seq = latest.wrapping_add(invalid);
         let next_slot = last_used[usize::from(area)].map_or(0, |slot| slot + 1);
         let journal = Journal {
             area,
@@ -893,14 +913,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
             None => self.scan_journal()?.0,
         };
         self.journal = None;
-        let seq = journal.seq.wrapping_add(1);
-        let mut slot = [0u8; SLOT_LEN];
-        slot[0..4].copy_from_slice(&RECORD_MAGIC);
-        slot[4..8].copy_from_slice(&seq.to_le_bytes());
-        slot[8..8 + JOB_RECORD_LEN].copy_from_slice(record);
-        let end = 8 + JOB_RECORD_LEN;
-        let crc = crc32(&slot[..end]);
-        slot[end..end + 4].copy_from_slice(&crc.to_le_bytes());
+        let mut seq = journal.seq;
 
         // A slot that does not take the write (left unstable by a cut write)
         // is skipped; when the area is full the other area is erased and used.
@@ -917,6 +930,9 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
             }
             let address = self.log_start(journal.area) + journal.next_slot * SLOT_LEN as u32;
             journal.next_slot += 1;
+            // A failed attempt may still read as valid later: never reuse its number.
+            seq = seq.wrapping_add(1);
+            let slot = Self::encode_slot(seq, record);
             match self.write_verified(address, &slot) {
                 Ok(()) => {
                     journal.seq = seq;

@@ -167,7 +167,7 @@ fn power_cut_inside_writes_and_erases() {
         });
         cuts += world.power_cuts;
         assert_finished(&mut world, &release, 1, &format!("cut after {bytes} bytes"));
-        bytes += 61;
+        bytes += 29;
     }
     assert!(cuts > 100, "{cuts} cuts happened");
 }
