@@ -119,7 +119,8 @@ impl<S: Storage, C: Crypto> Server<S, C> {
         header: UplinkHeader,
         message: &DeviceMessage,
     ) -> DeviceOutcome<'_> {
-        let (decision, notifications) = self.decide(now, header, message);
+        let record = self.store.device(header.device);
+        let (decision, notifications) = self.decide(now, header, message, record);
         DeviceOutcome {
             reply: self.render(decision),
             notifications,
@@ -145,7 +146,8 @@ impl<S: Storage, C: Crypto> Server<S, C> {
             Ok(header) => header,
             Err(error) => return dropped(error),
         };
-        let key = match self.store.device(header.device) {
+        let record = self.store.device(header.device);
+        let key = match record {
             Some(record) => DeviceKey(record.key),
             None if frame.message_type() == MessageType::RegistrationRequest => {
                 match self.registration_key(bytes, header.device) {
@@ -156,7 +158,7 @@ impl<S: Storage, C: Crypto> Server<S, C> {
             None => return unauthenticated(RefusalCode::UNKNOWN_DEVICE, out),
         };
         let (decision, notifications) = match frame.open_uplink(&self.crypto, &key) {
-            Ok((header, message)) => self.decide(now, header, &message),
+            Ok((header, message)) => self.decide(now, header, &message, record),
             Err(FrameError::BadMac) => return unauthenticated(RefusalCode::BAD_MAC, out),
             // The MAC verified but the body is malformed: answer, bound to the request.
             Err(FrameError::Body(_)) => {
@@ -253,8 +255,9 @@ impl<S: Storage, C: Crypto> Server<S, C> {
         now: u64,
         header: UplinkHeader,
         message: &DeviceMessage,
+        record: Option<DeviceRecord>,
     ) -> (Decision, Vec<Notification>) {
-        let Some(device) = self.store.device(header.device) else {
+        let Some(device) = record else {
             if let DeviceMessage::RegistrationRequest(request) = message {
                 return (self.register_new(now, header, request), Vec::new());
             }

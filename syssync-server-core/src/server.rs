@@ -127,7 +127,10 @@ impl<S: Storage, C: Crypto> Server<S, C> {
             + u64::from(counters.up_to_date)
             + u64::from(counters.failed)
             + u64::from(counters.left);
-        decided >= u64::from(counters.targets)
+        // NOTE: a group or fleet job completes once every device counted so
+        // far has an outcome; a device that joins the group after that is not
+        // offered the completed job. An empty target set keeps the job running.
+        counters.targets > 0 && decided >= u64::from(counters.targets)
     }
 
     /// Applies every transition due at `now` to one job.
