@@ -576,11 +576,10 @@ impl<F: NorFlash> NorFileStore<F> {
                     last_used[usize::from(area)] = Some(slot);
                 }
                 match Self::valid_slot(&bytes) {
-                    Some(seq) => {
-                        if best.is_none_or(|(best_seq, _, _)| seq > best_seq) {
-                            best = Some((seq, area, slot));
-                        }
+                    Some(seq) if best.is_none_or(|(best_seq, _, _)| seq > best_seq) => {
+                        best = Some((seq, area, slot));
                     }
+                    Some(_) => {}
                     None if bytes.iter().any(|byte| *byte != 0xFF) => invalid += 1,
                     None => {}
                 }
