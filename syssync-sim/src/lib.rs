@@ -8,11 +8,16 @@
 //! ([`report`]) is a table for people and JSON for tools, and the JSON of two
 //! runs with the same scenario and seed is byte-identical.
 
+pub mod boot_glue;
+pub mod device_node;
 pub mod firmware;
+pub mod flash;
 pub mod link;
 pub mod model;
 pub mod queue;
 pub mod release;
 pub mod report;
+pub mod runner;
 pub mod scenario;
+pub mod server_node;
 pub mod sim;

@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use clap::Parser;
+use syssync_sim::runner::{peak_memory_bytes, run, RunSettings};
 use syssync_sim::scenario::Scenario;
 
 /// Simulates a fleet of devices updating from a syssync server, with lossy
@@ -23,22 +25,26 @@ struct Args {
     /// Writes the full report as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Uses small synthetic images even when the real ones fit in memory.
+    #[arg(long)]
+    synthetic: bool,
     /// Prints no progress lines on stderr.
     #[arg(long)]
     quiet: bool,
 }
 
 fn main() -> ExitCode {
+    let started = Instant::now();
     let args = Args::parse();
-    let scenario = match &args.scenario {
+    let (scenario, scenario_dir) = match &args.scenario {
         Some(path) => match std::fs::read_to_string(path) {
-            Ok(text) => Scenario::from_toml(&text),
+            Ok(text) => (Scenario::from_toml(&text), path.parent().map(PathBuf::from)),
             Err(error) => {
                 eprintln!("error: cannot read scenario {}: {error}", path.display());
                 return ExitCode::FAILURE;
             }
         },
-        None => Ok(Scenario::default_scenario()),
+        None => (Ok(Scenario::default_scenario()), None),
     };
     let scenario = match scenario {
         Ok(scenario) => scenario,
@@ -47,9 +53,41 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let _ = (args.devices, args.seed, args.json, args.quiet, scenario);
-    // NOTE: the device engine and the server are not wired in yet, so the
-    // command stops after checking the scenario.
-    eprintln!("error: the simulation needs syssync-device and syssync-server-core, which this build does not include yet");
-    ExitCode::FAILURE
+    let settings = RunSettings {
+        devices: args.devices,
+        seed: args.seed,
+        scenario_dir,
+        progress: !args.quiet,
+        force_synthetic: args.synthetic,
+    };
+    let report = match run(scenario, &settings) {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", report.to_table());
+    let peak = peak_memory_bytes().map_or_else(
+        || "unknown".to_owned(),
+        |bytes| format!("{} MiB", bytes >> 20),
+    );
+    println!(
+        "wall time  {:.1} s, peak memory {peak}",
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(path) = &args.json {
+        if let Err(error) = std::fs::write(path, report.to_json()) {
+            eprintln!("error: cannot write {}: {error}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    if report.bricked > 0 || report.settings_changed > 0 {
+        eprintln!(
+            "error: {} bricked devices and {} devices with changed settings; both must be 0",
+            report.bricked, report.settings_changed
+        );
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }

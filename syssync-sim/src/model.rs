@@ -41,6 +41,8 @@ pub enum BootOutcome {
     },
     /// No verified image can be booted.
     Bricked,
+    /// Power failed during the boot; power is back and the boot must run again.
+    PowerLost,
 }
 
 /// Everything a device needs at provisioning time.
@@ -121,26 +123,59 @@ pub struct RolloutSpec<'a> {
     pub attempt_limit: u8,
     /// Failure share above which the job pauses.
     pub failure_threshold: f64,
+    /// Attempted devices needed before the failure threshold applies.
+    pub failure_min_sample: u32,
+    /// Time a device may take between offer and outcome, in seconds.
+    pub in_progress_timeout_s: u64,
+}
+
+/// Phase and status view of a job, in Unix seconds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobView {
+    /// When each phase opened.
+    pub phases_opened: Vec<Option<u64>>,
+    /// Whether the job is paused.
+    pub paused: bool,
+    /// Whether the job is completed.
+    pub completed: bool,
 }
 
 /// The update server, as the simulator drives it.
 pub trait ServerModel {
-    /// Registers a device of an account with its key and installed release.
-    fn add_device(&mut self, account: u32, id: DeviceId, key: &DeviceKey, installed: &BuiltRelease);
+    /// Registers a device of an account with its key.
+    fn add_device(
+        &mut self,
+        now_unix_s: u64,
+        account: u32,
+        id: DeviceId,
+        key: &DeviceKey,
+    ) -> Result<(), String>;
+    /// Uploads and approves a release.
+    fn add_release(&mut self, now_unix_s: u64, release: &BuiltRelease) -> Result<(), String>;
     /// Starts a rollout at `now_unix_s` and returns its job.
-    fn start_rollout(&mut self, now_unix_s: u64, spec: &RolloutSpec<'_>) -> JobId;
-    /// Adds devices to a running rollout's group.
-    fn join_group(&mut self, now_unix_s: u64, job: JobId, devices: &[DeviceId]);
+    fn start_rollout(&mut self, now_unix_s: u64, spec: &RolloutSpec<'_>) -> Result<JobId, String>;
+    /// Adds devices to the group of a running rollout.
+    fn join_group(
+        &mut self,
+        now_unix_s: u64,
+        job: JobId,
+        devices: &[DeviceId],
+    ) -> Result<(), String>;
     /// Hands a device over to another account: offer by the owner, accept by the new owner.
-    fn transfer(&mut self, now_unix_s: u64, device: DeviceId, to_account: u32);
+    fn transfer(
+        &mut self,
+        now_unix_s: u64,
+        device: DeviceId,
+        to_account: u32,
+    ) -> Result<(), String>;
     /// Returns the accounts that see `device` in their device list.
-    fn owners_seeing(&self, device: DeviceId) -> Vec<u32>;
+    fn owners_seeing(&self, now_unix_s: u64, device: DeviceId) -> Vec<u32>;
     /// Handles one frame from a device and writes the reply into `out`.
     fn handle_frame(&mut self, now_unix_s: u64, frame: &[u8], out: &mut [u8]) -> Option<usize>;
     /// Advances time-driven decisions (phases, timeouts).
     fn tick(&mut self, now_unix_s: u64);
     /// Drains notifications produced since the last call.
     fn drain_notifications(&mut self) -> Vec<ServerNotification>;
-    /// Returns which phases of `job` are open (count) and whether it is paused.
-    fn job_status(&self, job: JobId) -> (usize, bool);
+    /// Returns the phase and status view of `job`.
+    fn job_view(&self, job: JobId) -> JobView;
 }

@@ -46,6 +46,8 @@ pub struct Report {
     pub notifications: Vec<NotificationRecord>,
     /// Notification counts by kind.
     pub notification_counts: BTreeMap<String, u64>,
+    /// Server commands that failed during the run. Empty in a correct run.
+    pub errors: Vec<String>,
 }
 
 /// What was simulated at full fidelity.
@@ -314,6 +316,9 @@ impl Report {
                 counts.join(", ")
             }
         );
+        for error in &self.errors {
+            let _ = writeln!(out, "error      {error}");
+        }
         for notification in self
             .notifications
             .iter()

@@ -114,6 +114,14 @@ pub struct Release {
     pub healthy: bool,
 }
 
+fn default_min_sample() -> u32 {
+    5
+}
+
+fn default_in_progress_timeout_hours() -> f64 {
+    12.0
+}
+
 fn default_true() -> bool {
     true
 }
@@ -130,6 +138,12 @@ pub struct Rollout {
     pub attempt_limit: u8,
     /// Share of failed devices among attempted ones (0..=1) above which the rollout pauses.
     pub failure_threshold: f64,
+    /// Devices with an outcome needed before the failure threshold applies.
+    #[serde(default = "default_min_sample")]
+    pub failure_min_sample: u32,
+    /// Time a device may take from offer to outcome before the attempt counts as failed, in hours.
+    #[serde(default = "default_in_progress_timeout_hours")]
+    pub in_progress_timeout_hours: f64,
     /// Phases in order; the last one's share must be 1.
     pub phases: Vec<Phase>,
 }
@@ -356,6 +370,9 @@ impl Scenario {
                 "rollout attempt_limit must be at least 1".into()
             })?;
             check_share(rollout.failure_threshold, "rollout failure_threshold")?;
+            check(rollout.in_progress_timeout_hours > 0.0, || {
+                "rollout in_progress_timeout_hours must be positive".into()
+            })?;
             check(!rollout.phases.is_empty(), || {
                 "a rollout needs at least one phase".into()
             })?;

@@ -107,6 +107,17 @@ struct DeviceState<D> {
     install_cut_armed: bool,
     check_ins: u64,
     failing: bool,
+    powered: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ResetKind {
+    /// First power-on of the device.
+    PowerOn,
+    /// The application resets because the engine asked (install or revert).
+    Requested,
+    /// Power came back after a cut.
+    AfterPowerCut,
 }
 
 enum Event {
@@ -158,6 +169,7 @@ pub struct Simulation<D, S> {
     buffer: Vec<u8>,
     options: RunOptions,
     started: Instant,
+    errors: Vec<String>,
 }
 
 fn class_of_request(kind: MessageType) -> Class {
@@ -177,9 +189,12 @@ impl<D: DeviceModel, S: ServerModel> Simulation<D, S> {
         mut fidelity: Fidelity,
         key: &ReleaseKey,
         mut server: S,
-        mut make_device: impl FnMut(&DeviceSpec<'_>) -> D,
+        mut make_device: impl FnMut(&DeviceSpec<'_>) -> Result<D, String>,
         options: RunOptions,
-    ) -> Self {
+    ) -> Result<Self, String> {
+        for release in &releases {
+            server.add_release(EPOCH_UNIX_S, release)?;
+        }
         let installed_index = releases
             .iter()
             .position(|release| release.name == scenario.fleet.installed)
@@ -224,9 +239,9 @@ impl<D: DeviceModel, S: ServerModel> Simulation<D, S> {
                 max_files_size,
                 seed: rng.gen(),
             };
-            let mut model = make_device(&spec);
+            let mut model = make_device(&spec)?;
             fidelity.flash_bytes_per_device = model.flash_bytes();
-            server.add_device(0, id, &key_bytes, &releases[installed_index]);
+            server.add_device(EPOCH_UNIX_S, 0, id, &key_bytes)?;
             let settings_before = model.settings_digest();
             let faults = &scenario.faults;
             let plan_download_cut = rng.gen_bool(faults.power_cut_download);
@@ -255,6 +270,7 @@ impl<D: DeviceModel, S: ServerModel> Simulation<D, S> {
                 install_cut_armed: false,
                 check_ins: 0,
                 failing: faults.failing_devices.contains(&index),
+                powered: false,
             });
         }
         let rollouts = scenario.rollouts.len();
@@ -263,7 +279,7 @@ impl<D: DeviceModel, S: ServerModel> Simulation<D, S> {
             .iter()
             .map(|rollout| vec![None; rollout.phases.len()])
             .collect();
-        Self {
+        Ok(Self {
             releases,
             fidelity,
             server,
@@ -283,8 +299,9 @@ impl<D: DeviceModel, S: ServerModel> Simulation<D, S> {
             buffer: vec![0; MAX_FRAME_LEN],
             options,
             started: Instant::now(),
+            errors: Vec::new(),
             scenario,
-        }
+        })
     }
 
     /// Runs the scenario to its end and returns the report.
@@ -355,8 +372,12 @@ impl<D: DeviceModel, S: ServerModel> Simulation<D, S> {
             Event::Online(index) => {
                 let device = &mut self.devices[index as usize];
                 device.online = true;
-                device.model.set_network(now, true);
-                self.drive(now, index);
+                if device.powered {
+                    device.model.set_network(now, true);
+                    self.drive(now, index);
+                } else {
+                    self.reset_device(now, index, ResetKind::PowerOn);
+                }
             }
             Event::Uplink {
                 device,
@@ -364,7 +385,7 @@ impl<D: DeviceModel, S: ServerModel> Simulation<D, S> {
                 class,
             } => self.server_receives(now, device, &frame, class),
             Event::Downlink { device, frame } => self.device_receives(now, device, &frame),
-            Event::Reset(index) => self.reset_device(now, index, false),
+            Event::Reset(index) => self.reset_device(now, index, ResetKind::Requested),
             Event::HealthCheckFailed(index) => {
                 let device = &mut self.devices[index as usize];
                 device.model.report_unhealthy(now);
@@ -419,9 +440,13 @@ impl<D: DeviceModel, S: ServerModel> Simulation<D, S> {
             phases: &phases,
             attempt_limit: rollout.attempt_limit,
             failure_threshold: rollout.failure_threshold,
+            failure_min_sample: rollout.failure_min_sample,
+            in_progress_timeout_s: (rollout.in_progress_timeout_hours * 3600.0) as u64,
         };
-        let job = self.server.start_rollout(unix_seconds(now), &spec);
-        self.jobs[index] = Some(job);
+        match self.server.start_rollout(unix_seconds(now), &spec) {
+            Ok(job) => self.jobs[index] = Some(job),
+            Err(error) => self.errors.push(error),
+        }
         self.observe_jobs(now);
     }
 
@@ -437,16 +462,21 @@ impl<D: DeviceModel, S: ServerModel> Simulation<D, S> {
                 }
                 // Joining devices enter every rollout that has started.
                 for job in self.jobs.clone().into_iter().flatten() {
-                    self.server.join_group(unix_seconds(now), job, &joined);
+                    if let Err(error) = self.server.join_group(unix_seconds(now), job, &joined) {
+                        self.errors.push(error);
+                    }
                 }
             }
             FleetEvent::Transfer {
                 device, to_account, ..
             } => {
                 let id = self.devices[device as usize].id;
-                let before = self.server.owners_seeing(id);
-                self.server.transfer(unix_seconds(now), id, to_account);
-                let after = self.server.owners_seeing(id);
+                let unix = unix_seconds(now);
+                let before = self.server.owners_seeing(unix, id);
+                if let Err(error) = self.server.transfer(unix, id, to_account) {
+                    self.errors.push(error);
+                }
+                let after = self.server.owners_seeing(unix, id);
                 self.transfers.push(TransferReport {
                     device,
                     from_account: before.first().copied().unwrap_or(u32::MAX),
@@ -541,24 +571,25 @@ impl<D: DeviceModel, S: ServerModel> Simulation<D, S> {
             device.plan_download_cut = false;
             self.power_cuts.download += 1;
         }
-        self.reset_device(now, index, true);
+        self.reset_device(now, index, ResetKind::AfterPowerCut);
     }
 
-    fn reset_device(&mut self, now: SimTime, index: u32, after_cut: bool) {
+    fn reset_device(&mut self, now: SimTime, index: u32, kind: ResetKind) {
         let image_len = self.max_image_len();
         let device = &mut self.devices[index as usize];
         if device.bricked {
             return;
         }
         // The reset that starts an install is where the install power cut goes.
-        if !after_cut && device.plan_install_cut && !device.install_cut_armed {
+        device.powered = true;
+        if kind == ResetKind::Requested && device.plan_install_cut && !device.install_cut_armed {
             device.install_cut_armed = true;
             let at = device.rng.gen_range(1..(image_len * 2).max(2));
             device.model.power_rail().cut_after_bytes(at);
         }
         let outcome = loop {
             let outcome = device.model.reset(now);
-            if device.model.power_rail().is_down() {
+            if outcome == BootOutcome::PowerLost || device.model.power_rail().is_down() {
                 device.model.power_rail().disarm();
                 device.model.power_rail().power_on();
                 if device.plan_install_cut {
@@ -570,7 +601,7 @@ impl<D: DeviceModel, S: ServerModel> Simulation<D, S> {
             break outcome;
         };
         match outcome {
-            BootOutcome::Bricked => {
+            BootOutcome::Bricked | BootOutcome::PowerLost => {
                 device.bricked = true;
                 device.online = false;
                 return;
@@ -785,11 +816,13 @@ impl<D: DeviceModel, S: ServerModel> Simulation<D, S> {
     fn observe_jobs(&mut self, now: SimTime) {
         for (index, job) in self.jobs.iter().enumerate() {
             let Some(job) = job else { continue };
-            let (open, paused) = self.server.job_status(*job);
-            for phase in self.phase_opened[index].iter_mut().take(open) {
-                phase.get_or_insert(now / 1000);
+            let view = self.server.job_view(*job);
+            for (phase, opened) in self.phase_opened[index].iter_mut().zip(&view.phases_opened) {
+                if let Some(opened) = opened {
+                    phase.get_or_insert(opened.saturating_sub(EPOCH_UNIX_S));
+                }
             }
-            if paused {
+            if view.paused {
                 self.paused[index].get_or_insert(now / 1000);
             }
             if self.completed[index].is_none() {
@@ -895,7 +928,7 @@ impl<D: DeviceModel, S: ServerModel> Simulation<D, S> {
         for (transfer, check_ins_before) in self.transfers.iter_mut().zip(&self.transfer_check_ins)
         {
             let device = &self.devices[transfer.device as usize];
-            let owners = self.server.owners_seeing(device.id);
+            let owners = self.server.owners_seeing(unix_seconds(end), device.id);
             transfer.never_ownerless &= owners.len() == 1;
             transfer.visible_to_old_owner |= owners.contains(&transfer.from_account);
             transfer.visible_to_new_owner &= owners.contains(&transfer.to_account);
@@ -923,6 +956,7 @@ impl<D: DeviceModel, S: ServerModel> Simulation<D, S> {
             transfers: self.transfers,
             notifications: self.notifications,
             notification_counts,
+            errors: self.errors,
         }
     }
 }
