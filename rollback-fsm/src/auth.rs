@@ -10,6 +10,10 @@ pub enum AuthError {
     MalformedEvidence,
     /// The signature does not verify for this descriptor.
     InvalidSignature,
+    /// The signed manifest names no application image, or one whose size,
+    /// SHA-256, target type, version or security counter differs from the
+    /// staged image's descriptor.
+    ManifestMismatch,
 }
 
 /// Checks that a staged image is authentic, given the evidence stored next to it.
@@ -22,11 +26,8 @@ pub trait ImageAuthenticator {
 }
 
 /// Ed25519 signature over [`ImageDescriptor::to_bytes`]; the evidence is the
-/// 64-byte signature.
-///
-/// NOTE: the evidence will become the signed release manifest once
-/// `syssync-proto` provides its manifest check against an image size and
-/// SHA-256; that check replaces the body of `authenticate`.
+/// 64-byte signature. For bootloaders used without syssync release manifests;
+/// syssync devices use [`ManifestAuthenticator`].
 #[derive(Debug, Clone)]
 pub struct Ed25519Authenticator {
     key: ed25519_dalek::VerifyingKey,
@@ -46,5 +47,52 @@ impl ImageAuthenticator for Ed25519Authenticator {
         self.key
             .verify_strict(&descriptor.to_bytes(), &signature)
             .map_err(|_| AuthError::InvalidSignature)
+    }
+}
+
+/// The signed syssync release manifest: the evidence is
+/// [`SignedManifest::encode`](syssync_proto::SignedManifest::encode) output, as
+/// the device received it in the job offer. The bootloader checks the
+/// signature against its own trusted release keys, then that the manifest's
+/// application image is exactly the staged image: size, SHA-256, target type,
+/// version and security counter.
+#[derive(Debug, Clone, Copy)]
+pub struct ManifestAuthenticator<'k> {
+    trusted: &'k [syssync_proto::TrustedKey],
+}
+
+impl<'k> ManifestAuthenticator<'k> {
+    /// Creates an authenticator that trusts the release keys in `trusted`.
+    pub const fn new(trusted: &'k [syssync_proto::TrustedKey]) -> Self {
+        Self { trusted }
+    }
+}
+
+impl ImageAuthenticator for ManifestAuthenticator<'_> {
+    fn authenticate(&self, descriptor: &ImageDescriptor, evidence: &[u8]) -> Result<(), AuthError> {
+        let signed = syssync_proto::SignedManifest::decode(evidence)
+            .map_err(|_| AuthError::MalformedEvidence)?;
+        let manifest = signed
+            .verify(&syssync_proto::RustCrypto, self.trusted)
+            .map_err(|error| match error {
+                syssync_proto::ManifestError::BadSignature
+                | syssync_proto::ManifestError::UnknownKey(_) => AuthError::InvalidSignature,
+                _ => AuthError::MalformedEvidence,
+            })?;
+        let (_, application) = manifest.application().ok_or(AuthError::ManifestMismatch)?;
+        let version = manifest.version;
+        let matches = application.size == descriptor.size
+            && application.sha256 == descriptor.sha256
+            && manifest.target.as_bytes() == descriptor.target_type.as_bytes()
+            && version.major == descriptor.version.major
+            && version.minor == descriptor.version.minor
+            && version.patch == descriptor.version.patch
+            && version.build == descriptor.version.build
+            && manifest.security_counter == descriptor.security_counter;
+        if matches {
+            Ok(())
+        } else {
+            Err(AuthError::ManifestMismatch)
+        }
     }
 }

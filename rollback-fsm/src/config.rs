@@ -15,7 +15,7 @@ pub(crate) const MAX_CHUNK: u32 = 256;
 pub const DEFAULT_TRIAL_BOOTS: u8 = 3;
 
 /// Largest evidence (signed manifest) stored with a staged image, in bytes.
-pub const MAX_EVIDENCE_LEN: usize = 1024;
+pub const MAX_EVIDENCE_LEN: usize = 1664;
 
 /// Names a partition in errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

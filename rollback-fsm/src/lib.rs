@@ -30,8 +30,9 @@
 //!
 //! - `sha2` (default): [`Sha256`], a software [`Sha256Hasher`]. Without it, supply
 //!   a hasher, for example one driving a hardware hash engine.
-//! - `signature`: staged images must pass an `ImageAuthenticator`; the
-//!   application stores the evidence (at most 1 KiB) at the end of staging.
+//! - `signature`: staged images must pass an `ImageAuthenticator`, such as
+//!   `ManifestAuthenticator` (the signed syssync release manifest); the
+//!   application stores the evidence (at most 1664 bytes) at the end of staging.
 //! - `log` or `defmt`: log through that crate; with neither, logging compiles to
 //!   nothing. With both, `defmt` is used.
 //!
@@ -203,7 +204,7 @@ mod trace;
 
 pub use app::{AppError, AppSide, StagedImage, Status};
 #[cfg(feature = "signature")]
-pub use auth::{AuthError, Ed25519Authenticator, ImageAuthenticator};
+pub use auth::{AuthError, Ed25519Authenticator, ImageAuthenticator, ManifestAuthenticator};
 pub use boot::{BootError, BootFlashes, BootSide, Step};
 pub use config::{
     Config, ConfigError, FlashError, Layout, Partition, PartitionName, DEFAULT_TRIAL_BOOTS,

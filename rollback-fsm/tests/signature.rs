@@ -1,16 +1,21 @@
 //! With the `signature` feature, a staged image installs only with a valid
-//! Ed25519 signature over its descriptor.
+//! Ed25519 signature: over its descriptor, or over a syssync release manifest
+//! whose application image is exactly the staged image.
 #![cfg(feature = "signature")]
 
 mod support;
 
 use ed25519_dalek::{Signer, SigningKey};
-use rollback_fsm::{Ed25519Authenticator, Rejection, StagedImage};
+use rollback_fsm::{
+    Ed25519Authenticator, ImageAuthenticator, ManifestAuthenticator, Rejection, StagedImage,
+};
 use support::{provisioned, BootResult, Device, TestImage};
+use syssync_proto::manifest::{self, FileKind, Manifest, ManifestFile, SignedManifest};
+use syssync_proto::TrustedKey;
 
 type Dev = Device<4, 1>;
 
-fn boot_with(device: &mut Dev, authenticator: &Ed25519Authenticator) -> BootResult {
+fn boot_with(device: &mut Dev, authenticator: &dyn ImageAuthenticator) -> BootResult {
     let rail = device.rail.clone();
     let mut boot = device.boot_side();
     boot.set_authenticator(authenticator);
@@ -80,4 +85,130 @@ fn no_authenticator_rejects() {
         device.status().unwrap().staged,
         StagedImage::Rejected(Rejection::Signature)
     );
+}
+
+const RELEASE_SECRET: [u8; 32] = [9; 32];
+
+/// Encodes a release manifest whose application image is `image`, signed with
+/// `secret`, as a device stores it next to the staged image.
+fn manifest_evidence(
+    image: &TestImage,
+    secret: &[u8; 32],
+    edit: impl Fn(&mut Manifest),
+) -> Vec<u8> {
+    let descriptor = &image.descriptor;
+    let mut files = heapless::Vec::new();
+    files
+        .push(ManifestFile {
+            kind: FileKind::Application,
+            name: "app.bin".try_into().unwrap(),
+            size: descriptor.size,
+            sha256: descriptor.sha256,
+        })
+        .unwrap();
+    let version = descriptor.version;
+    let mut release = Manifest {
+        target: core::str::from_utf8(descriptor.target_type.as_bytes())
+            .unwrap()
+            .try_into()
+            .unwrap(),
+        version: syssync_proto::Version::new(
+            version.major,
+            version.minor,
+            version.patch,
+            version.build,
+        ),
+        security_counter: descriptor.security_counter,
+        expires_at: u64::MAX,
+        files,
+        remove: heapless::Vec::new(),
+    };
+    edit(&mut release);
+    let mut body = [0u8; 2048];
+    let body: &[u8] = release.encode(&mut body).unwrap();
+    let signed = SignedManifest {
+        key_id: 3,
+        body,
+        signature: manifest::sign(body, secret),
+    };
+    let mut out = [0u8; 2048];
+    signed.encode(&mut out).unwrap().to_vec()
+}
+
+#[test]
+fn manifest_signed_image_installs() {
+    // Proves that an image whose signed release manifest names exactly it
+    // installs, and that a forged signature, an unknown key or a manifest for
+    // another image is rejected before the active partition is touched.
+    let factory = TestImage::new(0, 4096);
+    let old = TestImage::new(1, 900);
+    let new = TestImage::new(2, 1200);
+    let trusted = [TrustedKey {
+        id: 3,
+        public_key: manifest::public_key(&RELEASE_SECRET),
+    }];
+    let authenticator = ManifestAuthenticator::new(&trusted);
+
+    let mut device = Dev::new(false, 1, &factory);
+    stage_signed(
+        &mut device,
+        &old,
+        &manifest_evidence(&old, &RELEASE_SECRET, |_| {}),
+    );
+    assert_eq!(boot_with(&mut device, &authenticator), BootResult::Booted);
+    device.app().confirm().unwrap();
+    assert_eq!(device.active_image(&[&old]), Some(0));
+
+    let rejected: [(&str, Vec<u8>); 6] = [
+        ("other signer", manifest_evidence(&new, &[8; 32], |_| {})),
+        (
+            "other image",
+            manifest_evidence(&old, &RELEASE_SECRET, |_| {}),
+        ),
+        (
+            "other target",
+            manifest_evidence(&new, &RELEASE_SECRET, |m| {
+                m.target = "other-board".try_into().unwrap()
+            }),
+        ),
+        (
+            "other counter",
+            manifest_evidence(&new, &RELEASE_SECRET, |m| m.security_counter += 1),
+        ),
+        (
+            "no application",
+            manifest_evidence(&new, &RELEASE_SECRET, |m| m.files[0].kind = FileKind::Plain),
+        ),
+        (
+            "truncated",
+            manifest_evidence(&new, &RELEASE_SECRET, |_| {})[..40].to_vec(),
+        ),
+    ];
+    for (case, evidence) in &rejected {
+        let mut run = device.snapshot();
+        stage_signed(&mut run, &new, evidence);
+        run.active.reset_counters();
+        assert_eq!(
+            boot_with(&mut run, &authenticator),
+            BootResult::Booted,
+            "{case}"
+        );
+        assert_eq!(run.active.counters().erases, 0, "{case}");
+        assert_eq!(
+            run.status().unwrap().staged,
+            StagedImage::Rejected(Rejection::Signature),
+            "{case}"
+        );
+        assert_eq!(run.active_image(&[&old, &new]), Some(0), "{case}");
+    }
+
+    let mut run = device.snapshot();
+    stage_signed(
+        &mut run,
+        &new,
+        &manifest_evidence(&new, &RELEASE_SECRET, |_| {}),
+    );
+    assert_eq!(boot_with(&mut run, &authenticator), BootResult::Booted);
+    assert_eq!(run.active_image(&[&old, &new]), Some(1));
+    assert!(run.status().unwrap().on_trial);
 }

@@ -127,6 +127,35 @@ pub struct TrustedKey {
     pub public_key: [u8; 32],
 }
 
+/// Longest [`SignedManifest::encode`] output: key id, a two-byte length, the
+/// longest body and the signature.
+pub const MAX_SIGNED_MANIFEST_LEN: usize = 1 + 2 + MAX_MANIFEST_LEN + 64;
+
+impl<'a> SignedManifest<'a> {
+    /// Encodes key id, body and signature as they appear inside a job offer
+    /// (postcard), for storage next to a staged image where a bootloader
+    /// checks it again.
+    pub fn encode<'o>(&self, out: &'o mut [u8]) -> Result<&'o mut [u8], ManifestError> {
+        if self.body.len() > MAX_MANIFEST_LEN {
+            return Err(ManifestError::TooLong);
+        }
+        postcard::to_slice(self, out).map_err(|_| ManifestError::TooLong)
+    }
+
+    /// Decodes the output of [`SignedManifest::encode`], borrowing the body.
+    /// The signature is not checked here: call [`SignedManifest::verify`].
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, ManifestError> {
+        if bytes.len() > MAX_SIGNED_MANIFEST_LEN {
+            return Err(ManifestError::TooLong);
+        }
+        let signed: SignedManifest<'a> = crate::frame::decode_exact(bytes)?;
+        if signed.body.len() > MAX_MANIFEST_LEN {
+            return Err(ManifestError::TooLong);
+        }
+        Ok(signed)
+    }
+}
+
 impl SignedManifest<'_> {
     /// Verifies the signature with the trusted key named by `key_id`, then decodes
     /// and validates the body. Nothing of the body is interpreted before the

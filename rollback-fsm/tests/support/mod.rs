@@ -20,9 +20,9 @@ pub(crate) const INTERNAL_SECTOR: usize = 128;
 pub(crate) const META_SECTOR: usize = 512;
 /// Size of the active, staging and recovery partitions, in bytes.
 pub(crate) const IMAGE_PARTITION: u32 = 4096;
-/// Size of the staging partition: an image partition plus room for 1 KiB of
-/// evidence (used with the `signature` feature), in bytes.
-pub(crate) const STAGING_PARTITION: u32 = IMAGE_PARTITION + 1088;
+/// Size of the staging partition: an image partition plus room for the
+/// largest evidence (used with the `signature` feature), in bytes.
+pub(crate) const STAGING_PARTITION: u32 = IMAGE_PARTITION + 1728;
 /// Space in front of the active partition, as a bootloader would use.
 pub(crate) const BOOTLOADER_AREA: u32 = 1024;
 /// Staging write chunk, as an update engine would write it.
