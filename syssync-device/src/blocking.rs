@@ -2,8 +2,8 @@
 //!
 //! Frames travel length-delimited: a 2-byte little-endian length, then the
 //! frame. The driver suits a socket or a modem UART that blocks on reads and
-//! reports a read timeout as an error; the engine then retries the request on
-//! its own schedule.
+//! reports a read timeout as an error. The engine then sends the request
+//! again on its own schedule.
 //!
 //! ```no_run
 //! # fn run<B, S, C, T>(
@@ -46,7 +46,7 @@ use crate::Engine;
 /// Maximum number of request and reply exchanges in one [`BlockingDriver::poll`].
 pub const MAX_EXCHANGES_PER_POLL: usize = 64;
 
-/// Why the driver stopped.
+/// Error that stopped the driver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DriverError<E> {
     /// The stream returned an error (a read timeout included).

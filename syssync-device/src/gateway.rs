@@ -13,7 +13,7 @@ use core::fmt;
 use syssync_proto::segment::{Reassembler, Segment, SegmentError, Segmenter, MAX_MTU, MIN_MTU};
 use syssync_proto::{Frame, FrameError};
 
-/// Why the gateway refused a segment or a frame.
+/// Error returned when the gateway rejects a segment or a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GatewayError {
     /// Segmentation or reassembly failed.

@@ -2,9 +2,173 @@
 //!
 //! - [`Engine`]: a sans-IO engine that speaks the `syssync-proto` protocol,
 //!   downloads releases into staging and a file store, and drives the boot
-//!   side through [`BootControl`]. Time and randomness are passed in.
+//!   side through [`BootControl`]. It never reads a clock, a socket or a
+//!   random source: time and a seed are passed in, so a simulated fleet is
+//!   deterministic.
 //! - [`NorFileStore`]: a power-safe file store over any `embedded-storage`
 //!   NOR flash, used by the engine through the [`FileStore`] trait.
+//! - [`Gateway`]: forwards a CAN device's segmented frames, which it can
+//!   neither read nor forge.
+//! - `rollback::RollbackFsmBoot` (feature `rollback-fsm`): [`BootControl`]
+//!   for `rollback-fsm`'s application side.
+//! - `blocking::BlockingDriver` (feature `blocking`): runs the engine over
+//!   any `embedded-io` stream with length-delimited frames.
+//!
+//! # Drive loop
+//!
+//! One way in, one way out. Each call does a bounded amount of work: at most
+//! one chunk written to flash, or one step of verifying or committing a file
+//! (the exception is moving a sector aside after a power cut, below).
+//!
+//! ```no_run
+//! use syssync_device::{BootControl, Engine, Event, FileStore, Instant};
+//! use syssync_proto::{Crypto, MAX_FRAME_LEN};
+//!
+//! /// What the firmware provides: a clock, a link and a way to sleep.
+//! trait Platform {
+//!     fn now(&self) -> Instant;
+//!     fn send(&mut self, frame: &[u8]);
+//!     fn receive(&mut self, buf: &mut [u8]) -> Option<usize>;
+//!     fn network_up(&mut self) -> bool;
+//!     fn sleep_until(&mut self, wake: Option<Instant>);
+//! }
+//!
+//! fn run<B: BootControl, S: FileStore, C: Crypto>(
+//!     engine: &mut Engine<B, S, C>,
+//!     platform: &mut impl Platform,
+//! ) -> ! {
+//!     let mut tx = [0u8; MAX_FRAME_LEN];
+//!     let mut rx = [0u8; MAX_FRAME_LEN];
+//!     loop {
+//!         let now = platform.now();
+//!         let up = platform.network_up();
+//!         engine.set_network(now, up);
+//!         if let Some(len) = platform.receive(&mut rx) {
+//!             engine.handle_frame(now, &rx[..len]);
+//!         }
+//!         engine.handle_timeout(now);
+//!         while let Some(len) = engine.poll_transmit(now, &mut tx) {
+//!             platform.send(&tx[..len]);
+//!         }
+//!         while let Some(event) = engine.poll_event() {
+//!             match event {
+//!                 Event::NetworkWanted => { /* bring the modem up */ }
+//!                 Event::FilesChanging { .. } => { /* close installed files */ }
+//!                 Event::ResetWanted { deadline, .. } => { /* reset before `deadline` */ }
+//!                 _ => {}
+//!             }
+//!         }
+//!         platform.sleep_until(engine.poll_timeout());
+//!     }
+//! }
+//! ```
+//!
+//! After every reset, build the engine again with [`Engine::new`]: it reads
+//! the identity from the boot side's settings, the boot status, and the job
+//! journal from the file store, and carries on from there. That construction
+//! is the "reset done" input.
+//!
+//! # Check-ins
+//!
+//! The engine checks in every 900 s by default, plus a jitter of up to 10 %
+//! drawn from the seed. A server's `Idle { interval_s }` is clamped to
+//! [`Config::min_interval_s`]`..=`[`Config::max_interval_s`] (60 s to
+//! 86 400 s by default), so a hostile server or gateway cannot silence a
+//! device for long. Every request carries a fresh replay counter. The engine
+//! reserves counters in blocks of [`COUNTER_BLOCK`] in the settings before
+//! using them, so a reset never reuses one. A reply is accepted only for the
+//! one outstanding request, once; a request without a reply is sent again
+//! after [`Config::request_timeout_ms`] with a doubling back-off.
+//!
+//! # Identity
+//!
+//! Read from the boot side's settings (keys in [`boot::setting`]): device id,
+//! target type, and either the device key or an account with a claim token.
+//! With the latter the engine registers first (the key is derived from the
+//! claim token) and stores the key once the server accepts.
+//!
+//! # Offers
+//!
+//! Before anything is downloaded the engine checks the manifest's signature
+//! against [`Config::trusted_keys`], the target type, the expiry, the security
+//! counter against the committed one, and that the image fits staging and the
+//! changed plain files fit the file store. A refused offer is reported as
+//! `JobReport { Rejected(reason) }` and raised as [`Event::OfferRejected`].
+//!
+//! Without a trusted wall clock ([`Engine::set_unix_time`] never called) the
+//! expiry cannot be checked: [`Config::expiry_without_clock`] chooses between
+//! accepting (the default; the security counter still stops downgrades below
+//! the committed release) and rejecting every manifest.
+//!
+//! # Downloads
+//!
+//! Only files whose SHA-256 and size differ from what is installed are
+//! fetched; the rest cost zero bytes. The application image is written into
+//! staging, plain files into pending files of the store, in chunks of
+//! [`Config::chunk_size`] bytes (default 1 KiB), each checked by the frame's
+//! CRC and tag. After each chunk is written and read back, a 48-byte job
+//! record counting it goes into the store's journal; a chunk counts as
+//! complete only then. A finished file is read back from flash and hashed
+//! before it can become visible.
+//!
+//! After a power cut the download resumes at the first chunk the journal does
+//! not count. NOR flash cannot rewrite a torn region without erasing its
+//! sector, which may hold earlier chunks of the same file, so when the chunk's
+//! place does not take the write the engine copies the sector's earlier
+//! chunks into the store's scratch area, records that in the journal, erases
+//! the sector and copies them back; a power cut during that move finishes it
+//! from the scratch copy. No chunk counted as complete is fetched twice. The
+//! move is the one step that does more than one chunk of flash work.
+//!
+//! Plain files are committed one by one, each atomically (a file is either
+//! complete and verified or absent), after [`Event::FilesChanging`].
+//!
+//! # After the reset
+//!
+//! The new image runs on trial. With [`ConfirmPolicy::Server`] the engine
+//! reports `Installed`, answers the server's inventory request with the full
+//! inventory, and confirms only on the server's `Confirm` for that job. With
+//! [`ConfirmPolicy::Application`] the application calls
+//! [`Engine::confirm_health`] and the engine then reports the install. A job
+//! the server cancelled is never confirmed: on trial the engine reports
+//! failure to the boot side so the next boot reverts. A revert is reported as
+//! `Reverted(reason)`, never as `Installed`. A job report is retried until
+//! the server answers it, and its delivery never changes what the bootloader
+//! does.
+//!
+//! # RAM
+//!
+//! `size_of` on `thumbv7em-none-eabihf` (rustc 1.95, measured with a
+//! compile-time array-length probe), for `Engine` with a zero-sized boot side,
+//! a `NorFileStore` over a zero-sized flash driver and `RustCrypto`:
+//!
+//! | item | bytes |
+//! |---|---|
+//! | `Engine` (the decoded manifest takes 1576 of them) | 2960 |
+//! | of which `NorFileStore` | 60 plus the flash driver |
+//! | transmit buffer passed to `poll_transmit` | up to 4160 (an inventory report takes about 2.4 KiB; a chunk request 30 bytes) |
+//! | receive buffer for `handle_frame` | chunk size + 30 (about 1.1 KiB at the default) |
+//! | `Gateway` | 44 plus two caller buffers of up to 4160 |
+//!
+//! The engine builds an inventory (2396 bytes) on the stack for each
+//! check-in and inventory report, and a manifest body buffer (1536 bytes) at
+//! construction. NOTE: peak stack use is estimated from these sizes, not
+//! measured.
+//!
+//! # Panics
+//!
+//! Nothing a peer, a gateway or a flash chip sends makes the engine panic:
+//! bad input becomes an [`Event`] and a retry, flash errors become
+//! [`Event::StorageFailed`] and, after three in a row, a failed job.
+//!
+//! # Features
+//!
+//! - `rustcrypto` (default): the software [`Crypto`](syssync_proto::Crypto)
+//!   of `syssync-proto`.
+//! - `rollback-fsm`: `rollback::RollbackFsmBoot`.
+//! - `blocking`: `blocking::BlockingDriver`.
+//! - `log`, `defmt`: reserved for logging. NOTE: the engine logs nothing
+//!   yet; every error it handles is raised as an [`Event`] instead.
 #![no_std]
 #![cfg_attr(
     not(test),

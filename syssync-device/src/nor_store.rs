@@ -56,7 +56,7 @@ const MANIFEST_BYTES: usize = MANIFEST_HEADER + MAX_MANIFEST_LEN;
 
 const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
-/// Why a [`NorFileStore`] cannot be built on a flash device.
+/// Error returned by [`NorFileStore::new`] for a flash device it cannot use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum LayoutError {
@@ -210,8 +210,8 @@ fn sectors_for(bytes: usize, erase: usize) -> u32 {
 
 impl<F: NorFlash> NorFileStore<F> {
     /// Builds the store over the whole of `flash`, with a scratch area of
-    /// `scratch_sectors` sectors (at least one; it must be as large as the
-    /// largest sector the engine writes, including staging sectors).
+    /// `scratch_sectors` sectors (at least one). The scratch area must be as
+    /// large as the largest sector the engine writes, staging sectors included.
     ///
     /// A fresh (erased) device is an empty store; no formatting is needed.
     pub fn new(flash: F, scratch_sectors: u32) -> Result<Self, LayoutError> {
@@ -590,8 +590,8 @@ impl<F: NorFlash> NorFileStore<F> {
             None => (0, 0),
         };
         // Each torn write may carry the sequence number after `latest` and
-        // read as valid later; skipping one number per damaged slot keeps
-        // the next record above all of them.
+        // read as valid later. Skipping one number per damaged slot keeps the
+        // next record above all of them.
         let seq = latest.wrapping_add(invalid);
         let next_slot = last_used[usize::from(area)].map_or(0, |slot| slot + 1);
         let journal = Journal {
@@ -915,7 +915,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
         let mut seq = journal.seq;
 
         // A slot that does not take the write (left unstable by a cut write)
-        // is skipped; when the area is full the other area is erased and used.
+        // is skipped. When the area is full, the other area is erased and used.
         let mut last_error = StoreError::VerifyFailed;
         for _ in 0..4 {
             if journal.next_slot >= self.slots_per_area() {

@@ -16,7 +16,7 @@ use syssync_proto::{RevertReason, Version};
 
 use crate::boot::{BootControl, BootPhase, BootStatus, RunningImage, StagedImage};
 
-/// Why a `rollback-fsm` request failed.
+/// Error of a `rollback-fsm` request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RollbackFsmError {
     /// `AppSide` refused the request or its flash failed.
@@ -139,7 +139,7 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> BootControl for RollbackFsmBoot<S, T
 
     fn staging_capacity(&self) -> u32 {
         // NOTE: with rollback-fsm's `signature` feature the end of staging
-        // holds the evidence; `begin_staging` then rejects an image that
+        // contains the evidence; `begin_staging` then rejects an image that
         // reaches into it, and the engine reports the job as failed.
         self.config.layout().staging.size
     }

@@ -77,7 +77,8 @@ fn update_through_blocking_driver() {
     assert_eq!(world.model().phase, BootPhase::Idle);
     assert_eq!(world.model().running.sha256, sha256(&release.files[0]));
     let stream = driver.into_inner();
-    assert!(stream.written.is_empty() && stream.readable.is_empty());
+    assert!(stream.written.is_empty());
+    assert!(stream.readable.is_empty());
 }
 
 #[test]

@@ -106,7 +106,11 @@ fn replace_atomic_under_power_cuts() {
         }
         assert_eq!(store.file_count().unwrap(), 1);
     }
-    assert!(outcomes[0] > 0 && outcomes[1] > 0, "{outcomes:?}");
+    assert!(outcomes[0] > 0, "no cut kept the old file: {outcomes:?}");
+    assert!(
+        outcomes[1] > 0,
+        "no cut let the new file through: {outcomes:?}"
+    );
 }
 
 #[test]

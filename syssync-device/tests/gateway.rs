@@ -9,7 +9,7 @@ use syssync_proto::segment::{Reassembler, Segmenter, CLASSIC_CAN_MTU};
 use syssync_proto::{FrameError, MAX_FRAME_LEN};
 
 /// Runs the world's device through a gateway until `done`; `damage` may alter
-/// a segment from the device (by index) before the gateway sees it.
+/// a segment from the device (by index) before the gateway receives it.
 fn run_through_gateway(
     world: &mut World,
     mut damage: impl FnMut(usize, &mut Vec<u8>),

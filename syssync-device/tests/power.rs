@@ -66,7 +66,7 @@ fn lost_reply_at_every_chunk() {
 
 #[test]
 fn network_down_mid_download_resumes() {
-    // Proves that a network loss pauses the download, asks for the network,
+    // Proves that a network loss pauses the download, raises `NetworkWanted`,
     // and resumes at the next missing chunk once it is back.
     let release = standard_release();
     let mut world = World::new();

@@ -172,7 +172,7 @@ struct Outstanding {
     deadline: Instant,
 }
 
-/// Where the bytes of one manifest file go.
+/// Destination of one manifest file's bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Dest<H> {
     Staging,
@@ -237,8 +237,8 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
     /// Builds the engine from the boot side's settings and status and the file
     /// store's journal, after every reset.
     ///
-    /// `now` is the current monotonic time and `seed` seeds the check-in jitter;
-    /// give each device its own seed (its id works) so a fleet spreads its check-ins.
+    /// `now` is the current monotonic time and `seed` seeds the check-in jitter.
+    /// Give each device its own seed (its id works) so a fleet spreads its check-ins.
     pub fn new(
         config: Config,
         mut boot: B,
@@ -391,7 +391,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         self.unix_offset_ms = i64::try_from(offset).ok();
     }
 
-    /// The application's health check passed. With [`ConfirmPolicy::Application`]
+    /// Reports that the application's health check passed. With [`ConfirmPolicy::Application`]
     /// this confirms a trial image (unless the server cancelled the job) and
     /// queues the install report. With [`ConfirmPolicy::Server`] it does nothing.
     pub fn confirm_health(&mut self, now: Instant) {
@@ -415,8 +415,8 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         self.push(Event::Confirmed { job: id });
     }
 
-    /// The application found the trial image unhealthy: the next boot reverts
-    /// it, and the engine reports the revert.
+    /// Reports the trial image as unhealthy: the next boot reverts it, and the
+    /// engine reports the revert to the server.
     pub fn report_unhealthy(&mut self, now: Instant) {
         self.last_now = now;
         if self.status.phase != BootPhase::Trial {
@@ -960,7 +960,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
     fn handle_offer(&mut self, now: Instant, offer: &JobOffer<'_>) {
         if let Some(job) = self.job.as_ref() {
             if job.record.job == offer.job {
-                // The job in progress, offered again: carry on where the journal says.
+                // The job in progress, offered again: continue from the journal's position.
                 return;
             }
             if job.record.phase != Phase::Downloading {

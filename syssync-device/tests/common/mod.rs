@@ -2,10 +2,10 @@
 //! server stub built from syssync-proto, a link between them that can lose or
 //! alter frames, and simulated time.
 //!
-//! The boot side is a small model of a bootloader: its staging partition is a
+//! The boot side is a small model of a bootloader. Its staging partition is a
 //! flash-sim device on the same power rail as the file store, so power cuts
-//! tear staging writes; its state record and settings are kept in a model that
-//! changes atomically and refuses every change while the power is down.
+//! tear staging writes. Its state record and settings are kept in a model that
+//! changes atomically and rejects every change while the power is down.
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
