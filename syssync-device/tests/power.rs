@@ -23,6 +23,10 @@ fn assert_finished(world: &mut World, release: &Release, allowed_repeats: usize,
         Some(release.files[2].as_slice()),
         "{context}"
     );
+    assert_eq!(
+        world.server.refusals_sent, 0,
+        "{context}: a replay counter was reused after a reset"
+    );
     let counts = world.chunk_counts();
     assert_eq!(counts.len(), total_chunks(release), "{context}");
     let repeated = counts.values().filter(|count| **count > 1).count();

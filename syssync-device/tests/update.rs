@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use syssync_device::boot::setting;
 use syssync_device::{BootPhase, ConfirmPolicy, Event};
 use syssync_proto::message::JobOutcome;
 use syssync_proto::{JobId, Version};
@@ -149,4 +150,91 @@ fn files_removed_by_manifest() {
     assert!(world.run_until(2_000, |w| w.job_finished()));
     assert_eq!(world.installed_file("ca.pem"), None);
     assert_eq!(world.installed_file("extra.txt"), Some(content(100, 4)));
+}
+
+#[test]
+fn reset_window_passed_to_application() {
+    // Proves that the server's reset window reaches the application as
+    // instants, and that the engine waits for the application's reset.
+    let mut world = World::new();
+    world.auto_reset = false;
+    world.server.assign(1, standard_release());
+    world.server.job.as_mut().unwrap().reset_window = Some(syssync_proto::message::ResetWindow {
+        opens_in_s: 600,
+        closes_in_s: 3_600,
+    });
+    let offered_at = std::cell::Cell::new(None);
+    assert!(world.run_until(2_000, |w| {
+        if offered_at.get().is_none() && !w.server.check_ins.is_empty() {
+            offered_at.set(Some(w.now));
+        }
+        w.events
+            .iter()
+            .any(|event| matches!(event, Event::ResetWanted { .. }))
+    }));
+    let offered_at = offered_at.get().unwrap();
+    let Some(Event::ResetWanted {
+        not_before,
+        deadline,
+        ..
+    }) = world
+        .events
+        .iter()
+        .find(|event| matches!(event, Event::ResetWanted { .. }))
+        .copied()
+    else {
+        unreachable!("checked above");
+    };
+    let opens = not_before.unwrap().saturating_since(offered_at).as_millis();
+    let closes = deadline.unwrap().saturating_since(offered_at).as_millis();
+    assert!(
+        (599_000..=600_000).contains(&opens),
+        "opens after {opens} ms"
+    );
+    assert!(
+        (3_599_000..=3_600_000).contains(&closes),
+        "closes after {closes} ms"
+    );
+
+    for _ in 0..50 {
+        world.step();
+    }
+    assert_eq!(world.model().phase, BootPhase::InstallRequested);
+    assert_eq!(world.resets, 0);
+    world.reset();
+    assert!(world.run_until(2_000, |w| w.confirmed(1)));
+}
+
+#[test]
+fn automatic_registration_then_update() {
+    // Proves that a device with an account and claim token but no key
+    // registers first, stores the derived key, and then updates normally.
+    let mut model = initial_model();
+    model.settings.remove(&setting::DEVICE_KEY);
+    model
+        .settings
+        .insert(setting::ACCOUNT, 77u64.to_le_bytes().to_vec());
+    model
+        .settings
+        .insert(setting::CLAIM_TOKEN, b"claim-token-of-account-77".to_vec());
+    let mut world = World::with_model(config(), model);
+    let key = syssync_proto::frame::derive_device_key(
+        &syssync_proto::RustCrypto,
+        b"claim-token-of-account-77",
+        DEVICE,
+    );
+    world.server.key = key.clone();
+    world.server.assign(1, standard_release());
+    assert!(
+        world.run_until(2_000, |w| w.confirmed(1)),
+        "{:?}",
+        world.recent_events()
+    );
+    assert!(world.events.contains(&Event::Registered {
+        account: syssync_proto::AccountId(77)
+    }));
+    assert_eq!(
+        world.model().settings.get(&setting::DEVICE_KEY),
+        Some(&key.0.to_vec())
+    );
 }
