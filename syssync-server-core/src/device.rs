@@ -24,22 +24,22 @@ use crate::storage::Storage;
 /// The reply to one device message and the notifications it caused.
 #[derive(Debug)]
 pub struct DeviceOutcome<'a> {
-    /// What to send back, bound to the request's counter when framed.
+    /// The reply to send, bound to the request's counter when framed.
     pub reply: ServerMessage<'a>,
     /// Events for account holders.
     pub notifications: Vec<Notification>,
 }
 
-/// What [`Server::handle_frame`] did with a frame.
+/// The handling of a frame by [`Server::handle_frame`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameStatus {
     /// The request was authenticated; the reply in `out` is bound to its counter.
     Answered,
-    /// The request could not be authenticated; `out` holds an unauthenticated
+    /// The request could not be authenticated; `out` contains an unauthenticated
     /// refusal with this code, which a device treats as advice only.
     Unauthenticated(RefusalCode),
-    /// The frame was not worth answering (too short, CRC mismatch, wrong
-    /// direction); nothing was written.
+    /// The frame gets no reply because it is too short, fails its CRC or
+    /// travels in the wrong direction. Nothing was written.
     Dropped(FrameError),
     /// The reply did not fit `out`. A buffer of
     /// [`MAX_FRAME_LEN`](syssync_proto::MAX_FRAME_LEN) bytes always fits.
@@ -160,7 +160,7 @@ impl<S: Storage, C: Crypto> Server<S, C> {
         let (decision, notifications) = match frame.open_uplink(&self.crypto, &key) {
             Ok((header, message)) => self.decide(now, header, &message, record),
             Err(FrameError::BadMac) => return unauthenticated(RefusalCode::BAD_MAC, out),
-            // The MAC verified but the body is malformed: answer, bound to the request.
+            // The MAC verified but the body is malformed, so the reply is a refusal bound to the request.
             Err(FrameError::Body(_)) => {
                 (Decision::refuse(RefusalCode::INVALID_REQUEST), Vec::new())
             }
@@ -188,9 +188,9 @@ impl<S: Storage, C: Crypto> Server<S, C> {
     /// of the account its request names. `None` if the account does not exist
     /// or does not accept automatic registration.
     fn registration_key(&self, bytes: &[u8], device: DeviceId) -> Option<DeviceKey> {
-        // NOTE: syssync-proto has no way to read a registration's account before
-        // the MAC check, but the key depends on it; this reads the body here,
-        // untrusted, only to pick the claim token. The MAC check follows.
+        // NOTE: syssync-proto offers no way to read a registration's account
+        // before the MAC check, yet the key depends on it. So this decodes the
+        // untrusted body only to pick the claim token, and the MAC check follows.
         let body = bytes.get(
             2..bytes
                 .len()
@@ -350,6 +350,9 @@ impl<S: Storage, C: Crypto> Server<S, C> {
 
     /// Counts a timed-out attempt: the device took the offer but did not
     /// report an install within the job's in-progress timeout.
+    ///
+    /// NOTE: the timeout is noticed at the device's next message; a device
+    /// that never returns stays in progress on the dashboard.
     fn expire_attempt(&mut self, request: &mut Request) {
         let Some(slot) = request.device.job else {
             return;
@@ -439,7 +442,7 @@ impl<S: Storage, C: Crypto> Server<S, C> {
         }
     }
 
-    /// A check-in without a job from a device the server has on a job.
+    /// Handles a check-in without a job from a device that the server has on a job.
     fn on_job_dropped(&mut self, request: &mut Request, slot: DeviceJob) -> Decision {
         let status = self.store.job(slot.job).map(|job| job.status);
         match slot.state {
@@ -620,8 +623,8 @@ impl<S: Storage, C: Crypto> Server<S, C> {
     }
 
     /// Finds the first job (by id) that may be offered to the device now, and
-    /// offers it; otherwise answers idle, with an interval that ends at the
-    /// next maintenance window of a job waiting for one.
+    /// offers it. Otherwise the reply is idle, with an interval that ends at
+    /// the next maintenance window of a job waiting for one.
     fn select_job(&mut self, request: &mut Request) -> Decision {
         let account = request.device.account;
         let mut interval_s = request.interval_s;

@@ -6,7 +6,7 @@ use syssync_proto::{AccountId, DeviceId, JobId, ManifestError};
 
 use crate::model::{GroupId, JobStatus, ReleaseId};
 
-/// Why a management command or query was rejected.
+/// The reason a management command or query was rejected.
 ///
 /// A record of another account is reported as not found, exactly as a record
 /// that does not exist, so that no account learns what another one has.
@@ -62,7 +62,7 @@ pub enum ManagementError {
     Invalid {
         /// Which input.
         what: &'static str,
-        /// What is wrong with it.
+        /// The problem with it.
         reason: &'static str,
     },
     /// The device has no pending handover to the calling account.

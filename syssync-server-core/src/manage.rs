@@ -36,8 +36,8 @@ pub enum Command {
         target: String,
         /// Its tags, for group filters.
         tags: Vec<String>,
-        /// What is installed, if the commissioning tool knows; otherwise the
-        /// server asks the device before its first offer.
+        /// The installed inventory, if the commissioning tool has it. Without
+        /// it the server requests one from the device before its first offer.
         inventory: Option<Box<Inventory>>,
     },
     /// Replaces a device's tags.
@@ -127,7 +127,7 @@ pub enum Command {
     SetNotifications(NotificationPrefs),
 }
 
-/// What a command created.
+/// The record a command created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Created {
     /// Nothing new (the command changed existing records).
@@ -143,7 +143,7 @@ pub enum Created {
 /// The result of a successful command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Executed {
-    /// What was created.
+    /// The created record, if any.
     pub created: Created,
     /// Events for account holders.
     pub notifications: Vec<Notification>,

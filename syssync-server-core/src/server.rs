@@ -128,7 +128,7 @@ impl<S: Storage, C: Crypto> Server<S, C> {
             + u64::from(counters.failed)
             + u64::from(counters.left);
         // NOTE: a group or fleet job completes once every device counted so
-        // far has an outcome; a device that joins the group after that is not
+        // far has an outcome. A device that joins the group later is not
         // offered the completed job. An empty target set keeps the job running.
         counters.targets > 0 && decided >= u64::from(counters.targets)
     }
@@ -298,8 +298,8 @@ impl<S: Storage, C: Crypto> Server<S, C> {
         }
     }
 
-    /// Counts a failed attempt of `device` in `job`; fails the device for the
-    /// job when its attempts are used up, and pauses the job when its failure
+    /// Counts a failed attempt of `device` in `job`. The device fails for the
+    /// job when its attempts are used up, and the job pauses when its failure
     /// threshold is exceeded.
     pub(crate) fn fail_attempt(
         &mut self,
@@ -414,7 +414,7 @@ impl<S: Storage, C: Crypto> Server<S, C> {
     }
 }
 
-/// Compares what two inventories say is installed, leaving out the security counter.
+/// Compares the installed files of two inventories, leaving out the security counter.
 pub(crate) fn same_install(a: &Inventory, b: &Inventory) -> bool {
     a.target == b.target && a.application == b.application && a.files == b.files
 }

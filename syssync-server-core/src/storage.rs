@@ -32,7 +32,7 @@ pub struct StoredInventory {
     pub digest: InventoryDigest,
 }
 
-/// Where the server keeps its records. See the module docs for which calls a
+/// Persistence of the server's records. The module docs list the calls a
 /// device decision makes.
 pub trait Storage {
     /// Allocates the next account id (never 0, never reused).
@@ -114,9 +114,10 @@ pub trait Storage {
     fn set_transfer(&mut self, device: DeviceId, transfer: Option<Transfer>);
 }
 
-/// FxHash-style multiplicative hasher for the device index: device ids are
-/// assigned by the operator, not by peers choosing collisions, and the index
-/// is never iterated, so its order cannot leak into decisions.
+/// FxHash-style multiplicative hasher for the device index, chosen for speed.
+/// Device ids come from the operator or from devices that hold the account's
+/// claim token, so choosing colliding ids takes that secret. The index is only
+/// looked up, never iterated, so its order cannot reach a decision.
 #[derive(Clone, Copy, Debug, Default)]
 struct DeviceIdHasher(u64);
 

@@ -252,8 +252,8 @@ fn registration_to_other_account_is_refused() {
 
 #[test]
 fn unknown_inventory_is_requested_before_offer() {
-    // Proves the server asks for the inventory before it offers to a device whose
-    // installed files it does not know.
+    // Proves the server requests the inventory before it offers a job to a
+    // device whose installed files it does not have on record.
     let (mut server, account, _, release) = fleet(0);
     let mut device = TestDevice::new(5);
     server
@@ -268,8 +268,8 @@ fn unknown_inventory_is_requested_before_offer() {
 
 #[test]
 fn lost_confirm_is_repeated() {
-    // Proves confirm is idempotent: a device in trial that asks again gets it
-    // again, and the success is counted once.
+    // Proves confirm is idempotent: a device in trial that requests it again
+    // gets it again, and the success is counted once.
     let (mut server, account, mut devices, release) = fleet(1);
     let job = create_job(&mut server, T0, account, fleet_job(release, T0));
     let device = &mut devices[0];
@@ -414,7 +414,7 @@ fn attempt_limit_fails_device_and_tells_owner() {
 #[test]
 fn in_progress_timeout_counts_failed_attempt() {
     // Proves a device that took an offer but never reported is failed after the
-    // in-progress timeout and told to cancel.
+    // in-progress timeout and sent a cancel.
     let (mut server, account, mut devices, release) = fleet(1);
     let mut spec = fleet_job(release, T0);
     spec.in_progress_timeout_s = 3600;
@@ -493,7 +493,7 @@ fn chunk_requests_are_checked_and_leave_no_history() {
 
 #[test]
 fn stray_job_on_device_gets_cancel() {
-    // Proves a device naming a job the server does not assign to it is told to cancel.
+    // Proves a device naming a job the server does not assign to it is sent a cancel.
     let (mut server, _, mut devices, _) = fleet(1);
     let device = &mut devices[0];
     let message = DeviceMessage::CheckIn(CheckIn {
@@ -549,7 +549,7 @@ fn unknown_device_message_changes_nothing() {
 
 #[test]
 fn device_job_state_follows_progress() {
-    // Proves the dashboard sees the device's job state move with its check-ins.
+    // Proves the dashboard shows the device's job state move with its check-ins.
     let (mut server, account, mut devices, release) = fleet(1);
     let job = create_job(&mut server, T0, account, fleet_job(release, T0));
     let device = &mut devices[0];

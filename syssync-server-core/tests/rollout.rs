@@ -427,3 +427,65 @@ fn device_already_on_release_counts_up_to_date() {
     assert_eq!(progress.status, JobStatus::Completed);
     let _ = JobId(0);
 }
+
+#[test]
+fn version_filter_group_selects_old_devices() {
+    // Proves a version filter group takes only devices below the bound.
+    let (mut server, account, mut devices, release) = fleet(2);
+    let first = create_job(
+        &mut server,
+        T0,
+        account,
+        syssync_server_core::JobSpec::new(release, JobTarget::Device(devices[0].id), T0),
+    );
+    let (reply, _) = devices[0].check_in(&mut server, T0);
+    assert_eq!(devices[0].accept(&reply), first);
+    devices[0].finish_update(&mut server, T0 + 1);
+    devices[0].check_in(&mut server, T0 + 2);
+
+    let files = ReleaseFiles::new(syssync_proto::Version::new(1, 2, 0, 1), 0x66, 2_000);
+    let newer = approved_release(&mut server, account, &files);
+    let filter = GroupFilter {
+        target: None,
+        version: Some(syssync_server_core::VersionFilter::Below(
+            syssync_proto::Version::new(1, 1, 0, 0),
+        )),
+        tag: None,
+    };
+    let group = match server
+        .execute(
+            T0,
+            account,
+            Command::CreateGroup {
+                name: "old".into(),
+                kind: GroupKind::Filter(filter),
+            },
+        )
+        .expect("group")
+        .created
+    {
+        syssync_server_core::Created::Group(id) => id,
+        other => panic!("expected a group, got {other:?}"),
+    };
+    let second = create_job(
+        &mut server,
+        T0 + 3,
+        account,
+        syssync_server_core::JobSpec::new(newer, JobTarget::Group(group), T0 + 3),
+    );
+    assert_eq!(
+        server
+            .job_progress(account, second)
+            .expect("progress")
+            .counters
+            .targets,
+        1
+    );
+    let (reply, _) = devices[0].check_in(&mut server, T0 + 4);
+    assert!(
+        matches!(reply, Reply::Idle(_)),
+        "1.1.0 is not below 1.1.0: {reply:?}"
+    );
+    let (reply, _) = devices[1].check_in(&mut server, T0 + 4);
+    assert_eq!(devices[1].accept(&reply), second);
+}

@@ -79,7 +79,7 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     RustCrypto.sha256(&[data])
 }
 
-/// The inventory of a device as it leaves the factory: application 1.0.0+1.
+/// Returns the inventory of a device as it leaves the factory: application 1.0.0+1.
 pub fn factory_inventory() -> Inventory {
     let image = factory_image();
     let mut files = heapless::Vec::new();
@@ -366,7 +366,7 @@ impl TestDevice {
     }
 }
 
-/// An account with the test target type and a trusted release key.
+/// Creates an account with the test target type and a trusted release key.
 pub fn account(server: &mut Server, name: &str) -> AccountId {
     let mut settings = AccountSettings::new(name);
     settings.release_keys = vec![release_key()];
@@ -415,7 +415,7 @@ pub fn create_job(server: &mut Server, now: u64, account: AccountId, spec: JobSp
     }
 }
 
-/// A server with one account, `count` commissioned devices (inventory known)
+/// Builds a server with one account, `count` commissioned devices (inventory known)
 /// and one approved release 1.1.0+7.
 pub fn fleet(count: u64) -> (Server, AccountId, Vec<TestDevice>, ReleaseId) {
     let mut server = Server::in_memory();
