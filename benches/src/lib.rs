@@ -5,7 +5,8 @@
 //! - [`measure`]: the flash cost of one update, phase by phase;
 //! - [`sweep`]: the same power-cut sweep over both boards;
 //! - [`corpus`]: firmware images, checked against their `SHA256SUMS` when loaded;
-//! - [`samples`]: one sample of every protocol message.
+//! - [`samples`]: one sample of every protocol message;
+//! - [`device_rig`]: a device engine mid-download, for the cost per chunk.
 //!
 //! The `flash-cost` binary prints the measurements:
 //! `cargo run --release -p benches --bin flash-cost`.
@@ -13,6 +14,7 @@
 pub mod boards;
 pub mod corpus;
 pub mod counts;
+pub mod device_rig;
 pub mod measure;
 pub mod samples;
 pub mod sweep;
