@@ -167,8 +167,10 @@
 //!   of `syssync-proto`.
 //! - `rollback-fsm`: `rollback::RollbackFsmBoot`.
 //! - `blocking`: `blocking::BlockingDriver`.
-//! - `log`, `defmt`: reserved for logging. NOTE: the engine logs nothing
-//!   yet; every error it handles is raised as an [`Event`] instead.
+//! - `log` or `defmt`: logs every event the engine raises (jobs at info
+//!   level, rejected frames, refusals and flash failures at warn level)
+//!   through that crate. With neither, logging compiles to nothing; with
+//!   both, `defmt` is used.
 #![no_std]
 #![cfg_attr(
     not(test),
@@ -186,6 +188,7 @@ pub mod nor_store;
 pub mod rollback;
 pub mod store;
 pub mod time;
+mod trace;
 
 pub use boot::{BootControl, BootPhase, BootStatus, RunningImage, StagedImage};
 pub use config::{Config, ConfigError, ConfirmPolicy, ExpiryWithoutClock};

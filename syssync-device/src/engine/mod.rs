@@ -29,6 +29,8 @@ use crate::store::{FileStore, JOB_RECORD_LEN};
 use crate::time::{Duration, Instant, Jitter};
 use crate::Config;
 
+use crate::trace::{log_info, log_warn};
+
 use self::record::{JobRecord, Phase, FLAG_INSTALL_REPORTED, FLAG_STAGING};
 
 /// Replay counters reserved in settings per write, so that a reset never
@@ -153,6 +155,38 @@ impl core::fmt::Display for InitError {
                 "scratch area smaller than a staging or file store sector, or a write size that does not divide 64",
             ),
         }
+    }
+}
+
+/// Logs an event with its ids and codes.
+fn log_event(event: &Event) {
+    match *event {
+        Event::NetworkWanted => log_info!("network wanted for a due request"),
+        Event::JobAccepted { job, bytes } => {
+            log_info!("job {} accepted: {} bytes to fetch", job.0, bytes)
+        }
+        Event::OfferRejected { job, reason } => {
+            log_warn!("job {} rejected: reason {}", job.0, reason.0)
+        }
+        Event::FilesChanging { job } => log_info!("job {}: files about to change", job.0),
+        Event::ResetWanted { job, .. } => log_info!("job {}: reset wanted", job.0),
+        Event::Confirmed { job } => log_info!("job {}: image confirmed", job.0),
+        Event::Completed { job } => log_info!("job {}: files installed", job.0),
+        Event::Failed { job, code } => log_warn!("job {} failed: code {}", job.0, code.0),
+        Event::Reverted { job, reason } => {
+            log_warn!("job {} reverted: reason {}", job.0, reason.0)
+        }
+        Event::Cancelled { job } => log_info!("job {} cancelled by the server", job.0),
+        Event::FrameRejected(_) => log_warn!("received frame rejected"),
+        Event::UnexpectedFrame => log_warn!("frame received with no request outstanding"),
+        Event::Refused(code) => log_warn!("request refused by the server: code {}", code.0),
+        Event::ChunkRejected { expected, received } => log_warn!(
+            "chunk of {} bytes rejected: {} requested",
+            received,
+            expected
+        ),
+        Event::StorageFailed => log_warn!("flash operation failed"),
+        Event::Registered { account } => log_info!("registered with account {}", account.0),
     }
 }
 
@@ -567,6 +601,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
     // ---- requests ----
 
     fn push(&mut self, event: Event) {
+        log_event(&event);
         if self.events.is_full() {
             self.events.pop_front();
         }
