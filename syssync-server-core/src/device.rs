@@ -14,8 +14,8 @@ use syssync_proto::{
 };
 
 use crate::model::{
-    DeviceJob, DeviceJobState, DeviceRecord, FailureCause, JobStatus, MemberState, Notification,
-    ReleaseId, TagSetRef,
+    DeviceJob, DeviceJobState, DeviceRecord, FailureCause, Job, JobStatus, MemberState,
+    Notification, ReleaseId, TagSetRef,
 };
 use crate::schedule::{rollout_rank, WindowState};
 use crate::server::Server;
@@ -642,6 +642,9 @@ impl<S: Storage, C: Crypto> Server<S, C> {
         Decision::Idle(interval_s)
     }
 
+    /// Decides whether one job can be offered to the device now: the job runs
+    /// and targets the device, the device has attempts left and room in an
+    /// open phase, a window is open, and its inventory is known.
     fn consider_job(&mut self, request: &mut Request, job_id: JobId) -> Consider {
         let now = request.now;
         let Some(job) = self.store.job(job_id) else {
@@ -659,6 +662,7 @@ impl<S: Storage, C: Crypto> Server<S, C> {
         if job.status != JobStatus::Running || !self.job_targets_device(job, &request.device) {
             return Consider::Skip;
         }
+
         let device = request.device.id;
         let mut member = self.store.member(job_id, device);
         if member.is_done() || member.attempts >= job.spec.max_attempts {
@@ -675,27 +679,15 @@ impl<S: Storage, C: Crypto> Server<S, C> {
         let Some(job) = self.store.job(job_id) else {
             return Consider::Skip;
         };
-        let Some(open_phase) = job
-            .phases
-            .iter()
-            .rposition(|phase| phase.opened_at.is_some())
-        else {
+        let Some(open_phase) = admission_phase(job, member, device) else {
             return Consider::Skip;
         };
-        if member.attempts == 0 {
-            let share = u64::from(job.spec.phases[open_phase].share_permille);
-            if u64::from(rollout_rank(device, job_id)) >= share {
-                return Consider::Skip;
-            }
-            let cap = (share * u64::from(job.counters.targets)).div_ceil(1000);
-            if u64::from(job.counters.admitted) >= cap {
-                return Consider::Skip;
-            }
-        }
+
         let reset_window = match self.offer_window(job_id, now) {
             Ok(window) => window,
             Err(opens_in) => return Consider::WindowClosed(opens_in),
         };
+
         let release = job.spec.release;
         let base = match request.device.inventory {
             Some(base)
@@ -710,42 +702,97 @@ impl<S: Storage, C: Crypto> Server<S, C> {
             return Consider::Skip;
         };
         if self.inventory_matches(base, expected) {
-            member.flags |= MemberState::UP_TO_DATE;
-            self.store.put_member(job_id, device, member);
-            if let Some(job) = self.store.job_mut(job_id) {
-                job.counters.up_to_date += 1;
-            }
-            self.refresh_job(now, job_id, &mut request.notes);
+            self.mark_up_to_date(request, job_id, member);
             return Consider::Skip;
         }
-        member.attempts += 1;
-        if member.attempts == 1 {
-            member.phase = u8::try_from(open_phase).unwrap_or(u8::MAX);
-        }
-        self.store.put_member(job_id, device, member);
+
+        let admission = Admission {
+            job: job_id,
+            release,
+            open_phase,
+            expected,
+            reset_window,
+        };
+        Consider::Decide(self.offer(request, admission, member))
+    }
+
+    /// Records that the device already runs the job's release.
+    fn mark_up_to_date(&mut self, request: &mut Request, job_id: JobId, mut member: MemberState) {
+        member.flags |= MemberState::UP_TO_DATE;
+        self.store.put_member(job_id, request.device.id, member);
         if let Some(job) = self.store.job_mut(job_id) {
+            job.counters.up_to_date += 1;
+        }
+        self.refresh_job(request.now, job_id, &mut request.notes);
+    }
+
+    /// Offers the job: counts the attempt (and the admission on the first
+    /// one) and puts the device on the job.
+    fn offer(
+        &mut self,
+        request: &mut Request,
+        admission: Admission,
+        mut member: MemberState,
+    ) -> Decision {
+        member.attempts += 1;
+        let first = member.attempts == 1;
+        if first {
+            member.phase = u8::try_from(admission.open_phase).unwrap_or(u8::MAX);
+        }
+        self.store
+            .put_member(admission.job, request.device.id, member);
+        if let Some(job) = self.store.job_mut(admission.job) {
             job.counters.offers += 1;
-            if member.attempts == 1 {
+            if first {
                 job.counters.admitted += 1;
-                if let Some(phase) = job.phases.get_mut(open_phase) {
+                if let Some(phase) = job.phases.get_mut(admission.open_phase) {
                     phase.admitted += 1;
                 }
             }
         }
         request.device.job = Some(DeviceJob {
-            job: job_id,
+            job: admission.job,
             state: DeviceJobState::Offered,
             phase: member.phase,
-            offered_at: now,
-            expected,
+            offered_at: request.now,
+            expected: admission.expected,
             bytes_done: 0,
         });
-        Consider::Decide(Decision::Offer {
-            job: job_id,
-            release,
-            reset_window,
-        })
+        Decision::Offer {
+            job: admission.job,
+            release: admission.release,
+            reset_window: admission.reset_window,
+        }
     }
+}
+
+/// Returns the highest open phase if the device may be offered the job now.
+/// A device on its first attempt needs a rollout rank below that phase's
+/// cumulative share, and room under its cap of `ceil(share × targets)`
+/// admissions; a retry needs only an open phase.
+fn admission_phase(job: &Job, member: MemberState, device: DeviceId) -> Option<usize> {
+    let open_phase = job
+        .phases
+        .iter()
+        .rposition(|phase| phase.opened_at.is_some())?;
+    if member.attempts > 0 {
+        return Some(open_phase);
+    }
+    let share = u64::from(job.spec.phases.get(open_phase)?.share_permille);
+    if u64::from(rollout_rank(device, job.id)) >= share {
+        return None;
+    }
+    let cap = (share * u64::from(job.counters.targets)).div_ceil(1000);
+    (u64::from(job.counters.admitted) < cap).then_some(open_phase)
+}
+
+/// A job offer about to be made.
+struct Admission {
+    job: JobId,
+    release: ReleaseId,
+    open_phase: usize,
+    expected: crate::model::InventoryRef,
+    reset_window: Option<ResetWindow>,
 }
 
 enum Consider {
