@@ -230,3 +230,32 @@ fn cancel_mid_download_acknowledged() {
         Some(next.files[0].clone())
     );
 }
+
+#[test]
+fn cancel_after_install_request_reverts() {
+    // Proves that a job cancelled after its install was requested, on a boot
+    // side that cannot withdraw the request, is reverted after the reset
+    // instead of running unconfirmed on trial.
+    let mut model = initial_model();
+    model.refuse_cancel_install = true;
+    let mut world = World::with_model(config(), model);
+    world.auto_reset = false;
+    world.server.assign(1, standard_release());
+    assert!(world.run_until(2_000, |w| w.model().phase == BootPhase::InstallRequested));
+    world.server.job.as_mut().unwrap().cancelled = true;
+    assert!(
+        world.run_until(5_000, |w| w.job_finished()),
+        "{:?}",
+        world.recent_events()
+    );
+    assert_eq!(outcomes(&world, 1), vec![JobOutcome::Cancelled]);
+    assert_eq!(world.model().phase, BootPhase::InstallRequested);
+
+    world.auto_reset = true;
+    world.reset();
+    world.drain_events();
+    assert_eq!(world.model().phase, BootPhase::Idle);
+    assert_eq!(world.model().running.sha256, sha256(&factory_image()));
+    assert_eq!(world.model().confirms, 0);
+    assert_eq!(world.resets, 2);
+}

@@ -368,6 +368,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             storage_failures: 0,
         };
         engine.restore_job(now)?;
+        engine.revert_orphan_trial();
         Ok(engine)
     }
 
@@ -1384,6 +1385,37 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             Phase::Downloading | Phase::Committing | Phase::Reporting => {}
         }
         Ok(())
+    }
+
+    /// Reverts a trial image that no job of this engine will confirm: with
+    /// the server policy only a `Confirm` for a job on trial makes an image
+    /// permanent, so such an image would run unconfirmed until the trial
+    /// boot limit. This happens when a cancel arrived after the install was
+    /// requested and the boot side could not withdraw the request.
+    fn revert_orphan_trial(&mut self) {
+        if self.status.phase != BootPhase::Trial
+            || self.config.confirm_policy != ConfirmPolicy::Server
+        {
+            return;
+        }
+        let id = match self.job.as_ref() {
+            None => JobId(0),
+            Some(job) if job.record.phase == Phase::Reporting => match job.record.outcome {
+                Some(JobOutcome::Installed) | None => return,
+                Some(_) => job.record.job,
+            },
+            Some(_) => return,
+        };
+        if self.boot.report_failure().is_err() {
+            self.push(Event::StorageFailed);
+            return;
+        }
+        self.refresh_status();
+        self.push(Event::ResetWanted {
+            job: id,
+            not_before: None,
+            deadline: None,
+        });
     }
 
     fn load_manifest(&mut self, id: JobId) -> Option<Manifest> {

@@ -88,6 +88,8 @@ pub struct BootModel {
     pub trial_boots: u8,
     pub settings: BTreeMap<u16, Vec<u8>>,
     pub confirms: u32,
+    /// Models a boot side that cannot withdraw an install request.
+    pub refuse_cancel_install: bool,
 }
 
 pub const TRIAL_BOOTS: u8 = 3;
@@ -231,6 +233,9 @@ impl BootControl for SimBoot {
     fn cancel_staging(&mut self) -> Result<(), BootError> {
         self.check_power()?;
         let mut model = self.model.borrow_mut();
+        if model.phase == BootPhase::InstallRequested && model.refuse_cancel_install {
+            return Err(BootError::InvalidState);
+        }
         if matches!(
             model.phase,
             BootPhase::Staging | BootPhase::InstallRequested
@@ -699,6 +704,7 @@ pub fn initial_model() -> BootModel {
         trial_boots: 0,
         settings,
         confirms: 0,
+        refuse_cancel_install: false,
     }
 }
 
