@@ -348,11 +348,38 @@ impl<S: Storage, C: Crypto> Server<S, C> {
         }
     }
 
+    /// Counts the timed-out attempts of an account's devices that took an
+    /// offer but reported no install within the job's in-progress timeout and
+    /// sent nothing since. Each device's next message notices its own timeout
+    /// anyway; this sweep is for devices that went silent, so that their
+    /// failures count and their jobs can complete. It reads every device of
+    /// the account, so a front end runs it now and then, not per request.
+    pub fn expire_attempts(&mut self, now: u64, account: AccountId) -> Vec<Notification> {
+        let mut notes = Vec::new();
+        for id in self.store.devices_of(account) {
+            let Some(device) = self.store.device(id) else {
+                continue;
+            };
+            if device.job.is_none() {
+                continue;
+            }
+            let mut request = Request {
+                now,
+                device,
+                interval_s: 0,
+                notes: Vec::new(),
+            };
+            self.expire_attempt(&mut request);
+            if request.device != device {
+                self.store.put_device(request.device);
+            }
+            notes.append(&mut request.notes);
+        }
+        notes
+    }
+
     /// Counts a timed-out attempt: the device took the offer but did not
     /// report an install within the job's in-progress timeout.
-    ///
-    /// NOTE: the timeout is noticed at the device's next message; a device
-    /// that never returns stays in progress on the dashboard.
     fn expire_attempt(&mut self, request: &mut Request) {
         let Some(slot) = request.device.job else {
             return;

@@ -23,6 +23,8 @@ use crate::storage::{MemoryStorage, Storage};
 ///   [`Server::job_progress`], [`Server::job_failures`]).
 /// - [`Server::tick`] moves jobs along with time (start, phases, completion)
 ///   even when no device checks in; device decisions do the same on the way.
+///   [`Server::expire_attempts`] counts the timeouts of devices that went
+///   silent in the middle of a job.
 pub struct Server<S: Storage = MemoryStorage, C: Crypto = syssync_proto::RustCrypto> {
     pub(crate) store: S,
     pub(crate) crypto: C,

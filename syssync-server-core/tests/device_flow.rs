@@ -565,3 +565,55 @@ fn device_job_state_follows_progress() {
     );
     let _ = Command::PauseJob { job };
 }
+
+#[test]
+fn silent_device_times_out_in_sweep() {
+    // Proves the sweep counts the timeout of a device that went silent mid-job,
+    // so that the job can complete, and that the device is sent a cancel later.
+    let (mut server, account, mut devices, release) = fleet(1);
+    let mut spec = fleet_job(release, T0);
+    spec.in_progress_timeout_s = 600;
+    spec.max_attempts = 1;
+    let job = create_job(&mut server, T0, account, spec);
+    let (reply, _) = devices[0].check_in(&mut server, T0);
+    devices[0].accept(&reply);
+    assert!(
+        server.expire_attempts(T0 + 600, account).is_empty(),
+        "not yet timed out"
+    );
+    let notes = server.expire_attempts(T0 + 601, account);
+    let kinds: Vec<_> = notes.iter().map(|n| n.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            NotificationKind::DeviceFailed,
+            NotificationKind::RetryLimitReached,
+            NotificationKind::RolloutCompleted
+        ]
+    );
+    assert!(
+        server.expire_attempts(T0 + 700, account).is_empty(),
+        "counted once"
+    );
+    let progress = server.job_progress(account, job).expect("progress");
+    assert_eq!(progress.counters.failed, 1);
+    let (reply, _) = devices[0].check_in(&mut server, T0 + 800);
+    assert_eq!(reply, Reply::Cancel(job));
+}
+
+#[test]
+fn malformed_body_with_valid_mac_is_refused() {
+    // Proves a frame whose MAC verifies but whose body breaks a protocol limit
+    // gets an authenticated INVALID_REQUEST and changes nothing.
+    let (mut server, _, mut devices, _) = fleet(1);
+    let before = server.store().clone();
+    let request = DeviceMessage::ChunkRequest(ChunkRequest {
+        job: JobId(1),
+        file: 0,
+        offset: 0,
+        length: 0,
+    });
+    let reply = devices[0].send_frame(&mut server, T0, request);
+    assert_eq!(reply, Reply::Refused(RefusalCode::INVALID_REQUEST, 0));
+    assert!(*server.store() == before);
+}

@@ -581,6 +581,10 @@ impl World {
             Op::Tick { account } => {
                 let notes = self.server.tick(self.now, self.accounts[account]);
                 self.check_notifications(&notes);
+                let notes = self
+                    .server
+                    .expire_attempts(self.now, self.accounts[account]);
+                self.check_notifications(&notes);
             }
         }
     }
