@@ -10,22 +10,24 @@
 //! the boot side and the file store.
 
 mod download;
+mod offer;
 mod record;
+mod restore;
 
 use heapless::Deque;
 use syssync_proto::frame::{derive_device_key, encode_uplink, Binding, Frame};
 use syssync_proto::message::{
-    CheckIn, ChunkRequest, DeviceMessage, InstalledApplication, InstalledFile, Inventory, JobOffer,
+    CheckIn, ChunkRequest, DeviceMessage, InstalledApplication, InstalledFile, Inventory,
     JobOutcome, JobProgress, JobReport, JobState, RegistrationRequest, ServerMessage, UplinkHeader,
 };
 use syssync_proto::{
-    AccountId, Crypto, DeviceId, DeviceKey, FailureCode, FileKind, FrameError, JobId, Manifest,
-    RefusalCode, RejectReason, RevertReason, TargetType, Version, MAX_MANIFEST_LEN,
+    AccountId, Crypto, DeviceId, DeviceKey, FailureCode, FrameError, JobId, Manifest, RefusalCode,
+    RejectReason, RevertReason, TargetType, Version,
 };
 
 use crate::boot::{setting, BootControl, BootPhase, BootStatus, StagedImage};
-use crate::config::{ConfigError, ConfirmPolicy, ExpiryWithoutClock};
-use crate::store::{FileStore, JOB_RECORD_LEN};
+use crate::config::{ConfigError, ConfirmPolicy};
+use crate::store::FileStore;
 use crate::time::{Duration, Instant, Jitter};
 use crate::Config;
 
@@ -993,187 +995,6 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         }
     }
 
-    fn handle_offer(&mut self, now: Instant, offer: &JobOffer<'_>) {
-        if let Some(job) = self.job.as_ref() {
-            if job.record.job == offer.job {
-                // The job in progress, offered again: continue from the journal's position.
-                return;
-            }
-            if job.record.phase != Phase::Downloading {
-                self.reject(offer.job, RejectReason::BUSY);
-                return;
-            }
-            // The server moved on to another job: drop the unfinished download.
-            self.discard_staged();
-            self.job = None;
-            self.persist_none();
-        }
-        self.refresh_status();
-        if matches!(
-            self.status.phase,
-            BootPhase::Trial | BootPhase::InstallRequested | BootPhase::RevertRequested
-        ) {
-            self.reject(offer.job, RejectReason::BUSY);
-            return;
-        }
-        let manifest = match offer
-            .manifest
-            .verify(&self.crypto, &self.config.trusted_keys)
-        {
-            Ok(manifest) => manifest,
-            Err(syssync_proto::ManifestError::UnknownKey(_))
-            | Err(syssync_proto::ManifestError::BadSignature) => {
-                self.reject(offer.job, RejectReason::BAD_SIGNATURE);
-                return;
-            }
-            Err(_) => {
-                self.reject(offer.job, RejectReason::MALFORMED);
-                return;
-            }
-        };
-        if let Err(reason) = self.check_manifest(now, &manifest) {
-            self.reject(offer.job, reason);
-            return;
-        }
-        self.accept(now, offer, manifest);
-    }
-
-    fn check_manifest(&mut self, now: Instant, manifest: &Manifest) -> Result<(), RejectReason> {
-        if manifest.target != self.target {
-            return Err(RejectReason::WRONG_TARGET);
-        }
-        match self.unix_now_s(now) {
-            Some(unix_s) if unix_s > manifest.expires_at => return Err(RejectReason::EXPIRED),
-            None if self.config.expiry_without_clock == ExpiryWithoutClock::Reject => {
-                return Err(RejectReason::EXPIRED)
-            }
-            _ => {}
-        }
-        if manifest.security_counter < self.status.security_floor {
-            return Err(RejectReason::DOWNGRADE);
-        }
-        let mut plain_space: u64 = 0;
-        let mut new_names = 0usize;
-        for file in &manifest.files {
-            match file.kind {
-                FileKind::Application => {
-                    if file.size > self.boot.staging_capacity() {
-                        return Err(RejectReason::TOO_LARGE);
-                    }
-                }
-                FileKind::Plain => {
-                    let installed = self
-                        .store
-                        .find(file.name.as_str())
-                        .map_err(|_| RejectReason::TOO_LARGE)?;
-                    match installed {
-                        Some(info) if info.sha256 == file.sha256 && info.size == file.size => {}
-                        Some(_) => {
-                            plain_space += u64::from(self.store.space_needed(file.size));
-                        }
-                        None => {
-                            new_names += 1;
-                            plain_space += u64::from(self.store.space_needed(file.size));
-                        }
-                    }
-                }
-            }
-        }
-        let free = self
-            .store
-            .free_space()
-            .map_err(|_| RejectReason::TOO_LARGE)?;
-        if plain_space > u64::from(free) {
-            return Err(RejectReason::TOO_LARGE);
-        }
-        let installed = self
-            .store
-            .file_count()
-            .map_err(|_| RejectReason::TOO_LARGE)?;
-        if installed + new_names > syssync_proto::MAX_INVENTORY_FILES {
-            return Err(RejectReason::TOO_LARGE);
-        }
-        Ok(())
-    }
-
-    fn unix_now_s(&self, now: Instant) -> Option<u64> {
-        let offset = self.unix_offset_ms?;
-        let unix_ms = i128::from(now.0) + i128::from(offset);
-        u64::try_from(unix_ms / 1000).ok()
-    }
-
-    fn reject(&mut self, job: JobId, reason: RejectReason) {
-        self.push(Event::OfferRejected { job, reason });
-        self.side_report = Some(JobReport {
-            job,
-            outcome: JobOutcome::Rejected(reason),
-        });
-    }
-
-    fn accept(&mut self, now: Instant, offer: &JobOffer<'_>, manifest: Manifest) {
-        let stored = self.store.discard_pending().and_then(|()| {
-            self.store.store_manifest(
-                offer.job,
-                offer.manifest.key_id,
-                &offer.manifest.signature,
-                offer.manifest.body,
-            )
-        });
-        if stored.is_err() {
-            self.push(Event::StorageFailed);
-            self.side_report = Some(JobReport {
-                job: offer.job,
-                outcome: JobOutcome::Failed(FailureCode::FLASH_WRITE),
-            });
-            return;
-        }
-        if self.status.phase == BootPhase::Staging {
-            // Leftover of an earlier job; staging starts again with this one.
-            let _ = self.boot.cancel_staging();
-        }
-        let mut record = JobRecord::new(offer.job, Phase::Downloading);
-        let mut bytes = 0u32;
-        for (index, file) in manifest.files.iter().enumerate() {
-            let unchanged = match file.kind {
-                FileKind::Application => self
-                    .status
-                    .running
-                    .is_some_and(|image| image.sha256 == file.sha256 && image.size == file.size),
-                FileKind::Plain => matches!(
-                    self.store.find(file.name.as_str()),
-                    Ok(Some(info)) if info.sha256 == file.sha256 && info.size == file.size
-                ),
-            };
-            if unchanged {
-                record.done |= 1 << index;
-            } else {
-                record.fetch |= 1 << index;
-                bytes = bytes.saturating_add(file.size);
-            }
-        }
-        let reset_window = offer.reset_window.map(|window| {
-            (
-                now + Duration::from_secs(u64::from(window.opens_in_s)),
-                now + Duration::from_secs(u64::from(window.closes_in_s)),
-            )
-        });
-        self.job = Some(ActiveJob {
-            record,
-            manifest: Some(manifest),
-            pending: None,
-            staging_begun: false,
-            verify: None,
-            reset_window,
-            files_event: false,
-        });
-        self.advance_file();
-        self.persist();
-        self.push(Event::JobAccepted {
-            job: offer.job,
-            bytes,
-        });
-    }
-
     // ---- job state ----
 
     /// Stores the job record; returns whether it is on flash.
@@ -1278,158 +1099,5 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             version: manifest.version,
             security_counter: manifest.security_counter,
         })
-    }
-
-    /// Rebuilds the job from the journal and the boot side's status after a reset.
-    fn restore_job(&mut self, now: Instant) -> Result<(), InitError> {
-        let mut bytes = [0u8; JOB_RECORD_LEN];
-        let found = self
-            .store
-            .load_job_record(&mut bytes)
-            .map_err(|_| InitError::Storage)?;
-        let Some(mut record) = found.then(|| JobRecord::decode(&bytes)).flatten() else {
-            return Ok(());
-        };
-        if record.phase == Phase::Committing
-            && matches!(
-                self.status.phase,
-                BootPhase::InstallRequested | BootPhase::Trial | BootPhase::RevertRequested
-            )
-        {
-            // The install was requested just before a reset that kept the
-            // journal one step behind.
-            record.phase = Phase::Staged;
-        }
-        let needs_manifest = matches!(
-            record.phase,
-            Phase::Downloading | Phase::Committing | Phase::Staged
-        );
-        let manifest = if needs_manifest {
-            self.load_manifest(record.job)
-        } else {
-            None
-        };
-        self.job = Some(ActiveJob {
-            record,
-            manifest,
-            pending: None,
-            staging_begun: false,
-            verify: None,
-            reset_window: None,
-            files_event: false,
-        });
-        if needs_manifest && self.job.as_ref().is_some_and(|job| job.manifest.is_none()) {
-            // The journal lost the manifest: nothing staged can be trusted.
-            self.fail(FailureCode::FLASH_WRITE);
-            return Ok(());
-        }
-        let id = record.job;
-        let running = self.status.running.map(|image| image.sha256);
-        let new_image = self
-            .job
-            .as_ref()
-            .and_then(|job| job.manifest.as_ref())
-            .and_then(|manifest| manifest.application().map(|(_, file)| file.sha256));
-        match record.phase {
-            Phase::Staged => match self.status.phase {
-                BootPhase::Trial => {
-                    if let Some(job) = self.job.as_mut() {
-                        job.record.phase = Phase::Trial;
-                        job.record.flags &= !FLAG_INSTALL_REPORTED;
-                        job.manifest = None;
-                    }
-                    self.persist();
-                    self.next_check_in = now;
-                }
-                BootPhase::InstallRequested => self.push(Event::ResetWanted {
-                    job: id,
-                    not_before: None,
-                    deadline: None,
-                }),
-                _ => {
-                    if let Some(reason) = self.status.last_revert {
-                        self.set_outcome(JobOutcome::Reverted(reason));
-                        self.push(Event::Reverted { job: id, reason });
-                    } else if running.is_some() && running == new_image {
-                        self.set_outcome(JobOutcome::Installed);
-                    } else {
-                        self.set_outcome(JobOutcome::Failed(FailureCode::INSTALL_REFUSED));
-                        self.push(Event::Failed {
-                            job: id,
-                            code: FailureCode::INSTALL_REFUSED,
-                        });
-                    }
-                }
-            },
-            Phase::Trial => match self.status.phase {
-                BootPhase::Trial | BootPhase::InstallRequested | BootPhase::Staging => {}
-                BootPhase::RevertRequested => {
-                    let reason = RevertReason::APPLICATION_FAILURE;
-                    self.set_outcome(JobOutcome::Reverted(reason));
-                    self.push(Event::Reverted { job: id, reason });
-                }
-                BootPhase::Idle => {
-                    if let Some(reason) = self.status.last_revert {
-                        self.set_outcome(JobOutcome::Reverted(reason));
-                        self.push(Event::Reverted { job: id, reason });
-                    } else if self.config.confirm_policy == ConfirmPolicy::Server {
-                        // Confirmed just before a reset that lost the journal update.
-                        self.job = None;
-                        self.persist_none();
-                        self.push(Event::Confirmed { job: id });
-                    } else {
-                        self.set_outcome(JobOutcome::Installed);
-                    }
-                }
-            },
-            Phase::Downloading | Phase::Committing | Phase::Reporting => {}
-        }
-        Ok(())
-    }
-
-    /// Reverts a trial image that no job of this engine will confirm: with
-    /// the server policy only a `Confirm` for a job on trial makes an image
-    /// permanent, so such an image would run unconfirmed until the trial
-    /// boot limit. This happens when a cancel arrived after the install was
-    /// requested and the boot side could not withdraw the request.
-    fn revert_orphan_trial(&mut self) {
-        if self.status.phase != BootPhase::Trial
-            || self.config.confirm_policy != ConfirmPolicy::Server
-        {
-            return;
-        }
-        let id = match self.job.as_ref() {
-            None => JobId(0),
-            Some(job) if job.record.phase == Phase::Reporting => match job.record.outcome {
-                Some(JobOutcome::Installed) | None => return,
-                Some(_) => job.record.job,
-            },
-            Some(_) => return,
-        };
-        if self.boot.report_failure().is_err() {
-            self.push(Event::StorageFailed);
-            return;
-        }
-        self.refresh_status();
-        self.push(Event::ResetWanted {
-            job: id,
-            not_before: None,
-            deadline: None,
-        });
-    }
-
-    fn load_manifest(&mut self, id: JobId) -> Option<Manifest> {
-        let mut body = [0u8; MAX_MANIFEST_LEN];
-        let stored = self.store.load_manifest(&mut body).ok()??;
-        if stored.job != id {
-            return None;
-        }
-        let signed = syssync_proto::SignedManifest {
-            key_id: stored.key_id,
-            body: &body[..stored.len],
-            signature: stored.signature,
-        };
-        // The copy on flash is checked like an offer: flash is input too.
-        signed.verify(&self.crypto, &self.config.trusted_keys).ok()
     }
 }

@@ -1,0 +1,194 @@
+//! Job offers: the checks before anything is downloaded, and accepting a job.
+
+use syssync_proto::message::{JobOffer, JobOutcome, JobReport};
+use syssync_proto::{Crypto, FailureCode, FileKind, JobId, Manifest, RejectReason};
+
+use super::record::{JobRecord, Phase};
+use super::{ActiveJob, Engine, Event};
+use crate::boot::{BootControl, BootPhase};
+use crate::config::ExpiryWithoutClock;
+use crate::store::FileStore;
+use crate::time::{Duration, Instant};
+
+impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
+    pub(super) fn handle_offer(&mut self, now: Instant, offer: &JobOffer<'_>) {
+        if let Some(job) = self.job.as_ref() {
+            if job.record.job == offer.job {
+                // The job in progress, offered again: continue from the journal's position.
+                return;
+            }
+            if job.record.phase != Phase::Downloading {
+                self.reject(offer.job, RejectReason::BUSY);
+                return;
+            }
+            // The server moved on to another job: drop the unfinished download.
+            self.discard_staged();
+            self.job = None;
+            self.persist_none();
+        }
+        self.refresh_status();
+        if matches!(
+            self.status.phase,
+            BootPhase::Trial | BootPhase::InstallRequested | BootPhase::RevertRequested
+        ) {
+            self.reject(offer.job, RejectReason::BUSY);
+            return;
+        }
+        let manifest = match offer
+            .manifest
+            .verify(&self.crypto, &self.config.trusted_keys)
+        {
+            Ok(manifest) => manifest,
+            Err(syssync_proto::ManifestError::UnknownKey(_))
+            | Err(syssync_proto::ManifestError::BadSignature) => {
+                self.reject(offer.job, RejectReason::BAD_SIGNATURE);
+                return;
+            }
+            Err(_) => {
+                self.reject(offer.job, RejectReason::MALFORMED);
+                return;
+            }
+        };
+        if let Err(reason) = self.check_manifest(now, &manifest) {
+            self.reject(offer.job, reason);
+            return;
+        }
+        self.accept(now, offer, manifest);
+    }
+
+    fn check_manifest(&mut self, now: Instant, manifest: &Manifest) -> Result<(), RejectReason> {
+        if manifest.target != self.target {
+            return Err(RejectReason::WRONG_TARGET);
+        }
+        match self.unix_now_s(now) {
+            Some(unix_s) if unix_s > manifest.expires_at => return Err(RejectReason::EXPIRED),
+            None if self.config.expiry_without_clock == ExpiryWithoutClock::Reject => {
+                return Err(RejectReason::EXPIRED)
+            }
+            _ => {}
+        }
+        if manifest.security_counter < self.status.security_floor {
+            return Err(RejectReason::DOWNGRADE);
+        }
+        let mut plain_space: u64 = 0;
+        let mut new_names = 0usize;
+        for file in &manifest.files {
+            match file.kind {
+                FileKind::Application => {
+                    if file.size > self.boot.staging_capacity() {
+                        return Err(RejectReason::TOO_LARGE);
+                    }
+                }
+                FileKind::Plain => {
+                    let installed = self
+                        .store
+                        .find(file.name.as_str())
+                        .map_err(|_| RejectReason::TOO_LARGE)?;
+                    match installed {
+                        Some(info) if info.sha256 == file.sha256 && info.size == file.size => {}
+                        Some(_) => {
+                            plain_space += u64::from(self.store.space_needed(file.size));
+                        }
+                        None => {
+                            new_names += 1;
+                            plain_space += u64::from(self.store.space_needed(file.size));
+                        }
+                    }
+                }
+            }
+        }
+        let free = self
+            .store
+            .free_space()
+            .map_err(|_| RejectReason::TOO_LARGE)?;
+        if plain_space > u64::from(free) {
+            return Err(RejectReason::TOO_LARGE);
+        }
+        let installed = self
+            .store
+            .file_count()
+            .map_err(|_| RejectReason::TOO_LARGE)?;
+        if installed + new_names > syssync_proto::MAX_INVENTORY_FILES {
+            return Err(RejectReason::TOO_LARGE);
+        }
+        Ok(())
+    }
+
+    fn unix_now_s(&self, now: Instant) -> Option<u64> {
+        let offset = self.unix_offset_ms?;
+        let unix_ms = i128::from(now.0) + i128::from(offset);
+        u64::try_from(unix_ms / 1000).ok()
+    }
+
+    fn reject(&mut self, job: JobId, reason: RejectReason) {
+        self.push(Event::OfferRejected { job, reason });
+        self.side_report = Some(JobReport {
+            job,
+            outcome: JobOutcome::Rejected(reason),
+        });
+    }
+
+    fn accept(&mut self, now: Instant, offer: &JobOffer<'_>, manifest: Manifest) {
+        let stored = self.store.discard_pending().and_then(|()| {
+            self.store.store_manifest(
+                offer.job,
+                offer.manifest.key_id,
+                &offer.manifest.signature,
+                offer.manifest.body,
+            )
+        });
+        if stored.is_err() {
+            self.push(Event::StorageFailed);
+            self.side_report = Some(JobReport {
+                job: offer.job,
+                outcome: JobOutcome::Failed(FailureCode::FLASH_WRITE),
+            });
+            return;
+        }
+        if self.status.phase == BootPhase::Staging {
+            // Leftover of an earlier job; staging starts again with this one.
+            let _ = self.boot.cancel_staging();
+        }
+        let mut record = JobRecord::new(offer.job, Phase::Downloading);
+        let mut bytes = 0u32;
+        for (index, file) in manifest.files.iter().enumerate() {
+            let unchanged = match file.kind {
+                FileKind::Application => self
+                    .status
+                    .running
+                    .is_some_and(|image| image.sha256 == file.sha256 && image.size == file.size),
+                FileKind::Plain => matches!(
+                    self.store.find(file.name.as_str()),
+                    Ok(Some(info)) if info.sha256 == file.sha256 && info.size == file.size
+                ),
+            };
+            if unchanged {
+                record.done |= 1 << index;
+            } else {
+                record.fetch |= 1 << index;
+                bytes = bytes.saturating_add(file.size);
+            }
+        }
+        let reset_window = offer.reset_window.map(|window| {
+            (
+                now + Duration::from_secs(u64::from(window.opens_in_s)),
+                now + Duration::from_secs(u64::from(window.closes_in_s)),
+            )
+        });
+        self.job = Some(ActiveJob {
+            record,
+            manifest: Some(manifest),
+            pending: None,
+            staging_begun: false,
+            verify: None,
+            reset_window,
+            files_event: false,
+        });
+        self.advance_file();
+        self.persist();
+        self.push(Event::JobAccepted {
+            job: offer.job,
+            bytes,
+        });
+    }
+}

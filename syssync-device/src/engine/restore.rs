@@ -1,0 +1,166 @@
+//! Rebuilding the job after a reset from the journal and the boot status.
+
+use syssync_proto::message::JobOutcome;
+use syssync_proto::{Crypto, FailureCode, JobId, Manifest, RevertReason, MAX_MANIFEST_LEN};
+
+use super::record::{JobRecord, Phase, FLAG_INSTALL_REPORTED};
+use super::{ActiveJob, Engine, Event, InitError};
+use crate::boot::{BootControl, BootPhase};
+use crate::config::ConfirmPolicy;
+use crate::store::{FileStore, JOB_RECORD_LEN};
+use crate::time::Instant;
+
+impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
+    /// Rebuilds the job from the journal and the boot side's status after a reset.
+    pub(super) fn restore_job(&mut self, now: Instant) -> Result<(), InitError> {
+        let mut bytes = [0u8; JOB_RECORD_LEN];
+        let found = self
+            .store
+            .load_job_record(&mut bytes)
+            .map_err(|_| InitError::Storage)?;
+        let Some(mut record) = found.then(|| JobRecord::decode(&bytes)).flatten() else {
+            return Ok(());
+        };
+        if record.phase == Phase::Committing
+            && matches!(
+                self.status.phase,
+                BootPhase::InstallRequested | BootPhase::Trial | BootPhase::RevertRequested
+            )
+        {
+            // The install was requested just before a reset that kept the
+            // journal one step behind.
+            record.phase = Phase::Staged;
+        }
+        let needs_manifest = matches!(
+            record.phase,
+            Phase::Downloading | Phase::Committing | Phase::Staged
+        );
+        let manifest = if needs_manifest {
+            self.load_manifest(record.job)
+        } else {
+            None
+        };
+        self.job = Some(ActiveJob {
+            record,
+            manifest,
+            pending: None,
+            staging_begun: false,
+            verify: None,
+            reset_window: None,
+            files_event: false,
+        });
+        if needs_manifest && self.job.as_ref().is_some_and(|job| job.manifest.is_none()) {
+            // The journal lost the manifest: nothing staged can be trusted.
+            self.fail(FailureCode::FLASH_WRITE);
+            return Ok(());
+        }
+        let id = record.job;
+        let running = self.status.running.map(|image| image.sha256);
+        let new_image = self
+            .job
+            .as_ref()
+            .and_then(|job| job.manifest.as_ref())
+            .and_then(|manifest| manifest.application().map(|(_, file)| file.sha256));
+        match record.phase {
+            Phase::Staged => match self.status.phase {
+                BootPhase::Trial => {
+                    if let Some(job) = self.job.as_mut() {
+                        job.record.phase = Phase::Trial;
+                        job.record.flags &= !FLAG_INSTALL_REPORTED;
+                        job.manifest = None;
+                    }
+                    self.persist();
+                    self.next_check_in = now;
+                }
+                BootPhase::InstallRequested => self.push(Event::ResetWanted {
+                    job: id,
+                    not_before: None,
+                    deadline: None,
+                }),
+                _ => {
+                    if let Some(reason) = self.status.last_revert {
+                        self.set_outcome(JobOutcome::Reverted(reason));
+                        self.push(Event::Reverted { job: id, reason });
+                    } else if running.is_some() && running == new_image {
+                        self.set_outcome(JobOutcome::Installed);
+                    } else {
+                        self.set_outcome(JobOutcome::Failed(FailureCode::INSTALL_REFUSED));
+                        self.push(Event::Failed {
+                            job: id,
+                            code: FailureCode::INSTALL_REFUSED,
+                        });
+                    }
+                }
+            },
+            Phase::Trial => match self.status.phase {
+                BootPhase::Trial | BootPhase::InstallRequested | BootPhase::Staging => {}
+                BootPhase::RevertRequested => {
+                    let reason = RevertReason::APPLICATION_FAILURE;
+                    self.set_outcome(JobOutcome::Reverted(reason));
+                    self.push(Event::Reverted { job: id, reason });
+                }
+                BootPhase::Idle => {
+                    if let Some(reason) = self.status.last_revert {
+                        self.set_outcome(JobOutcome::Reverted(reason));
+                        self.push(Event::Reverted { job: id, reason });
+                    } else if self.config.confirm_policy == ConfirmPolicy::Server {
+                        // Confirmed just before a reset that lost the journal update.
+                        self.job = None;
+                        self.persist_none();
+                        self.push(Event::Confirmed { job: id });
+                    } else {
+                        self.set_outcome(JobOutcome::Installed);
+                    }
+                }
+            },
+            Phase::Downloading | Phase::Committing | Phase::Reporting => {}
+        }
+        Ok(())
+    }
+
+    /// Reverts a trial image that no job of this engine will confirm: with
+    /// the server policy only a `Confirm` for a job on trial makes an image
+    /// permanent, so such an image would run unconfirmed until the trial
+    /// boot limit. This happens when a cancel arrived after the install was
+    /// requested and the boot side could not withdraw the request.
+    pub(super) fn revert_orphan_trial(&mut self) {
+        if self.status.phase != BootPhase::Trial
+            || self.config.confirm_policy != ConfirmPolicy::Server
+        {
+            return;
+        }
+        let id = match self.job.as_ref() {
+            None => JobId(0),
+            Some(job) if job.record.phase == Phase::Reporting => match job.record.outcome {
+                Some(JobOutcome::Installed) | None => return,
+                Some(_) => job.record.job,
+            },
+            Some(_) => return,
+        };
+        if self.boot.report_failure().is_err() {
+            self.push(Event::StorageFailed);
+            return;
+        }
+        self.refresh_status();
+        self.push(Event::ResetWanted {
+            job: id,
+            not_before: None,
+            deadline: None,
+        });
+    }
+
+    fn load_manifest(&mut self, id: JobId) -> Option<Manifest> {
+        let mut body = [0u8; MAX_MANIFEST_LEN];
+        let stored = self.store.load_manifest(&mut body).ok()??;
+        if stored.job != id {
+            return None;
+        }
+        let signed = syssync_proto::SignedManifest {
+            key_id: stored.key_id,
+            body: &body[..stored.len],
+            signature: stored.signature,
+        };
+        // The copy on flash is checked like an offer: flash is input too.
+        signed.verify(&self.crypto, &self.config.trusted_keys).ok()
+    }
+}
