@@ -118,11 +118,12 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         Ok(())
     }
 
-    /// Reverts a trial image that no job of this engine will confirm: with
-    /// the server policy only a `Confirm` for a job on trial makes an image
-    /// permanent, so such an image would run unconfirmed until the trial
-    /// boot limit. This happens when a cancel arrived after the install was
-    /// requested and the boot side could not withdraw the request.
+    /// Reverts a trial image that no job of this engine will confirm.
+    ///
+    /// With the server policy only a `Confirm` for a job on trial makes an
+    /// image permanent, so such an image would run unconfirmed until the
+    /// trial boot limit. It happens when a cancel arrived after the install
+    /// was requested and the boot side could not withdraw the request.
     pub(super) fn revert_orphan_trial(&mut self) {
         if self.status.phase != BootPhase::Trial
             || self.config.confirm_policy != ConfirmPolicy::Server
