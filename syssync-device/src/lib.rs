@@ -17,8 +17,11 @@
 //! # Drive loop
 //!
 //! One way in, one way out. Each call does a bounded amount of work: at most
-//! one chunk written to flash, or one step of verifying or committing a file
-//! (the exception is moving a sector aside after a power cut, below).
+//! one chunk written to flash, or one step of verifying or committing a file,
+//! plus a journal record. Accepting an offer also stores the manifest (up to
+//! 1.6 KiB), and starting a plain file writes a directory snapshot (up to
+//! 3.9 KiB). The one larger step is moving a sector aside after a power cut,
+//! described below.
 //!
 //! ```no_run
 //! use syssync_device::{BootControl, Engine, Event, FileStore, Instant};

@@ -71,7 +71,7 @@ pub enum Event {
     /// A reset is wanted: to boot a staged image, or to revert a failed trial
     /// image. The application chooses the moment within the window.
     ResetWanted {
-        /// The job.
+        /// The job, or `JobId(0)` for a trial image that belongs to no known job.
         job: JobId,
         /// Earliest instant the server allows, if it set a window.
         not_before: Option<Instant>,
