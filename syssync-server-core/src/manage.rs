@@ -394,7 +394,8 @@ impl<S: Storage, C: Crypto> Server<S, C> {
                 let started = self
                     .store
                     .job(job)
-                    .is_some_and(|j| j.phases[0].opened_at.is_some());
+                    .and_then(|j| j.phases.first())
+                    .is_some_and(|phase| phase.opened_at.is_some());
                 let status = if started {
                     JobStatus::Running
                 } else {

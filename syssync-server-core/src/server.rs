@@ -110,10 +110,13 @@ impl<S: Storage, C: Crypto> Server<S, C> {
     }
 
     fn phase_may_open(job: &Job, next: usize, now: u64) -> bool {
-        let Some(previous) = next.checked_sub(1).and_then(|i| job.phases[i].opened_at) else {
+        let previous = next
+            .checked_sub(1)
+            .and_then(|i| job.phases.get(i))
+            .and_then(|phase| phase.opened_at);
+        let (Some(previous), Some(spec)) = (previous, job.spec.phases.get(next)) else {
             return false;
         };
-        let spec = &job.spec.phases[next];
         if now < previous.saturating_add(spec.delay_s) {
             return false;
         }
@@ -161,7 +164,9 @@ impl<S: Storage, C: Crypto> Server<S, C> {
                     .position(|phase| phase.opened_at.is_none())
                 {
                     Some(next) if Self::phase_may_open(job, next, now) => {
-                        job.phases[next].opened_at = Some(now);
+                        if let Some(phase) = job.phases.get_mut(next) {
+                            phase.opened_at = Some(now);
+                        }
                     }
                     Some(_) => break,
                     None => {

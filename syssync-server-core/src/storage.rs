@@ -313,7 +313,8 @@ impl Storage for MemoryStorage {
     fn intern_inventory(&mut self, inventory: &Inventory, digest: InventoryDigest) -> InventoryRef {
         let candidates = self.inventory_index.entry(digest).or_default();
         for candidate in candidates.iter() {
-            if self.inventories[candidate.0 as usize].inventory == *inventory {
+            let stored = self.inventories.get(candidate.0 as usize);
+            if stored.is_some_and(|stored| stored.inventory == *inventory) {
                 return *candidate;
             }
         }
