@@ -493,7 +493,12 @@ impl ServerStub {
                 let Some(job) = self.job.as_ref() else {
                     return idle;
                 };
-                if job.finished {
+                // A device still on trial for the job asks again: the confirm
+                // is idempotent, as a lost confirm must be sent again.
+                let on_trial = check_in.job.is_some_and(|progress| {
+                    progress.job == job.id && progress.state == JobState::Trial
+                });
+                if job.finished && !on_trial {
                     return idle;
                 }
                 if job.cancelled {
@@ -559,7 +564,7 @@ impl ServerStub {
                 let Some(job) = self.job.as_mut() else {
                     return idle;
                 };
-                if job.finished || job.cancelled {
+                if job.cancelled {
                     return idle;
                 }
                 if matches {
