@@ -99,9 +99,10 @@
 //! `JobReport { Rejected(reason) }` and raised as [`Event::OfferRejected`].
 //!
 //! Without a trusted wall clock ([`Engine::set_unix_time`] never called) the
-//! expiry cannot be checked: [`Config::expiry_without_clock`] chooses between
-//! accepting (the default; the security counter still stops downgrades below
-//! the committed release) and rejecting every manifest.
+//! expiry cannot be checked, so [`Config::expiry_without_clock`] chooses the
+//! policy. The default accepts the manifest, because the security counter
+//! still stops downgrades below the committed release. The alternative
+//! rejects every manifest until the clock is set.
 //!
 //! # Downloads
 //!
@@ -125,6 +126,9 @@
 //!
 //! Plain files are committed one by one, each atomically (a file is either
 //! complete and verified or absent), after [`Event::FilesChanging`].
+//! NOTE: they are committed before the reset into the new image, so a revert
+//! of the image keeps the new files, and a cancel that arrives while they are
+//! being committed leaves the ones already committed.
 //!
 //! # After the reset
 //!

@@ -220,8 +220,8 @@ fn update_through_rollback_fsm() {
 fn power_cut_sweep_on_rollback_fsm() {
     // Proves that a power cut before any flash operation of the device, the
     // boot records and settings included, leaves a device that restarts
-    // through rollback-fsm's bootloader and finishes the update, without
-    // reusing a replay counter or fetching a chunk twice except the one in flight.
+    // through rollback-fsm's bootloader and finishes the update. No replay
+    // counter is reused, and only the chunk in flight is fetched twice.
     let release = standard_release();
     let mut clean = Rig::new(release.clone());
     assert!(clean.run_until_confirmed());
