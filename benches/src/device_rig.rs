@@ -3,8 +3,8 @@
 //!
 //! The device uses rollback-fsm's application side for staging and the NOR
 //! file store, all on `flash-sim` devices with 4 KiB sectors and 4-byte writes.
-//! The server offers one release (an application image) and answers chunk
-//! requests. [`Rig::receive_chunk`] is the measured step: the engine takes one
+//! The server offers one release (an application image) and replies to chunk
+//! requests with the requested bytes. [`Rig::receive_chunk`] is the measured step: the engine takes one
 //! chunk frame (CRC-32, MAC, decode, SHA-256, flash write) and encodes its
 //! next request. The server's encoding of the reply is done outside it.
 
@@ -233,8 +233,9 @@ impl Rig {
         Err(RigError("the engine never requested a chunk".into()))
     }
 
-    /// Hands the pending chunk reply to the engine and lets it encode its
-    /// next request; returns false once the engine requests no further chunk.
+    /// Hands the pending chunk reply to the engine and lets it encode its next
+    /// request. Returns the length of that request, or `None` if the engine
+    /// sent nothing or no reply was pending.
     ///
     /// This is the measured step. Preparing the following reply is left to
     /// [`prepare_next`](Self::prepare_next), outside the measurement.
@@ -245,7 +246,7 @@ impl Rig {
         self.engine.poll_transmit(self.now, &mut self.transmit)
     }
 
-    /// Lets the server answer the request of length `len` that
+    /// Lets the server reply to the request of length `len` that
     /// [`receive_chunk`](Self::receive_chunk) produced; returns false when that
     /// request is not a chunk request, which ends the download.
     pub fn prepare_next(&mut self, len: usize) -> Result<bool, RigError> {

@@ -6,9 +6,8 @@
 //! `--show` prints every counted message.
 //!
 //! syssync figures are encoded frames. The others are example messages built
-//! here from the published formats, with the fields and headers listed in
-//! `docs/PERFORMANCE.md`; identifiers and tokens have the lengths assumed
-//! there. Transport and security layers (TCP, TLS, UDP, DTLS, IP) are not
+//! here from the published formats. `docs/PERFORMANCE.md` lists the fields
+//! and headers counted and the lengths assumed for identifiers and tokens. Transport and security layers (TCP, TLS, UDP, DTLS, IP) are not
 //! counted for any of them.
 
 use std::process::ExitCode;
@@ -19,7 +18,7 @@ use syssync_proto::message::{Chunk, ChunkRequest, DeviceMessage, Idle, ServerMes
 use syssync_proto::{EncodeError, JobId, RustCrypto, MAX_FRAME_LEN};
 
 const HOST: &str = "updates.example.com";
-/// Device name as an HTTP server knows it.
+/// Device name in the HTTP APIs' paths.
 const DEVICE_NAME: &str = "device-700001";
 /// Offset of the example KiB in the 615,388-byte image.
 const OFFSET: u32 = 523_264;
@@ -139,8 +138,9 @@ fn hawkbit() -> Rows {
     (poll_row, reply_row, Exchange::text(&get, &partial, 1024))
 }
 
-/// A device JWT as Mender issues them: RS256 header, the claims listed in
-/// `docs/PERFORMANCE.md`, and a 256-byte (RSA-2048) signature, base64url.
+/// Builds a stand-in of a Mender device JWT of the same length: RS256 header,
+/// the claims listed in `docs/PERFORMANCE.md` and a 256-byte (RSA-2048)
+/// signature, each base64url-encoded.
 fn mender_jwt() -> String {
     let base64url_len = |bytes: usize| (bytes * 4).div_ceil(3);
     let header = r#"{"alg":"RS256","typ":"JWT"}"#;

@@ -1,5 +1,6 @@
 //! Size probe for the boot side: rollback-fsm's bootloader step function and
-//! image verification (SHA-256, and Ed25519 with the `signature` feature),
+//! image verification (SHA-256, and with the `signature` feature the signed
+//! release manifest: Ed25519 and the manifest's match with the staged image),
 //! linked for a Cortex-M4F with 512 KiB flash and 128 KiB RAM.
 //!
 //! The flash driver is a stand-in: reads come from the memory-mapped flash and
@@ -100,14 +101,15 @@ fn main() -> ! {
         loop {}
     };
 
+    // syssync devices keep the signed release manifest next to the staged
+    // image; the bootloader checks it against its own trusted release keys.
     #[cfg(feature = "signature")]
-    let authenticator = {
-        let key = black_box([0x3Bu8; 32]);
-        match ed25519_dalek::VerifyingKey::from_bytes(&key) {
-            Ok(key) => rollback_fsm::Ed25519Authenticator::new(key),
-            Err(_) => loop {},
-        }
-    };
+    let trusted = [syssync_proto::TrustedKey {
+        id: 1,
+        public_key: black_box([0x3B; 32]),
+    }];
+    #[cfg(feature = "signature")]
+    let authenticator = rollback_fsm::ManifestAuthenticator::new(&trusted);
     #[cfg(feature = "signature")]
     boot.set_authenticator(&authenticator);
 
