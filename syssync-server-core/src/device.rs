@@ -14,7 +14,7 @@ use syssync_proto::{
 };
 
 use crate::model::{
-    DeviceJob, DeviceJobState, DeviceRecord, FailureCause, Job, JobStatus, MemberState,
+    DeviceJob, DeviceJobState, DeviceRecord, FailureCause, Job, JobStatus, JobTarget, MemberState,
     Notification, ReleaseId, TagSetRef,
 };
 use crate::schedule::{rollout_rank, WindowState};
@@ -677,7 +677,11 @@ impl<S: Storage, C: Crypto> Server<S, C> {
         let Some(job) = self.store.job(job_id) else {
             return Consider::Skip;
         };
-        if !job.status.is_open() {
+        // A completed group or fleet job still reaches devices that join its
+        // targets later; admitting one reopens the job until it has an outcome.
+        let reopenable =
+            job.status == JobStatus::Completed && !matches!(job.spec.target, JobTarget::Device(_));
+        if !job.status.is_open() && !reopenable {
             return Consider::Skip;
         }
         if Self::job_needs_refresh(job, now) {
@@ -686,7 +690,8 @@ impl<S: Storage, C: Crypto> Server<S, C> {
         let Some(job) = self.store.job(job_id) else {
             return Consider::Skip;
         };
-        if job.status != JobStatus::Running || !self.job_targets_device(job, &request.device) {
+        let offering = job.status == JobStatus::Running || reopenable;
+        if !offering || !self.job_targets_device(job, &request.device) {
             return Consider::Skip;
         }
 
@@ -701,7 +706,12 @@ impl<S: Storage, C: Crypto> Server<S, C> {
             self.store.put_member(job_id, device, member);
             if let Some(job) = self.store.job_mut(job_id) {
                 job.counters.targets += 1;
+                if job.status == JobStatus::Completed {
+                    job.status = JobStatus::Running;
+                }
             }
+        } else if reopenable {
+            return Consider::Skip;
         }
         let Some(job) = self.store.job(job_id) else {
             return Consider::Skip;

@@ -423,7 +423,8 @@ pub enum JobStatus {
     Paused,
     /// Cancelled: devices on it get a cancel.
     Cancelled,
-    /// Every target device has an outcome.
+    /// Every target device has an outcome. A device that joins a group or
+    /// fleet job's targets later reopens it.
     Completed,
 }
 

@@ -132,9 +132,9 @@ impl<S: Storage, C: Crypto> Server<S, C> {
             + u64::from(counters.up_to_date)
             + u64::from(counters.failed)
             + u64::from(counters.left);
-        // NOTE: a group or fleet job completes once every device counted so
-        // far has an outcome. A device that joins the group later is not
-        // offered the completed job. An empty target set keeps the job running.
+        // A group or fleet job completes once every device counted so far has
+        // an outcome; a device that joins its targets later reopens it (see
+        // `consider_job`). An empty target set keeps the job running.
         counters.targets > 0 && decided >= u64::from(counters.targets)
     }
 

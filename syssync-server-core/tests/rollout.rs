@@ -324,6 +324,76 @@ fn static_group_job_reaches_late_members() {
 }
 
 #[test]
+fn completed_group_job_reaches_late_members() {
+    // Proves a group job that completed still reaches a device added to the
+    // group afterwards: the job reopens, updates it and completes again.
+    let (mut server, account, mut devices, release) = fleet(2);
+    let members: BTreeSet<_> = [devices[0].id].into_iter().collect();
+    let group = match server
+        .execute(
+            T0,
+            account,
+            Command::CreateGroup {
+                name: "pilot".into(),
+                kind: GroupKind::Static(members),
+            },
+        )
+        .expect("group")
+        .created
+    {
+        syssync_server_core::Created::Group(id) => id,
+        other => panic!("expected a group, got {other:?}"),
+    };
+    let job = create_job(
+        &mut server,
+        T0,
+        account,
+        syssync_server_core::JobSpec::new(release, JobTarget::Group(group), T0),
+    );
+    let (reply, _) = devices[0].check_in(&mut server, T0);
+    assert_eq!(devices[0].accept(&reply), job);
+    let notes = devices[0].finish_update(&mut server, T0 + 10);
+    let completions = |notes: &[syssync_server_core::Notification]| {
+        notes
+            .iter()
+            .filter(|n| n.kind == NotificationKind::RolloutCompleted)
+            .count()
+    };
+    assert_eq!(completions(&notes), 1);
+    assert_eq!(
+        server.job_progress(account, job).expect("progress").status,
+        JobStatus::Completed
+    );
+
+    server
+        .execute(
+            T0 + 100,
+            account,
+            Command::AddToGroup {
+                group,
+                device: devices[1].id,
+            },
+        )
+        .expect("add");
+    let (reply, _) = devices[1].check_in(&mut server, T0 + 101);
+    assert_eq!(devices[1].accept(&reply), job);
+    assert_eq!(
+        server.job_progress(account, job).expect("progress").status,
+        JobStatus::Running
+    );
+    let notes = devices[1].finish_update(&mut server, T0 + 110);
+    assert_eq!(completions(&notes), 1);
+    let progress = server.job_progress(account, job).expect("progress");
+    assert_eq!(progress.status, JobStatus::Completed);
+    assert_eq!(progress.counters.targets, 2);
+    assert_eq!(progress.counters.succeeded, 2);
+
+    // A member that already has its outcome is not offered the job again.
+    let (reply, _) = devices[0].check_in(&mut server, T0 + 120);
+    assert!(matches!(reply, Reply::Idle(_)));
+}
+
+#[test]
 fn tag_filter_group_follows_tags() {
     // Proves a filter group admits devices once they carry its tag.
     let (mut server, account, mut devices, release) = fleet(2);
