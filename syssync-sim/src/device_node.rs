@@ -96,6 +96,8 @@ pub struct FleetDevice<const E: usize> {
     engine: Option<DeviceEngine<E>>,
     seed: u64,
     factory_sha256: [u8; 32],
+    factory_size: u32,
+    factory_partition_sha256: [u8; 32],
     network_up: bool,
     now: SimTime,
 }
@@ -134,6 +136,13 @@ impl<const E: usize> FleetDevice<E> {
             files: flash(geometry.files, 6)?,
         };
         flashes.active.load(0, &spec.installed.image)?;
+        // The bootloader knows nothing about the factory image, so its first
+        // backup covers the whole active partition; the record then names the
+        // partition's digest.
+        let factory_partition_sha256: [u8; 32] = {
+            use sha2::{Digest, Sha256};
+            Sha256::digest(flashes.active.contents()).into()
+        };
 
         let mut settings = settings_store(&flashes.settings, &geometry)?;
         let write = |settings: &mut Settings<SharedFlash<E>>, key: u16, value: &[u8]| {
@@ -175,13 +184,15 @@ impl<const E: usize> FleetDevice<E> {
             engine: None,
             seed: spec.seed,
             factory_sha256: spec.installed.image_sha256,
+            factory_size: spec.installed.image.len() as u32,
+            factory_partition_sha256,
             network_up: false,
             now: 0,
         })
     }
 
     /// Runs the bootloader to completion; `Ok(None)` means power failed.
-    fn run_bootloader(&mut self) -> Result<Option<([u8; 32], bool)>, ()> {
+    fn run_bootloader(&mut self) -> Result<Option<([u8; 32], bool, u32)>, ()> {
         let flashes = BootFlashes {
             active: self.flashes.active.clone(),
             staging: self.flashes.staging.clone(),
@@ -196,11 +207,13 @@ impl<const E: usize> FleetDevice<E> {
         match boot.run() {
             Ok(()) => {
                 let record = boot.record().copied();
-                let image = record
+                let (image, size) = record
                     .and_then(|record| record.active)
-                    .map_or(self.factory_sha256, |descriptor| descriptor.sha256);
+                    .map_or((self.factory_sha256, self.factory_size), |descriptor| {
+                        (descriptor.sha256, descriptor.size)
+                    });
                 let trial = record.is_some_and(|record| record.phase == Phase::Trial);
-                Ok(Some((image, trial)))
+                Ok(Some((image, trial, size)))
             }
             Err(BootError::Flash(_)) if self.rail.is_down() => Ok(None),
             Err(_) => Err(()),
@@ -313,10 +326,30 @@ impl<const E: usize> DeviceModel for FleetDevice<E> {
             // without updates; the report counts it as bricked.
             return BootOutcome::Bricked;
         }
+        let image_sha256 = if booted.0 == self.factory_partition_sha256 {
+            self.factory_sha256
+        } else {
+            booted.0
+        };
         BootOutcome::Booted {
-            image_sha256: booted.0,
+            image_sha256,
             trial: booted.1,
         }
+    }
+
+    fn boots_verified_image(&mut self, now: SimTime) -> bool {
+        use sha2::{Digest, Sha256};
+        self.now = now;
+        self.engine = None;
+        let Ok(Some((image, _, size))) = self.run_bootloader() else {
+            return false;
+        };
+        let contents = self.flashes.active.contents();
+        let Some(bytes) = contents.get(..size as usize) else {
+            return false;
+        };
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        digest == image
     }
 
     fn settings_digest(&mut self) -> [u8; 32] {

@@ -89,6 +89,9 @@ pub trait DeviceModel {
     /// Resets the device: drops all RAM state, runs the bootloader to
     /// completion and builds the engine again from flash alone.
     fn reset(&mut self, now: SimTime) -> BootOutcome;
+    /// Power-cycles the device and checks that the bootloader boots an image
+    /// whose bytes in the active partition match its SHA-256.
+    fn boots_verified_image(&mut self, now: SimTime) -> bool;
     /// SHA-256 over the settings region's contents, to detect changes.
     fn settings_digest(&mut self) -> [u8; 32];
     /// Bytes of simulated flash this device holds.
@@ -106,6 +109,8 @@ pub struct ServerNotification {
     pub job: Option<JobId>,
     /// Device, if any.
     pub device: Option<DeviceId>,
+    /// Why a device failed, for failure notifications.
+    pub cause: Option<String>,
     /// Whether the account wants this kind.
     pub wanted: bool,
 }
@@ -138,6 +143,8 @@ pub struct JobView {
     pub paused: bool,
     /// Whether the job is completed.
     pub completed: bool,
+    /// The server's own counters of the job.
+    pub counters: crate::report::ServerCounters,
 }
 
 /// The update server, as the simulator drives it.

@@ -30,6 +30,8 @@ pub struct Report {
     pub rollouts: Vec<RolloutReport>,
     /// Devices per release they run at the end, by release name.
     pub running: BTreeMap<String, u64>,
+    /// Devices behind each gateway and what they run at the end.
+    pub gateways: Vec<GatewayReport>,
     /// Devices on which no complete verified image boots. Must be 0.
     pub bricked: u64,
     /// Devices whose settings region differs from its contents before the run. Must be 0.
@@ -72,6 +74,8 @@ pub struct RolloutReport {
     pub healthy_release: bool,
     /// Devices in the rollout's group at the end.
     pub targeted: u64,
+    /// Devices that booted the release on trial at least once.
+    pub got_release: u64,
     /// Devices running the release, confirmed.
     pub updated: u64,
     /// Devices that installed it and went back to the previous image.
@@ -85,12 +89,59 @@ pub struct RolloutReport {
     pub in_progress: u64,
     /// Largest number of offers that one device got.
     pub max_offers_per_device: u64,
+    /// The first 100 devices counted in `failed_attempt_limit`, with their offers.
+    pub attempt_limit_devices: Vec<DeviceOffers>,
     /// Simulated second at which each phase opened, `None` if it never did.
     pub phase_opened_s: Vec<Option<u64>>,
     /// Simulated second at which the rollout paused, if it did.
     pub paused_s: Option<u64>,
     /// Simulated second at which the last targeted device updated.
     pub completed_s: Option<u64>,
+    /// The server's counters of the job at the end.
+    pub server: ServerCounters,
+}
+
+/// The devices behind one gateway.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GatewayReport {
+    /// Gateway name.
+    pub name: String,
+    /// CAN payload bytes per frame.
+    pub mtu: u8,
+    /// Devices behind it.
+    pub devices: u64,
+    /// Devices per release they run at the end.
+    pub running: BTreeMap<String, u64>,
+}
+
+/// A job's counters as the server keeps them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ServerCounters {
+    /// Devices the job targets.
+    pub targets: u32,
+    /// Devices admitted into a phase.
+    pub admitted: u32,
+    /// Devices confirmed on the release.
+    pub succeeded: u32,
+    /// Devices that already ran the release.
+    pub up_to_date: u32,
+    /// Devices failed for good (attempt limit reached).
+    pub failed: u32,
+    /// Devices with at least one failed attempt.
+    pub failing: u32,
+    /// Offers made.
+    pub offers: u32,
+    /// Failed attempts.
+    pub failed_attempts: u32,
+}
+
+/// A device and the number of offers it got.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DeviceOffers {
+    /// Device index.
+    pub device: u32,
+    /// Offers the server made to it.
+    pub offers: u64,
 }
 
 /// Power cuts injected.
@@ -162,6 +213,8 @@ pub struct NotificationRecord {
     pub job: Option<u32>,
     /// Device id, if any.
     pub device: Option<u64>,
+    /// Why the device failed, for failure notifications.
+    pub cause: Option<String>,
     /// Whether the account's preferences want this kind.
     pub wanted: bool,
 }
@@ -260,6 +313,21 @@ impl Report {
             .map(|(release, count)| format!("{release}: {count}"))
             .collect();
         let _ = writeln!(out, "running    {}", running.join(", "));
+        for gateway in &self.gateways {
+            let running: Vec<String> = gateway
+                .running
+                .iter()
+                .map(|(release, count)| format!("{release}: {count}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "gateway    {} (CAN, {}-byte frames): {} devices, running {}",
+                gateway.name,
+                gateway.mtu,
+                gateway.devices,
+                running.join(", ")
+            );
+        }
         let _ = writeln!(
             out,
             "bricked    {}    settings changed {}    power cuts {} in download, {} in install",

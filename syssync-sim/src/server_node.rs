@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 
 use syssync_proto::{AccountId, DeviceId, DeviceKey, JobId, TrustedKey};
 use syssync_server_core::{
-    AccountSettings, Command, Created, FailureThreshold, GroupId, GroupKind, JobSpec, JobStatus,
-    JobTarget, Notification, NotificationKind, Phase, ReleaseId, Server,
+    AccountSettings, Command, Created, FailureCause, FailureThreshold, GroupId, GroupKind, JobSpec,
+    JobStatus, JobTarget, Notification, NotificationKind, Phase, ReleaseId, Server,
 };
 
 use crate::model::{JobView, RolloutSpec, ServerModel, ServerNotification};
 use crate::release::BuiltRelease;
+use crate::report::ServerCounters;
 
 /// `syssync-server-core` as the simulator's server.
 pub struct CoreServer {
@@ -33,6 +34,16 @@ fn kind_name(kind: NotificationKind) -> &'static str {
         NotificationKind::RetryLimitReached => "retry-limit-reached",
         NotificationKind::RolloutPaused => "rollout-paused",
         NotificationKind::RolloutCompleted => "rollout-completed",
+    }
+}
+
+fn cause_text(cause: FailureCause) -> String {
+    match cause {
+        FailureCause::Failed(code) => format!("failed: {code}"),
+        FailureCause::Reverted(reason) => format!("reverted: {reason}"),
+        FailureCause::Rejected(reason) => format!("rejected: {reason}"),
+        FailureCause::TimedOut => "timed out".to_owned(),
+        FailureCause::Dropped => "dropped by the device".to_owned(),
     }
 }
 
@@ -118,6 +129,7 @@ impl CoreServer {
                 kind: kind_name(notification.kind).to_owned(),
                 job: notification.job,
                 device: notification.device,
+                cause: notification.cause.map(cause_text),
                 wanted: notification.wanted,
             });
         }
@@ -301,6 +313,16 @@ impl ServerModel for CoreServer {
                     .collect(),
                 paused: progress.status == JobStatus::Paused,
                 completed: progress.status == JobStatus::Completed,
+                counters: ServerCounters {
+                    targets: progress.counters.targets,
+                    admitted: progress.counters.admitted,
+                    succeeded: progress.counters.succeeded,
+                    up_to_date: progress.counters.up_to_date,
+                    failed: progress.counters.failed,
+                    failing: progress.counters.failing,
+                    offers: progress.counters.offers,
+                    failed_attempts: progress.counters.failed_attempts,
+                },
             },
             Err(_) => JobView::default(),
         }

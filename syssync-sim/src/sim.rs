@@ -22,7 +22,8 @@ use crate::model::{BootOutcome, DeviceEvent, DeviceModel, DeviceSpec, RolloutSpe
 use crate::queue::{EventQueue, SimTime};
 use crate::release::{BuiltRelease, ReleaseKey, EPOCH_UNIX_S};
 use crate::report::{
-    Fidelity, NotificationRecord, PowerCuts, Report, RolloutReport, TransferReport, WireReport,
+    DeviceOffers, Fidelity, GatewayReport, NotificationRecord, PowerCuts, Report, RolloutReport,
+    TransferReport, WireReport,
 };
 use crate::scenario::{FleetEvent, Scenario};
 
@@ -31,10 +32,8 @@ const HOUR_MS: SimTime = 3_600_000;
 const SERVER_TICK_MS: SimTime = 60_000;
 /// How often a progress line is printed, in simulated milliseconds.
 const PROGRESS_MS: SimTime = 6 * HOUR_MS;
-/// Delay between a failed health check and the application's reset.
-const UNHEALTHY_RESET_MS: SimTime = 5_000;
-/// Time the application needs after a trial boot to decide that it is unhealthy.
-const HEALTH_CHECK_MS: SimTime = 60_000;
+/// Devices listed by index in a rollout report at most.
+const MAX_LISTED_DEVICES: usize = 100;
 
 /// Returns the Unix time of a simulated instant.
 pub fn unix_seconds(now: SimTime) -> u64 {
@@ -81,9 +80,11 @@ enum Class {
 struct DeviceRollout {
     offers: u64,
     trial_boots: u64,
+    confirmed: bool,
 }
 
 struct DeviceState<D> {
+    index: u32,
     model: D,
     rng: ChaCha8Rng,
     id: DeviceId,
@@ -133,7 +134,6 @@ enum Event {
         frame: Vec<u8>,
     },
     Reset(u32),
-    HealthCheckFailed(u32),
     StartRollout(usize),
     Fleet(usize),
     ServerTick,
@@ -247,6 +247,7 @@ impl<D: DeviceModel, S: ServerModel> Simulation<D, S> {
             let plan_download_cut = rng.gen_bool(faults.power_cut_download);
             let plan_install_cut = rng.gen_bool(faults.power_cut_install);
             devices.push(DeviceState {
+                index,
                 model,
                 rng,
                 id,
@@ -386,19 +387,13 @@ impl<D: DeviceModel, S: ServerModel> Simulation<D, S> {
             } => self.server_receives(now, device, &frame, class),
             Event::Downlink { device, frame } => self.device_receives(now, device, &frame),
             Event::Reset(index) => self.reset_device(now, index, ResetKind::Requested),
-            Event::HealthCheckFailed(index) => {
-                let device = &mut self.devices[index as usize];
-                device.model.report_unhealthy(now);
-                self.drive(now, index);
-                self.queue
-                    .push(now + UNHEALTHY_RESET_MS, Event::Reset(index));
-            }
             Event::StartRollout(index) => self.start_rollout(now, index),
             Event::Fleet(index) => self.fleet_event(now, index),
             Event::ServerTick => {
                 self.server.tick(unix_seconds(now));
                 self.collect_notifications(now);
                 self.observe_jobs(now);
+                self.check_transfers(now);
                 self.queue.push(now + SERVER_TICK_MS, Event::ServerTick);
             }
             Event::Progress => {
@@ -547,7 +542,17 @@ impl<D: DeviceModel, S: ServerModel> Simulation<D, S> {
                 let at = (now + delay).min(deadline.max(now));
                 self.queue.push(at, Event::Reset(index));
             }
-            DeviceEvent::Confirmed => device.trial = false,
+            DeviceEvent::Confirmed => {
+                device.trial = false;
+                for (rollout, state) in self.scenario.rollouts.iter().zip(&mut device.rollouts) {
+                    let confirmed = self.releases.iter().any(|release| {
+                        release.name == rollout.release && release.image_sha256 == device.running
+                    });
+                    if confirmed {
+                        state.confirmed = true;
+                    }
+                }
+            }
             DeviceEvent::Failed | DeviceEvent::Reverted => {}
         }
     }
@@ -628,9 +633,16 @@ impl<D: DeviceModel, S: ServerModel> Simulation<D, S> {
                             state.trial_boots += 1;
                         }
                     }
+                    // An application that never passes its health check
+                    // reports failure before the engine sends anything, and
+                    // its watchdog resets the device at once.
+                    // NOTE: with a delay between the failure report and the
+                    // reset, the engine checks in from the trial image and
+                    // the server counts the device as up to date.
                     if unhealthy {
-                        self.queue
-                            .push(now + HEALTH_CHECK_MS, Event::HealthCheckFailed(index));
+                        device.model.report_unhealthy(now);
+                        self.reset_device(now, index, ResetKind::Requested);
+                        return;
                     }
                 }
             }
@@ -774,6 +786,9 @@ impl<D: DeviceModel, S: ServerModel> Simulation<D, S> {
             if let Some(rollout) = self.jobs.iter().position(|job| *job == Some(offer.job)) {
                 device.rollouts[rollout].offers += 1;
             }
+            // A new attempt downloads from the start, so only repeats within
+            // one attempt count as chunks fetched twice.
+            device.chunks_seen.clear();
         }
     }
 
@@ -808,6 +823,7 @@ impl<D: DeviceModel, S: ServerModel> Simulation<D, S> {
                 kind: notification.kind,
                 job: notification.job.map(|job| job.0),
                 device: notification.device.map(|device| device.0),
+                cause: notification.cause,
                 wanted: notification.wanted,
             });
         }
@@ -844,6 +860,17 @@ impl<D: DeviceModel, S: ServerModel> Simulation<D, S> {
         }
     }
 
+    /// Checks every handed-over device: exactly one account, the new owner, sees it.
+    fn check_transfers(&mut self, now: SimTime) {
+        for transfer in &mut self.transfers {
+            let id = self.devices[transfer.device as usize].id;
+            let owners = self.server.owners_seeing(unix_seconds(now), id);
+            transfer.never_ownerless &= owners.len() == 1;
+            transfer.visible_to_old_owner |= owners.contains(&transfer.from_account);
+            transfer.visible_to_new_owner &= owners.contains(&transfer.to_account);
+        }
+    }
+
     fn print_progress(&self, now: SimTime) {
         let online = self.devices.iter().filter(|device| device.online).count();
         let mut running: BTreeMap<&str, usize> = BTreeMap::new();
@@ -876,6 +903,16 @@ impl<D: DeviceModel, S: ServerModel> Simulation<D, S> {
                 (self.wire.average_check_in_bytes * 10.0).round() / 10.0;
         }
         let mut running: BTreeMap<String, u64> = BTreeMap::new();
+        let mut gateways: Vec<GatewayReport> = self
+            .scenario
+            .gateways
+            .iter()
+            .map(|gateway| GatewayReport {
+                name: gateway.name.clone(),
+                mtu: gateway.mtu,
+                ..GatewayReport::default()
+            })
+            .collect();
         let mut bricked = 0;
         let mut settings_changed = 0;
         for device in &mut self.devices {
@@ -884,8 +921,14 @@ impl<D: DeviceModel, S: ServerModel> Simulation<D, S> {
                 .iter()
                 .find(|release| release.image_sha256 == device.running)
                 .map_or_else(|| "unknown".to_owned(), |release| release.name.clone());
+            if let Route::Gateway(gateway) = device.route {
+                gateways[gateway].devices += 1;
+                *gateways[gateway].running.entry(name.clone()).or_default() += 1;
+            }
             *running.entry(name).or_default() += 1;
-            if device.bricked {
+            // A final power cycle: the device counts as bricked unless the
+            // bootloader boots an image whose bytes match its digest.
+            if device.bricked || !device.model.boots_verified_image(end) {
                 bricked += 1;
             }
             if device.model.settings_digest() != device.settings_before {
@@ -905,16 +948,28 @@ impl<D: DeviceModel, S: ServerModel> Simulation<D, S> {
                 phase_opened_s: self.phase_opened[index].clone(),
                 paused_s: self.paused[index],
                 completed_s: self.completed[index],
+                server: self.jobs[index]
+                    .map(|job| self.server.job_view(job).counters)
+                    .unwrap_or_default(),
                 ..RolloutReport::default()
             };
             for device in self.devices.iter().filter(|device| device.in_group) {
                 let state = &device.rollouts[index];
                 report.targeted += 1;
                 report.max_offers_per_device = report.max_offers_per_device.max(state.offers);
-                if Some(device.running) == image && !device.trial {
+                if state.trial_boots > 0 {
+                    report.got_release += 1;
+                }
+                if state.confirmed || (Some(device.running) == image && !device.trial) {
                     report.updated += 1;
                 } else if state.offers >= u64::from(rollout.attempt_limit) {
                     report.failed_attempt_limit += 1;
+                    if report.attempt_limit_devices.len() < MAX_LISTED_DEVICES {
+                        report.attempt_limit_devices.push(DeviceOffers {
+                            device: device.index,
+                            offers: state.offers,
+                        });
+                    }
                 } else if state.trial_boots > 0 {
                     report.reverted += 1;
                 } else if state.offers == 0 {
@@ -948,6 +1003,7 @@ impl<D: DeviceModel, S: ServerModel> Simulation<D, S> {
             fidelity: self.fidelity,
             rollouts,
             running,
+            gateways,
             bricked,
             settings_changed,
             power_cuts: self.power_cuts,

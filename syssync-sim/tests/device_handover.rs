@@ -1,0 +1,33 @@
+//! Scenario 5: a device sold to another account during a rollout keeps
+//! working, is never ownerless, and from then on only its new owner sees it.
+
+mod common;
+
+use common::{assert_safe, run_scenario};
+use syssync_sim::sim::device_id;
+
+#[test]
+fn handed_over_device_has_one_owner() {
+    // Proves ownership checks at every server tick after the handover, and the device's continued check-ins.
+    let report = run_scenario(include_str!("../scenarios/transfer.toml"), false);
+    assert_safe(&report);
+
+    assert_eq!(report.transfers.len(), 1);
+    let transfer = &report.transfers[0];
+    assert_eq!(transfer.device, 5);
+    assert_eq!(transfer.from_account, 0);
+    assert_eq!(transfer.to_account, 1);
+    assert!(transfer.never_ownerless);
+    assert!(!transfer.visible_to_old_owner);
+    assert!(transfer.visible_to_new_owner);
+    assert!(transfer.kept_checking_in);
+
+    let device = device_id(5).0;
+    for notification in &report.notifications {
+        if notification.device == Some(device) && notification.at_s >= transfer.at_s {
+            assert_eq!(notification.account, 1, "{notification:?}");
+        }
+    }
+    // The other devices are not affected by the handover.
+    assert_eq!(report.running.get("v1.10"), Some(&15));
+}
