@@ -222,11 +222,15 @@ fn run_sweeps(options: &Options) -> Result<bool, String> {
     });
 
     println!();
+    let bytes = if stride == 1 {
+        "every byte".to_string()
+    } else {
+        format!("every {stride}th byte")
+    };
     println!(
-        "Power-cut sweep: image of {} ({} sectors), every operation boundary and every {}th byte, then {} boots without a confirm",
+        "Power-cut sweep: image of {} ({} sectors), every operation boundary and {bytes}, then {} boots without a confirm",
         kib(sectors * SECTOR),
         sectors,
-        stride,
         benches::sweep::RECOVERY_BOOTS
     );
     println!();
