@@ -67,8 +67,10 @@ pub struct SweepReport {
     pub scenario_bytes: u64,
     /// Write and erase operations of the scenario without a cut.
     pub scenario_ops: u64,
-    /// Cut points run.
+    /// Runs: one per cut point, two with second cuts.
     pub cut_points: u64,
+    /// Runs in which the second cut, during recovery, fired.
+    pub second_cuts: u64,
     /// Runs where a step failed before the cut.
     pub failed_before_cut: u64,
     /// Runs where the bootloader failed after the cut.
@@ -87,7 +89,7 @@ impl SweepReport {
         self.failed_before_cut + self.boot_failed + self.incomplete_image + self.wrong_image
     }
 
-    fn record(&mut self, cut: Cut, outcome: RunOutcome) {
+    fn record(&mut self, cut: Cut, second: Option<u64>, outcome: RunOutcome) {
         self.cut_points += 1;
         let counter = match &outcome {
             RunOutcome::Recovered => return,
@@ -98,7 +100,11 @@ impl SweepReport {
         };
         *counter += 1;
         if self.examples.len() < MAX_EXAMPLES {
-            self.examples.push(format!("{cut:?}: {outcome:?}"));
+            let example = match second {
+                Some(bytes) => format!("{cut:?} then Bytes({bytes}) in recovery: {outcome:?}"),
+                None => format!("{cut:?}: {outcome:?}"),
+            };
+            self.examples.push(example);
         }
     }
 }
@@ -220,6 +226,15 @@ impl<B: Board> Sweep<B> {
     /// Runs the scenario with power failing at `cut`, then boots
     /// [`RECOVERY_BOOTS`] times and checks the images the board ran.
     pub fn run(&self, cut: Cut) -> RunOutcome {
+        self.run_with(cut, None).0
+    }
+
+    /// Runs like [`run`](Self::run), with a second cut after `recovery_cut`
+    /// programmed or erased bytes of the recovery boots, if given.
+    ///
+    /// Returns the outcome, the bytes programmed or erased during recovery,
+    /// and whether the second cut fired.
+    pub fn run_with(&self, cut: Cut, recovery_cut: Option<u64>) -> (RunOutcome, u64, bool) {
         let mut board = self.base.snapshot();
         match cut {
             Cut::Bytes(bytes) => board.rail().cut_after_bytes(bytes),
@@ -227,42 +242,64 @@ impl<B: Board> Sweep<B> {
         }
         let mut journal = Journal::default();
         if let Err(Stop::Failed(error)) = self.script(&mut board, &mut journal) {
-            return RunOutcome::FailedBeforeCut(error.to_string());
+            return (RunOutcome::FailedBeforeCut(error.to_string()), 0, false);
         }
         board.rail().power_on();
+        let recovery_start = board.rail().bytes_total();
+        if let Some(bytes) = recovery_cut {
+            board.rail().cut_after_bytes(bytes);
+        }
 
         let mut images = Vec::with_capacity(RECOVERY_BOOTS);
-        for _ in 0..RECOVERY_BOOTS {
+        let mut second_fired = false;
+        while images.len() < RECOVERY_BOOTS {
             match board.boot() {
                 BootOutcome::Booted => {}
-                BootOutcome::PowerLost => {
-                    return RunOutcome::BootFailed("power lost with no cut armed".into())
+                BootOutcome::PowerLost if recovery_cut.is_some() && !second_fired => {
+                    second_fired = true;
+                    board.rail().power_on();
+                    continue;
                 }
-                BootOutcome::Failed(error) => return RunOutcome::BootFailed(error.to_string()),
+                BootOutcome::PowerLost => {
+                    return (
+                        RunOutcome::BootFailed("power lost with no cut armed".into()),
+                        0,
+                        second_fired,
+                    )
+                }
+                BootOutcome::Failed(error) => {
+                    return (RunOutcome::BootFailed(error.to_string()), 0, second_fired)
+                }
             }
             let image = if board.active_contains(&self.old) {
                 Expect::Old
             } else if board.active_contains(&self.new) {
                 Expect::New
             } else {
-                return RunOutcome::IncompleteImage;
+                return (RunOutcome::IncompleteImage, 0, second_fired);
             };
             images.push(image);
         }
+        board.rail().disarm();
+        let recovery_bytes = board.rail().bytes_total() - recovery_start;
 
         let last = images[RECOVERY_BOOTS - 1];
         let settled = images[RECOVERY_BOOTS - 2] == last;
         let expected = self.expect(&journal);
         if !settled || (expected != Expect::Either && expected != last) {
-            return RunOutcome::WrongImage(format!(
+            let outcome = RunOutcome::WrongImage(format!(
                 "booted {images:?}, expected {expected:?}, journal {journal:?}"
             ));
+            return (outcome, recovery_bytes, second_fired);
         }
-        RunOutcome::Recovered
+        (RunOutcome::Recovered, recovery_bytes, second_fired)
     }
 
     /// Runs every operation cut and every byte cut at a multiple of `byte_stride`.
-    pub fn sweep(&self, byte_stride: u64) -> Result<SweepReport, BoardError> {
+    ///
+    /// With `second_cut`, each cut point runs a second time with another cut
+    /// at a pseudo-random byte of the recovery that the first run measured.
+    pub fn sweep(&self, byte_stride: u64, second_cut: bool) -> Result<SweepReport, BoardError> {
         let (bytes, ops) = self.measure()?;
         let mut report = SweepReport {
             scenario_bytes: bytes,
@@ -273,10 +310,25 @@ impl<B: Board> Sweep<B> {
         let cuts = (0..ops)
             .map(Cut::Ops)
             .chain((0..bytes).step_by(stride).map(Cut::Bytes));
-        for cut in cuts {
-            let outcome = self.run(cut);
-            report.record(cut, outcome);
+        for (index, cut) in cuts.enumerate() {
+            let (outcome, recovery_bytes, _) = self.run_with(cut, None);
+            report.record(cut, None, outcome);
+            if second_cut {
+                let second = sample(index as u64, recovery_bytes);
+                let (outcome, _, fired) = self.run_with(cut, Some(second));
+                report.second_cuts += u64::from(fired);
+                report.record(cut, Some(second), outcome);
+            }
         }
         Ok(report)
     }
+}
+
+/// Returns a deterministic pseudo-random value in `0..limit` (0 if `limit` is 0).
+fn sample(seed: u64, limit: u64) -> u64 {
+    let mixed = seed
+        .wrapping_add(1)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .rotate_left(29);
+    mixed.wrapping_mul(0xBF58_476D_1CE4_E5B9) % limit.max(1)
 }

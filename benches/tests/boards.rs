@@ -56,10 +56,11 @@ fn phase_costs_match_geometry() {
 
 #[test]
 fn sweep_sample_recovers_on_normal_flash() {
-    // Proves that sampled cut points of both scenarios recover on both boards with flash without ECC.
+    // Proves that sampled cut points of both scenarios, with and without a second cut during recovery,
+    // recover on both boards with flash without ECC.
     for scenario in Scenario::ALL {
         let embassy = Sweep::<EmbassyBoard<4>>::new(scenario, false, 2 * SECTOR).unwrap();
-        let report = embassy.sweep(4_099).unwrap();
+        let report = embassy.sweep(4_099, true).unwrap();
         assert!(report.cut_points > 20);
         assert_eq!(
             report.failures(),
@@ -69,7 +70,7 @@ fn sweep_sample_recovers_on_normal_flash() {
         );
 
         let rollback = Sweep::<RollbackBoard<4>>::new(scenario, false, 2 * SECTOR).unwrap();
-        let report = rollback.sweep(4_099).unwrap();
+        let report = rollback.sweep(4_099, true).unwrap();
         assert!(report.cut_points > 20);
         assert_eq!(
             report.failures(),

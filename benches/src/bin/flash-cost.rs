@@ -8,6 +8,8 @@
 //! - `--stride N`: cut at every N-th programmed or erased byte of each
 //!   scenario (default 7; 1 cuts at every byte), besides every operation boundary;
 //! - `--sweep-sectors N`: image size of the sweep in 4 KiB sectors (default 4);
+//! - `--second-cut`: run each cut point again with a second cut at a
+//!   pseudo-random byte of the recovery boots (doubles the run time);
 //! - `--no-sweep`: print the cost table only.
 
 use std::process::ExitCode;
@@ -28,6 +30,7 @@ struct Options {
     stride: u64,
     sweep_sectors: usize,
     sweep: bool,
+    second_cut: bool,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -35,6 +38,7 @@ fn parse_options() -> Result<Options, String> {
         stride: 7,
         sweep_sectors: 4,
         sweep: true,
+        second_cut: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -50,9 +54,10 @@ fn parse_options() -> Result<Options, String> {
             "--stride" => options.stride = number("--stride")?,
             "--sweep-sectors" => options.sweep_sectors = number("--sweep-sectors")? as usize,
             "--no-sweep" => options.sweep = false,
+            "--second-cut" => options.second_cut = true,
             other => {
                 return Err(format!(
-                    "unknown option {other:?}; expected --stride N, --sweep-sectors N or --no-sweep"
+                    "unknown option {other:?}; expected --stride N, --sweep-sectors N, --second-cut or --no-sweep"
                 ))
             }
         }
@@ -150,31 +155,34 @@ fn print_goals(write: usize, costs: &Costs) -> bool {
     all
 }
 
-fn sweep_one<B: Board>(
-    strict: bool,
+/// Sweep parameters: image size in sectors, byte stride and second cuts.
+#[derive(Clone, Copy)]
+struct Plan {
     sectors: usize,
     stride: u64,
+    second_cut: bool,
+}
+
+fn sweep_one<B: Board>(
+    strict: bool,
+    plan: Plan,
 ) -> Result<Vec<(Scenario, SweepReport)>, BoardError> {
     let mut reports = Vec::new();
     for scenario in Scenario::ALL {
-        let sweep = Sweep::<B>::new(scenario, strict, sectors * SECTOR)?;
-        reports.push((scenario, sweep.sweep(stride)?));
+        let sweep = Sweep::<B>::new(scenario, strict, plan.sectors * SECTOR)?;
+        reports.push((scenario, sweep.sweep(plan.stride, plan.second_cut)?));
     }
     Ok(reports)
 }
 
 type SweepRows = Vec<(&'static str, usize, Scenario, SweepReport)>;
 
-fn sweep_mode<const W: usize>(
-    strict: bool,
-    sectors: usize,
-    stride: u64,
-) -> Result<SweepRows, BoardError> {
+fn sweep_mode<const W: usize>(strict: bool, plan: Plan) -> Result<SweepRows, BoardError> {
     let mut rows = Vec::new();
-    for (scenario, report) in sweep_one::<EmbassyBoard<W>>(strict, sectors, stride)? {
+    for (scenario, report) in sweep_one::<EmbassyBoard<W>>(strict, plan)? {
         rows.push((EmbassyBoard::<W>::NAME, W, scenario, report));
     }
-    for (scenario, report) in sweep_one::<RollbackBoard<W>>(strict, sectors, stride)? {
+    for (scenario, report) in sweep_one::<RollbackBoard<W>>(strict, plan)? {
         rows.push((RollbackBoard::<W>::NAME, W, scenario, report));
     }
     Ok(rows)
@@ -186,11 +194,12 @@ fn print_sweep_rows(mode: &str, rows: &SweepRows, examples: &mut Vec<String>) ->
     let mut clean = true;
     for (name, write, scenario, report) in rows {
         println!(
-            "| {mode} | {write} | {name} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {mode} | {write} | {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             scenario.name(),
             report.scenario_bytes,
             report.scenario_ops,
             report.cut_points,
+            report.second_cuts,
             report.failed_before_cut,
             report.boot_failed,
             report.incomplete_image,
@@ -210,13 +219,18 @@ fn print_sweep_rows(mode: &str, rows: &SweepRows, examples: &mut Vec<String>) ->
 }
 
 fn run_sweeps(options: &Options) -> Result<bool, String> {
-    let (sectors, stride) = (options.sweep_sectors, options.stride);
+    let plan = Plan {
+        sectors: options.sweep_sectors,
+        stride: options.stride,
+        second_cut: options.second_cut,
+    };
+    let (sectors, stride) = (plan.sectors, plan.stride);
     let started = Instant::now();
     // Normal flash in one thread, strict (ECC) flash in the other.
     let handles = [false, true].map(|strict| {
         thread::spawn(move || -> Result<SweepRows, BoardError> {
-            let mut rows = sweep_mode::<4>(strict, sectors, stride)?;
-            rows.extend(sweep_mode::<8>(strict, sectors, stride)?);
+            let mut rows = sweep_mode::<4>(strict, plan)?;
+            rows.extend(sweep_mode::<8>(strict, plan)?);
             Ok(rows)
         })
     });
@@ -227,15 +241,20 @@ fn run_sweeps(options: &Options) -> Result<bool, String> {
     } else {
         format!("every {stride}th byte")
     };
+    let second = if plan.second_cut {
+        ", each cut point run again with a second cut during recovery"
+    } else {
+        ""
+    };
     println!(
-        "Power-cut sweep: image of {} ({} sectors), every operation boundary and {bytes}, then {} boots without a confirm",
+        "Power-cut sweep: image of {} ({} sectors), every operation boundary and {bytes}, then {} boots without a confirm{second}",
         kib(sectors * SECTOR),
         sectors,
         benches::sweep::RECOVERY_BOOTS
     );
     println!();
-    println!("| flash | write size | bootloader | scenario | bytes | operations | cut points | failed before cut | boot failed | incomplete image | wrong image |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| flash | write size | bootloader | scenario | bytes | operations | runs | second cuts fired | failed before cut | boot failed | incomplete image | wrong image |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut examples = Vec::new();
     let mut clean = true;
     for (handle, mode) in handles.into_iter().zip(["normal", "strict (ECC)"]) {
