@@ -36,6 +36,9 @@ pub struct RollbackBoot<const E: usize> {
     app: AppSide<SharedFlash<E>, SharedFlash<E>, SharedFlash<E>>,
     staging: SharedFlash<E>,
     staging_size: u32,
+    /// The last status read from flash. Only the calls of this type change the
+    /// state log while the application runs, so each of them drops the cache.
+    status: Option<BootStatus>,
 }
 
 impl<const E: usize> RollbackBoot<E> {
@@ -58,6 +61,7 @@ impl<const E: usize> RollbackBoot<E> {
             app,
             staging: flashes.staging.clone(),
             staging_size: config.layout().staging.size,
+            status: None,
         })
     }
 
@@ -92,8 +96,11 @@ impl<const E: usize> BootControl for RollbackBoot<E> {
     type Error = BootGlueError;
 
     fn status(&mut self) -> Result<BootStatus, Self::Error> {
+        if let Some(status) = self.status {
+            return Ok(status);
+        }
         let status = self.app.status().map_err(BootGlueError::App)?;
-        Ok(BootStatus {
+        let status = BootStatus {
             phase: phase(status.phase),
             running: status.running.map(|image| RunningImage {
                 version: Version::new(
@@ -108,7 +115,9 @@ impl<const E: usize> BootControl for RollbackBoot<E> {
             security_floor: status.security_floor,
             last_revert: status.last_revert.map(revert_reason),
             last_install_rejected: matches!(status.staged, Staged::Rejected(_)),
-        })
+        };
+        self.status = Some(status);
+        Ok(status)
     }
 
     fn staging_capacity(&self) -> u32 {
@@ -138,6 +147,7 @@ impl<const E: usize> BootControl for RollbackBoot<E> {
             ),
             security_counter: image.security_counter,
         };
+        self.status = None;
         self.app
             .begin_staging(&descriptor, &[])
             .map_err(BootGlueError::App)
@@ -163,6 +173,7 @@ impl<const E: usize> BootControl for RollbackBoot<E> {
     }
 
     fn request_install(&mut self) -> Result<(), Self::Error> {
+        self.status = None;
         self.app.request_install().map_err(BootGlueError::App)
     }
 
@@ -175,10 +186,12 @@ impl<const E: usize> BootControl for RollbackBoot<E> {
     }
 
     fn confirm(&mut self) -> Result<(), Self::Error> {
+        self.status = None;
         self.app.confirm().map_err(BootGlueError::App)
     }
 
     fn report_failure(&mut self) -> Result<(), Self::Error> {
+        self.status = None;
         self.app.report_failure().map_err(BootGlueError::App)
     }
 

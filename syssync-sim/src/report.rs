@@ -61,6 +61,8 @@ pub struct Fidelity {
     pub image_bytes: u64,
     /// Whether every file was checked against `SHA256SUMS`.
     pub checksums_verified: bool,
+    /// Why synthetic images were used, if they were.
+    pub synthetic_reason: Option<String>,
     /// Bytes of simulated flash per device.
     pub flash_bytes_per_device: u64,
 }
@@ -254,10 +256,9 @@ impl Report {
             self.seed,
             hours(self.simulated_s)
         );
-        let images = if self.fidelity.real_images {
-            "real release images"
-        } else {
-            "synthetic images (real ones do not fit in memory at this fleet size)"
+        let images = match &self.fidelity.synthetic_reason {
+            None => "real release images".to_owned(),
+            Some(reason) => format!("synthetic images ({reason})"),
         };
         let _ = writeln!(
             out,

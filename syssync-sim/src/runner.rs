@@ -152,12 +152,13 @@ pub fn run(mut scenario: Scenario, settings: &RunSettings) -> Result<Report, Str
     let per_device =
         Geometry::for_release_sizes(REAL_SECTOR as u32, max_image, max_files, file_count).total();
     let fits = per_device * 2 * u64::from(scenario.fleet.devices) <= FLASH_MEMORY_BUDGET;
-    if fits && !settings.force_synthetic {
+    if fits && !settings.force_synthetic && !scenario.synthetic_images {
         let fidelity = Fidelity {
             real_images: true,
             image_bytes: u64::from(max_image),
             checksums_verified: real.iter().all(|release| release.checksums_verified),
             flash_bytes_per_device: per_device,
+            synthetic_reason: None,
         };
         run_with::<REAL_SECTOR>(scenario, real, fidelity, &key, settings)
     } else {
@@ -166,8 +167,16 @@ pub fn run(mut scenario: Scenario, settings: &RunSettings) -> Result<Report, Str
             image_size: SYNTHETIC_IMAGE_SIZE,
         };
         let releases = build_releases(&scenario, &source, &key)?;
+        let reason = if scenario.synthetic_images {
+            "the scenario asks for them"
+        } else if settings.force_synthetic {
+            "--synthetic"
+        } else {
+            "the real ones do not fit in memory at this fleet size"
+        };
         let fidelity = Fidelity {
             real_images: false,
+            synthetic_reason: Some(reason.to_owned()),
             image_bytes: SYNTHETIC_IMAGE_SIZE as u64,
             checksums_verified: real.iter().all(|release| release.checksums_verified),
             flash_bytes_per_device: 0,

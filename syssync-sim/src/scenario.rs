@@ -19,13 +19,22 @@ pub struct Scenario {
     /// Seed of every random choice of the run.
     #[serde(default)]
     pub seed: u64,
-    /// Simulated time the run covers, in hours.
+    /// Longest simulated time the run covers, in hours.
     pub duration_hours: f64,
+    /// End the run one simulated hour after every rollout completed or
+    /// paused and every fleet event happened, before `duration_hours`.
+    #[serde(default = "default_true")]
+    pub stop_when_settled: bool,
     /// Folder that release file paths are relative to; the repository's
     /// `firmware/` folder when absent. A relative path is taken relative to the
     /// scenario file.
     #[serde(default)]
     pub firmware_dir: Option<String>,
+    /// Use small synthetic images, one per release, instead of the image
+    /// files. Required when two releases name the same image file, because
+    /// the simulator tells releases apart by their image.
+    #[serde(default)]
+    pub synthetic_images: bool,
     /// The devices.
     pub fleet: Fleet,
     /// Gateways with devices behind them on a CAN link.
@@ -351,6 +360,18 @@ impl Scenario {
             check(release.files.len() < 16, || {
                 format!("release `{}` has more than 15 plain files", release.name)
             })?;
+        }
+        for (index, release) in self.releases.iter().enumerate() {
+            let shared = self.releases[..index]
+                .iter()
+                .find(|other| other.image == release.image);
+            if let (Some(other), false) = (shared, self.synthetic_images) {
+                return Err(ScenarioError(format!(
+                    "releases `{}` and `{}` use the same image; the simulator tells releases \
+                     apart by their image, so set `synthetic_images = true` or use different images",
+                    other.name, release.name
+                )));
+            }
         }
         check(self.release(&self.fleet.installed).is_some(), || {
             format!(

@@ -28,6 +28,9 @@ use crate::report::{
 use crate::scenario::{FleetEvent, Scenario};
 
 const HOUR_MS: SimTime = 3_600_000;
+/// Simulated time that a run continues after it settled, so that late
+/// reports and check-ins still reach the report.
+const SETTLE_MS: SimTime = HOUR_MS;
 /// How often the server's time-driven decisions run, in simulated milliseconds.
 const SERVER_TICK_MS: SimTime = 60_000;
 /// How often a progress line is printed, in simulated milliseconds.
@@ -170,6 +173,7 @@ pub struct Simulation<D, S> {
     options: RunOptions,
     started: Instant,
     errors: Vec<String>,
+    settled_at: Option<SimTime>,
 }
 
 fn class_of_request(kind: MessageType) -> Class {
@@ -301,6 +305,7 @@ impl<D: DeviceModel, S: ServerModel> Simulation<D, S> {
             options,
             started: Instant::now(),
             errors: Vec::new(),
+            settled_at: None,
             scenario,
         })
     }
@@ -309,8 +314,11 @@ impl<D: DeviceModel, S: ServerModel> Simulation<D, S> {
     pub fn run(mut self) -> Report {
         self.started = Instant::now();
         self.schedule_start();
-        let end = (self.scenario.duration_hours * HOUR_MS as f64) as SimTime;
+        let mut end = (self.scenario.duration_hours * HOUR_MS as f64) as SimTime;
         while let Some(time) = self.queue.peek_time() {
+            if let Some(settled) = self.settled_at {
+                end = end.min(settled + SETTLE_MS);
+            }
             if time > end {
                 break;
             }
@@ -394,6 +402,12 @@ impl<D: DeviceModel, S: ServerModel> Simulation<D, S> {
                 self.collect_notifications(now);
                 self.observe_jobs(now);
                 self.check_transfers(now);
+                if self.scenario.stop_when_settled
+                    && self.settled_at.is_none()
+                    && self.is_settled(now)
+                {
+                    self.settled_at = Some(now);
+                }
                 self.queue.push(now + SERVER_TICK_MS, Event::ServerTick);
             }
             Event::Progress => {
@@ -869,6 +883,29 @@ impl<D: DeviceModel, S: ServerModel> Simulation<D, S> {
             transfer.visible_to_old_owner |= owners.contains(&transfer.from_account);
             transfer.visible_to_new_owner &= owners.contains(&transfer.to_account);
         }
+    }
+
+    /// Returns whether nothing is left to happen: every rollout started and
+    /// is completed or paused, every fleet event is past, and no device is
+    /// online with an image on trial.
+    fn is_settled(&self, now: SimTime) -> bool {
+        let events_past = self
+            .scenario
+            .events
+            .iter()
+            .all(|event| (event.at_hours() * HOUR_MS as f64) as SimTime <= now);
+        let rollouts_done = self.jobs.iter().all(|job| {
+            job.is_some_and(|job| {
+                let view = self.server.job_view(job);
+                view.completed || view.paused
+            })
+        });
+        events_past
+            && rollouts_done
+            && self
+                .devices
+                .iter()
+                .all(|device| !device.trial || device.bricked)
     }
 
     fn print_progress(&self, now: SimTime) {
