@@ -3,11 +3,10 @@
 //!
 //! State changes (begin staging, request install, confirm, report failure)
 //! and settings go through [`rollback_fsm::AppSide`]. The staged bytes are
-//! erased, written and read directly on the staging flash, because the
-//! engine resumes a download after a reset at the next missing chunk and
-//! relocates a sector after a torn write, while `AppSide::write_staging`
-//! keeps its erase position in RAM and accepts writes only in order within
-//! one boot. The bootloader checks size and SHA-256 of the staged image
+//! erased, written and read directly on the staging flash. The engine
+//! resumes a download after a reset at the next missing chunk and relocates
+//! a sector after a torn write, but `AppSide::write_staging` keeps its erase
+//! position in RAM and accepts writes only in order within one boot. The bootloader checks size and SHA-256 of the staged image
 //! before it installs it, so a wrong byte is caught either way.
 
 use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
@@ -18,7 +17,7 @@ use syssync_proto::{RevertReason, Version};
 use crate::device_node::DeviceFlashes;
 use crate::flash::SharedFlash;
 
-/// Why a boot-side call failed.
+/// Error of a boot-side call.
 #[derive(Debug)]
 pub enum BootGlueError {
     /// The application side rejected the request or its flash failed.

@@ -136,7 +136,7 @@ impl<const E: usize> FleetDevice<E> {
             files: flash(geometry.files, 6)?,
         };
         flashes.active.load(0, &spec.installed.image)?;
-        // The bootloader knows nothing about the factory image, so its first
+        // The bootloader has no descriptor of the factory image, so its first
         // backup covers the whole active partition; the record then names the
         // partition's digest.
         let factory_partition_sha256: [u8; 32] = {

@@ -1,8 +1,7 @@
 //! The interfaces between the simulator and the crates it drives.
 //!
-//! The simulator owns time, links, faults and bookkeeping; everything a
-//! device or the server decides is made by the real crates behind these
-//! traits (`syssync-device` with `rollback-fsm` over `flash-sim` on the device
+//! The simulator owns time, links, faults and bookkeeping. Every decision of
+//! a device or the server is made by the real crates behind these traits (`syssync-device` with `rollback-fsm` over `flash-sim` on the device
 //! side, `syssync-server-core` on the server side).
 
 use flash_sim::PowerRail;
@@ -11,7 +10,7 @@ use syssync_proto::{DeviceId, DeviceKey, JobId, TrustedKey};
 use crate::queue::SimTime;
 use crate::release::BuiltRelease;
 
-/// Something a device engine tells its application.
+/// An engine event that the simulated application acts on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceEvent {
     /// A download of a job started.
@@ -29,7 +28,7 @@ pub enum DeviceEvent {
     Reverted,
 }
 
-/// What the bootloader did after a reset.
+/// Result of the bootloader run after a reset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BootOutcome {
     /// It booted an image; `trial` is set while the image awaits confirmation.
@@ -84,7 +83,7 @@ pub trait DeviceModel {
     fn poll_event(&mut self) -> Option<DeviceEvent>;
     /// Returns when the engine next wants [`DeviceModel::handle_timeout`].
     fn poll_timeout(&self) -> Option<SimTime>;
-    /// The power rail of all the device's flash.
+    /// Returns the power rail of all the device's flash.
     fn power_rail(&self) -> &PowerRail;
     /// Resets the device: drops all RAM state, runs the bootloader to
     /// completion and builds the engine again from flash alone.
@@ -109,7 +108,7 @@ pub struct ServerNotification {
     pub job: Option<JobId>,
     /// Device, if any.
     pub device: Option<DeviceId>,
-    /// Why a device failed, for failure notifications.
+    /// Failure cause, for failure notifications.
     pub cause: Option<String>,
     /// Whether the account wants this kind.
     pub wanted: bool,

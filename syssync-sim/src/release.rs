@@ -43,7 +43,7 @@ impl ReleaseKey {
         }
     }
 
-    /// The public key that devices trust.
+    /// Returns the public key that devices trust.
     pub fn trusted_key(&self) -> TrustedKey {
         TrustedKey {
             id: RELEASE_KEY_ID,
@@ -93,7 +93,7 @@ pub struct BuiltRelease {
     pub checksums_verified: bool,
 }
 
-/// Why a release could not be built.
+/// Error of a release that could not be built.
 #[derive(Debug)]
 pub enum ReleaseError {
     /// A file failed to load or verify.
@@ -134,7 +134,7 @@ fn file_name(path: &str) -> Result<heapless::String<32>, ScenarioError> {
     })
 }
 
-/// Where the bytes of a release come from.
+/// Source of the bytes of a release.
 pub enum ImageSource<'a> {
     /// Files of a firmware folder, checked against its `SHA256SUMS`.
     Files(&'a FirmwareDir),

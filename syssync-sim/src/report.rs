@@ -24,7 +24,7 @@ pub struct Report {
     pub devices: u32,
     /// Simulated time covered, in seconds.
     pub simulated_s: u64,
-    /// What the devices ran at full fidelity and what was reduced.
+    /// Fidelity of the device model: real or synthetic images, flash size.
     pub fidelity: Fidelity,
     /// Outcome of each rollout, in scenario order.
     pub rollouts: Vec<RolloutReport>,
@@ -52,7 +52,7 @@ pub struct Report {
     pub errors: Vec<String>,
 }
 
-/// What was simulated at full fidelity.
+/// Fidelity of the device model in one run.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Fidelity {
     /// Whether the release images are the real files (`false`: synthetic images of `image_bytes`).
@@ -61,7 +61,7 @@ pub struct Fidelity {
     pub image_bytes: u64,
     /// Whether every file was checked against `SHA256SUMS`.
     pub checksums_verified: bool,
-    /// Why synthetic images were used, if they were.
+    /// Reason for synthetic images, if the run used them.
     pub synthetic_reason: Option<String>,
     /// Bytes of simulated flash per device.
     pub flash_bytes_per_device: u64,
@@ -215,7 +215,7 @@ pub struct NotificationRecord {
     pub job: Option<u32>,
     /// Device id, if any.
     pub device: Option<u64>,
-    /// Why the device failed, for failure notifications.
+    /// Failure cause, for failure notifications.
     pub cause: Option<String>,
     /// Whether the account's preferences want this kind.
     pub wanted: bool,
@@ -238,7 +238,8 @@ fn bytes(value: u64) -> String {
 impl Report {
     /// Serialises the report as pretty-printed JSON with a trailing newline.
     pub fn to_json(&self) -> String {
-        // Serialising plain structs, maps with string keys and numbers cannot fail.
+        // The report holds only structs, string-keyed maps, strings and numbers,
+        // which serde_json serialises without error.
         #[allow(clippy::expect_used)]
         let mut text = serde_json::to_string_pretty(self).expect("report serialises");
         text.push('\n');

@@ -32,7 +32,7 @@ pub struct Scenario {
     pub firmware_dir: Option<String>,
     /// Use small synthetic images, one per release, instead of the image
     /// files. Required when two releases name the same image file, because
-    /// the simulator tells releases apart by their image.
+    /// the simulator identifies a release by its image.
     #[serde(default)]
     pub synthetic_images: bool,
     /// The devices.
@@ -63,7 +63,7 @@ pub struct Fleet {
     pub target: String,
     /// Name of the release every device runs at the start.
     pub installed: String,
-    /// Check-in interval that the server asks for, in seconds.
+    /// Check-in interval that the server sets, in seconds.
     #[serde(default = "default_check_in_interval_s")]
     pub check_in_interval_s: u32,
     /// Share of the devices (0..=1) that are offline at the start and come
@@ -231,7 +231,7 @@ impl FleetEvent {
     }
 }
 
-/// Why a scenario is invalid.
+/// Error of an invalid scenario, with the reason.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScenarioError(pub String);
 
@@ -292,7 +292,7 @@ impl Scenario {
         Ok(scenario)
     }
 
-    /// The built-in default scenario.
+    /// Returns the built-in default scenario.
     pub fn default_scenario() -> Self {
         // The default scenario is a constant of this crate and a unit test parses it.
         #[allow(clippy::expect_used)]
@@ -367,8 +367,8 @@ impl Scenario {
                 .find(|other| other.image == release.image);
             if let (Some(other), false) = (shared, self.synthetic_images) {
                 return Err(ScenarioError(format!(
-                    "releases `{}` and `{}` use the same image; the simulator tells releases \
-                     apart by their image, so set `synthetic_images = true` or use different images",
+                    "releases `{}` and `{}` use the same image; the simulator identifies a \
+                     release by its image, so set `synthetic_images = true` or use different images",
                     other.name, release.name
                 )));
             }

@@ -874,7 +874,7 @@ impl<D: DeviceModel, S: ServerModel> Simulation<D, S> {
         }
     }
 
-    /// Checks every handed-over device: exactly one account, the new owner, sees it.
+    /// Checks every handed-over device: exactly one account, the new owner, lists it.
     fn check_transfers(&mut self, now: SimTime) {
         for transfer in &mut self.transfers {
             let id = self.devices[transfer.device as usize].id;
