@@ -8,10 +8,11 @@
 use flash_sim::PowerRail;
 use rollback_fsm::{BootError, BootFlashes, BootSide, Layout, Partition, Phase, Settings};
 use syssync_device::boot::setting;
+use syssync_device::rollback::RollbackFsmBoot;
 use syssync_device::{Engine, Event, Instant, NorFileStore};
 use syssync_proto::RustCrypto;
 
-use crate::boot_glue::RollbackBoot;
+use crate::boot_glue::CachedBoot;
 use crate::flash::SharedFlash;
 use crate::model::{BootOutcome, DeviceEvent, DeviceModel, DeviceSpec};
 use crate::queue::SimTime;
@@ -83,8 +84,10 @@ pub struct DeviceFlashes<const E: usize> {
     pub files: SharedFlash<E>,
 }
 
-type DeviceEngine<const E: usize> =
-    Engine<RollbackBoot<E>, NorFileStore<SharedFlash<E>>, RustCrypto>;
+type DeviceBoot<const E: usize> =
+    CachedBoot<RollbackFsmBoot<SharedFlash<E>, SharedFlash<E>, SharedFlash<E>>>;
+
+type DeviceEngine<const E: usize> = Engine<DeviceBoot<E>, NorFileStore<SharedFlash<E>>, RustCrypto>;
 
 /// A device with erase size `E`.
 pub struct FleetDevice<const E: usize> {
@@ -221,8 +224,15 @@ impl<const E: usize> FleetDevice<E> {
     }
 
     fn build_engine(&mut self, now: SimTime) -> Result<(), ()> {
-        let boot = RollbackBoot::new(&self.boot_config, &self.flashes, self.geometry.settings)
-            .map_err(|_| ())?;
+        let boot = RollbackFsmBoot::new(
+            self.boot_config,
+            self.flashes.staging.clone(),
+            self.flashes.state.clone(),
+            self.flashes.settings.clone(),
+            Partition::new(0, self.geometry.settings),
+        )
+        .map_err(|_| ())?;
+        let boot = CachedBoot::new(boot);
         let store = NorFileStore::new(self.flashes.files.clone(), 1).map_err(|_| ())?;
         let mut engine = Engine::new(
             self.engine_config.clone(),

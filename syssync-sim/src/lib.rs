@@ -14,8 +14,8 @@
 //!   bootloader ([`BootSide`](rollback_fsm::BootSide)) and application side,
 //!   each partition on its own `flash-sim` device ([`device_node`]). A reset
 //!   drops every RAM structure and rebuilds the device from flash alone.
-//!   [`boot_glue`] is the board support between the engine's boot trait and
-//!   rollback-fsm.
+//!   The engine reaches rollback-fsm through `syssync-device`'s own
+//!   `RollbackFsmBoot`, behind a status cache ([`boot_glue`]).
 //! - The server is `syssync-server-core` with in-memory storage, driven with
 //!   frames and management commands ([`server_node`]).
 //! - Frames, MACs, manifest signatures and CAN segmentation are those of
