@@ -345,3 +345,48 @@ fn main() -> ExitCode {
     }
     ExitCode::SUCCESS
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coap_lengths_follow_rfc7252() {
+        // Proves the CoAP byte count: header, token, delta-encoded options with extended lengths, payload marker.
+        // GET /temperature: 4 + 4 + (1 + 11) bytes.
+        assert_eq!(coap_len(&[(11, 11)], 0), 20);
+        // Option 60 (Size1) needs a 1-byte extended delta; a 13-byte value a 1-byte extended length.
+        assert_eq!(coap_len(&[(60, 2)], 0), 8 + 1 + 1 + 2);
+        assert_eq!(coap_len(&[(11, 13)], 0), 8 + 1 + 1 + 13);
+        // A payload adds the 0xFF marker.
+        assert_eq!(coap_len(&[], 5), 8 + 1 + 5);
+    }
+
+    #[test]
+    fn syssync_rows_match_encoded_frames() {
+        // Proves that the syssync row counts whole frames: a chunk frame is its data plus 16 bytes.
+        let (check_in, idle, kib, kib_4k) = syssync_frames().unwrap();
+        assert_eq!(check_in.up, 30);
+        assert_eq!(idle.down, 16);
+        assert_eq!(kib.down, 1024 + 16);
+        assert_eq!(kib_4k.down, 4096 + 16);
+        assert!(
+            kib.up > 14 && kib.up < 40,
+            "chunk request of {} bytes",
+            kib.up
+        );
+    }
+
+    #[test]
+    fn http_messages_count_every_byte() {
+        // Proves that the HTTP rows count the request line, headers, blank line and body.
+        let (poll, reply, download) = hawkbit();
+        assert!(poll.shown[0].starts_with("GET /DEFAULT/controller/v1/device-700001 HTTP/1.1\r\n"));
+        assert!(poll.shown[0].ends_with("\r\n\r\n"));
+        assert_eq!(poll.up, poll.shown[0].len());
+        assert_eq!(reply.down, reply.shown[0].len());
+        assert!(download.down > 1024);
+        let (poll, _, _) = mender();
+        assert!(poll.up > mender_jwt().len());
+    }
+}
