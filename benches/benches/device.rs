@@ -38,7 +38,9 @@ fn per_chunk(c: &mut Criterion) {
                     let sent = current.receive_chunk();
                     measured += started.elapsed();
                     let more = match sent {
-                        Some(len) => current.prepare_next(len).expect("the mini server replies to chunk requests"),
+                        Some(len) => current
+                            .prepare_next(len)
+                            .expect("the mini server replies to chunk requests"),
                         None => false,
                     };
                     if !more {
