@@ -36,6 +36,8 @@ if ! find_tools; then
     echo "no size tool found: trying rustup's llvm-tools, then binutils-arm-none-eabi" >&2
     timeout 300 rustup component add llvm-tools >&2 || true
     if ! find_tools; then
+        # A new machine's package lists may be empty; refresh them first.
+        apt-get update -qq >&2 || true
         apt-get install -y binutils-arm-none-eabi >&2
         find_tools
     fi
