@@ -1,7 +1,7 @@
 //! A status cache in front of the engine's boot side.
 //!
 //! The engine reads the boot status on every check-in, and
-//! `syssync_device::rollback::RollbackFsmBoot` answers each read by scanning
+//! `syssync_device::rollback::RollbackFsmBoot` serves each read by scanning
 //! rollback-fsm's state log on flash, which took about half of the run time
 //! of a large fleet. While the application runs, only the boot side's own
 //! calls change the state log, so [`CachedBoot`] keeps the last status and

@@ -81,7 +81,7 @@ pub trait DeviceModel {
     fn poll_transmit(&mut self, now: SimTime, out: &mut [u8]) -> Option<usize>;
     /// Returns the next event for the application.
     fn poll_event(&mut self) -> Option<DeviceEvent>;
-    /// Returns when the engine next wants [`DeviceModel::handle_timeout`].
+    /// Returns the time of the next [`DeviceModel::handle_timeout`] call the engine requests.
     fn poll_timeout(&self) -> Option<SimTime>;
     /// Returns the power rail of all the device's flash.
     fn power_rail(&self) -> &PowerRail;
@@ -91,7 +91,9 @@ pub trait DeviceModel {
     /// Power-cycles the device and checks that the bootloader boots an image
     /// whose bytes in the active partition match its SHA-256.
     fn boots_verified_image(&mut self, now: SimTime) -> bool;
-    /// SHA-256 over the settings region's contents, to detect changes.
+    /// Returns a SHA-256 over the identity and application records of the
+    /// settings store, to detect changes. The engine's replay-counter
+    /// reservation is left out, because the engine rewrites it by design.
     fn settings_digest(&mut self) -> [u8; 32];
     /// Bytes of simulated flash this device holds.
     fn flash_bytes(&self) -> u64;
