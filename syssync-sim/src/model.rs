@@ -133,6 +133,11 @@ pub struct RolloutSpec<'a> {
     pub failure_min_sample: u32,
     /// Time a device may take between offer and outcome, in seconds.
     pub in_progress_timeout_s: u64,
+    /// Weekly maintenance windows as (day with Monday 0, start minute, length
+    /// in minutes) in local time; empty means offers at any time.
+    pub windows: &'a [(u8, u16, u16)],
+    /// Local time minus UTC of the windows, in minutes.
+    pub utc_offset_minutes: i16,
 }
 
 /// Phase and status view of a job, in Unix seconds.

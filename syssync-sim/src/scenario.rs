@@ -155,6 +155,72 @@ pub struct Rollout {
     pub in_progress_timeout_hours: f64,
     /// Phases in order; the last one's share must be 1.
     pub phases: Vec<Phase>,
+    /// Weekly maintenance windows; offers happen only inside one. Empty means
+    /// at any time. The simulation starts on a Monday at 00:00 UTC.
+    #[serde(default)]
+    pub windows: Vec<Window>,
+    /// Local time minus UTC of the windows, in hours (-14 to 14).
+    #[serde(default)]
+    pub utc_offset_hours: f64,
+}
+
+/// A weekly maintenance window, in the rollout's local time.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    /// Day on which the window opens: `monday` to `sunday`.
+    pub day: String,
+    /// Local time at which it opens, as `HH:MM`.
+    pub start: String,
+    /// Length in hours (at most one week).
+    pub hours: f64,
+}
+
+/// Weekday names in the order the server numbers them (Monday is 0).
+pub const WEEKDAYS: [&str; 7] = [
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+];
+
+impl Window {
+    /// Returns the day (0 for Monday), the start in minutes after local
+    /// midnight and the length in minutes, or an error naming the bad field.
+    pub fn minutes(&self) -> Result<(u8, u16, u16), ScenarioError> {
+        let day = WEEKDAYS
+            .iter()
+            .position(|name| name.eq_ignore_ascii_case(&self.day))
+            .ok_or_else(|| {
+                ScenarioError(format!(
+                    "window day `{}` is not a weekday name; expected monday to sunday",
+                    self.day
+                ))
+            })?;
+        let invalid_start = || {
+            ScenarioError(format!(
+                "window start `{}` is invalid; expected HH:MM from 00:00 to 23:59",
+                self.start
+            ))
+        };
+        let (hours, minutes) = self.start.split_once(':').ok_or_else(invalid_start)?;
+        let hours: u16 = hours.parse().map_err(|_| invalid_start())?;
+        let minutes: u16 = minutes.parse().map_err(|_| invalid_start())?;
+        if hours > 23 || minutes > 59 {
+            return Err(invalid_start());
+        }
+        let length = self.hours * 60.0;
+        if !(1.0..=10_080.0).contains(&length) {
+            return Err(ScenarioError(format!(
+                "window length of {} hours is invalid; expected 1 minute to 168 hours",
+                self.hours
+            )));
+        }
+        Ok((day as u8, hours * 60 + minutes, length.round() as u16))
+    }
 }
 
 /// One phase of a rollout.
@@ -409,6 +475,15 @@ impl Scenario {
             }
             check(previous == 1.0, || {
                 "the last phase of a rollout must have share 1".into()
+            })?;
+            for window in &rollout.windows {
+                window.minutes()?;
+            }
+            check((-14.0..=14.0).contains(&rollout.utc_offset_hours), || {
+                format!(
+                    "rollout utc_offset_hours is {}; expected -14 to 14",
+                    rollout.utc_offset_hours
+                )
             })?;
         }
         let faults = &self.faults;

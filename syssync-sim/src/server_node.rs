@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use syssync_proto::{AccountId, DeviceId, DeviceKey, JobId, TrustedKey};
 use syssync_server_core::{
     AccountSettings, Command, Created, FailureCause, FailureThreshold, GroupId, GroupKind, JobSpec,
-    JobStatus, JobTarget, Notification, NotificationKind, Phase, ReleaseId, Server,
+    JobStatus, JobTarget, MaintenanceSchedule, MaintenanceWindow, Notification, NotificationKind,
+    Phase, ReleaseId, Server, Weekday,
 };
 
 use crate::model::{JobView, RolloutSpec, ServerModel, ServerNotification};
@@ -218,6 +219,22 @@ impl ServerModel for CoreServer {
             max_failed_permille: permille(spec.failure_threshold),
             min_sample: spec.failure_min_sample,
         });
+        if !spec.windows.is_empty() {
+            let mut windows = Vec::new();
+            for &(day, start_minute, duration_minutes) in spec.windows {
+                let day = weekday(day)
+                    .ok_or_else(|| format!("window day {day} is not 0 (Monday) to 6"))?;
+                windows.push(MaintenanceWindow {
+                    day,
+                    start_minute,
+                    duration_minutes,
+                });
+            }
+            job.schedule = Some(MaintenanceSchedule {
+                utc_offset_minutes: spec.utc_offset_minutes,
+                windows,
+            });
+        }
         let Created::Job(id) = self.execute(now_unix_s, account, Command::CreateJob(job))? else {
             return Err("creating the job created no job".into());
         };
@@ -327,4 +344,18 @@ impl ServerModel for CoreServer {
             Err(_) => JobView::default(),
         }
     }
+}
+
+/// Maps a day number (Monday 0) to the server's weekday.
+fn weekday(day: u8) -> Option<Weekday> {
+    Some(match day {
+        0 => Weekday::Monday,
+        1 => Weekday::Tuesday,
+        2 => Weekday::Wednesday,
+        3 => Weekday::Thursday,
+        4 => Weekday::Friday,
+        5 => Weekday::Saturday,
+        6 => Weekday::Sunday,
+        _ => return None,
+    })
 }

@@ -443,6 +443,12 @@ impl<D: DeviceModel, S: ServerModel> Simulation<D, S> {
                 )
             })
             .collect();
+        // The scenario was validated, so every window converts.
+        let windows: Vec<(u8, u16, u16)> = rollout
+            .windows
+            .iter()
+            .filter_map(|window| window.minutes().ok())
+            .collect();
         let spec = RolloutSpec {
             release,
             devices: &members,
@@ -451,6 +457,8 @@ impl<D: DeviceModel, S: ServerModel> Simulation<D, S> {
             failure_threshold: rollout.failure_threshold,
             failure_min_sample: rollout.failure_min_sample,
             in_progress_timeout_s: (rollout.in_progress_timeout_hours * 3600.0) as u64,
+            windows: &windows,
+            utc_offset_minutes: (rollout.utc_offset_hours * 60.0).round() as i16,
         };
         match self.server.start_rollout(unix_seconds(now), &spec) {
             Ok(job) => self.jobs[index] = Some(job),
