@@ -59,7 +59,9 @@ sections() {
 
 # Prints the size of the first symbol whose demangled name contains $2.
 symbol_size() {
-    "$nm_tool" -S -C --radix=d "$1" | awk -v name="$2" 'index($0, name) { print $2 + 0; exit }'
+    # awk reads to the end: an early exit would stop nm with SIGPIPE, which
+    # pipefail turns into a failure of the whole script.
+    "$nm_tool" -S -C --radix=d "$1" | awk -v name="$2" '!found && index($0, name) { print $2 + 0; found = 1 }'
 }
 
 verdict() {
