@@ -370,10 +370,10 @@ impl<const ERASE: usize, const WRITE: usize, const READ: usize> FlashSim<ERASE, 
         if ERASE == 0 || WRITE == 0 || READ == 0 {
             return Err(GeometryError::ZeroSize);
         }
-        if ERASE % WRITE != 0 || ERASE % READ != 0 {
+        if !ERASE.is_multiple_of(WRITE) || !ERASE.is_multiple_of(READ) {
             return Err(GeometryError::EraseNotMultipleOfWrite);
         }
-        if config.capacity == 0 || config.capacity % ERASE != 0 {
+        if config.capacity == 0 || !config.capacity.is_multiple_of(ERASE) {
             return Err(GeometryError::CapacityNotMultipleOfErase);
         }
         Ok(Self {
@@ -476,7 +476,7 @@ impl<const ERASE: usize, const WRITE: usize, const READ: usize> FlashSim<ERASE, 
         if end > self.data.len() {
             return Err(FlashSimError::OutOfBounds);
         }
-        if start % align != 0 || len % align != 0 {
+        if !start.is_multiple_of(align) || !len.is_multiple_of(align) {
             return Err(FlashSimError::NotAligned);
         }
         Ok(start)

@@ -283,11 +283,11 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> AppSide<S, T, G> {
             offset,
             len: data.len(),
         };
-        if end > session.descriptor.size as u64 || offset % write_size != 0 {
+        if end > session.descriptor.size as u64 || !offset.is_multiple_of(write_size) {
             return Err(invalid);
         }
         let end = end as u32;
-        if data.len() as u32 % write_size != 0 && end != session.descriptor.size {
+        if !(data.len() as u32).is_multiple_of(write_size) && end != session.descriptor.size {
             return Err(invalid);
         }
 

@@ -523,8 +523,11 @@ where
 }
 
 fn check_chunk<F: NorFlash>(chunk: u32, name: PartitionName) -> Result<(), ConfigError> {
-    let divides = |unit: usize| unit != 0 && chunk % unit as u32 == 0;
-    if !divides(F::WRITE_SIZE) || !divides(F::READ_SIZE) || F::ERASE_SIZE as u32 % chunk != 0 {
+    let divides = |unit: usize| unit != 0 && chunk.is_multiple_of(unit as u32);
+    if !divides(F::WRITE_SIZE)
+        || !divides(F::READ_SIZE)
+        || !(F::ERASE_SIZE as u32).is_multiple_of(chunk)
+    {
         return Err(ConfigError::UnsupportedGeometry(name));
     }
     Ok(())

@@ -289,7 +289,8 @@ impl Region {
             return Err(ConfigError::OutOfBounds(self.name));
         }
         let chunk = chunk_for::<F>();
-        let fits = |unit: usize| unit != 0 && unit as u32 <= chunk && chunk % unit as u32 == 0;
+        let fits =
+            |unit: usize| unit != 0 && unit as u32 <= chunk && chunk.is_multiple_of(unit as u32);
         if !fits(F::WRITE_SIZE) || !fits(F::READ_SIZE) {
             return Err(ConfigError::UnsupportedGeometry(self.name));
         }

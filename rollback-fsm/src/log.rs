@@ -48,8 +48,8 @@ impl StateLog {
         let write_size = F::WRITE_SIZE as u32;
         let slot_size = slot_size(write_size);
         let sectors = region.part.size / sector_size;
-        let read_fits = (write_size % F::READ_SIZE as u32 == 0)
-            && (RECORD_LEN as u32 % F::READ_SIZE as u32 == 0);
+        let read_fits = write_size.is_multiple_of(F::READ_SIZE as u32)
+            && (RECORD_LEN as u32).is_multiple_of(F::READ_SIZE as u32);
         if sectors < 2 || slot_size > sector_size || !read_fits || F::WRITE_SIZE > MAX_WRITE {
             return Err(ConfigError::StateTooSmall);
         }

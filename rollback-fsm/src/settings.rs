@@ -115,10 +115,10 @@ impl<G: NorFlash> Settings<G> {
         region.check(&flash)?;
         let erase = G::ERASE_SIZE as u32;
         let write_size = G::WRITE_SIZE as u32;
-        if partition.size / erase < 2 || (partition.size / erase) % 2 != 0 {
+        if partition.size / erase < 2 || !(partition.size / erase).is_multiple_of(2) {
             return Err(ConfigError::NotAligned(PartitionName::Settings));
         }
-        if write_size as usize > SCRATCH || SCRATCH as u32 % G::READ_SIZE as u32 != 0 {
+        if write_size as usize > SCRATCH || !(SCRATCH as u32).is_multiple_of(G::READ_SIZE as u32) {
             return Err(ConfigError::UnsupportedGeometry(PartitionName::Settings));
         }
         Ok(Self {

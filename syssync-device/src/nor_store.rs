@@ -220,7 +220,7 @@ impl<F: NorFlash> NorFileStore<F> {
             return Err(LayoutError::EraseSize(erase));
         }
         for size in [F::WRITE_SIZE, F::READ_SIZE] {
-            if size == 0 || UNIT % size != 0 {
+            if size == 0 || !UNIT.is_multiple_of(size) {
                 return Err(LayoutError::WriteSize(size));
             }
         }
@@ -804,7 +804,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
         file: PendingFile,
         offset: u32,
     ) -> Result<(), StoreError<F::Error>> {
-        if offset % self.erase != 0 {
+        if !offset.is_multiple_of(self.erase) {
             return Err(StoreError::InvalidArgument);
         }
         let address = self.pending_address(file, offset, self.erase as usize)?;
