@@ -1,7 +1,7 @@
-//! Drives the server's device face with sequences of device frames: a
-//! commissioned device with a running fleet job sends arbitrary message bodies,
-//! sealed with its key and fresh counters so that they pass the tag and replay
-//! checks and reach the decisions. Every reply must be a well-formed frame.
+//! Drives the server's device face with sequences of device frames. A
+//! commissioned device with a running fleet job sends arbitrary message bodies.
+//! They are sealed with its key and fresh counters, so they pass the tag and
+//! replay checks and reach the decisions. Every reply must be a well-formed frame.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -25,9 +25,9 @@ pub trait ImageAuthenticator {
     fn authenticate(&self, descriptor: &ImageDescriptor, evidence: &[u8]) -> Result<(), AuthError>;
 }
 
-/// Ed25519 signature over [`ImageDescriptor::to_bytes`]; the evidence is the
-/// 64-byte signature. For bootloaders used without syssync release manifests;
-/// syssync devices use [`ManifestAuthenticator`].
+/// Ed25519 signature over [`ImageDescriptor::to_bytes`], with the 64-byte
+/// signature as the evidence. It suits bootloaders used without syssync
+/// release manifests; syssync devices use [`ManifestAuthenticator`].
 #[derive(Debug, Clone)]
 pub struct Ed25519Authenticator {
     key: ed25519_dalek::VerifyingKey,
