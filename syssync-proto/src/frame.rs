@@ -22,8 +22,10 @@ use crate::error::{BodyError, EncodeError, FrameError};
 use crate::limits::{
     CRC_LEN, MAX_CHUNK_LEN, MAX_FRAME_LEN, MIN_FRAME_LEN, PROTOCOL_VERSION, TAG_LEN,
 };
-use crate::message::{DeviceMessage, MessageType, Refusal, ServerMessage, UplinkHeader};
-use crate::types::{DeviceId, DeviceKey};
+use crate::message::{
+    DeviceMessage, MessageType, Refusal, RegistrationRequest, ServerMessage, UplinkHeader,
+};
+use crate::types::{AccountId, DeviceId, DeviceKey};
 
 /// Direction byte of the tag input for device messages.
 pub const UPLINK: u8 = b'U';
@@ -300,6 +302,20 @@ impl<'a> Frame<'a> {
         let (header, _) =
             postcard::take_from_bytes::<UplinkHeader>(self.body).map_err(BodyError::from)?;
         Ok(header)
+    }
+
+    /// Reads the account named by a registration request without checking the
+    /// tag, or returns `None` for another message type or a body that does not
+    /// decode. The tag of a registration is keyed with the account's claim
+    /// token, so a server needs the account before it can verify; nothing else
+    /// of the request may be trusted until [`Frame::open_uplink`] succeeds.
+    pub fn registration_account(&self) -> Option<AccountId> {
+        if self.message_type != MessageType::RegistrationRequest {
+            return None;
+        }
+        let (_, rest) = postcard::take_from_bytes::<UplinkHeader>(self.body).ok()?;
+        let request: RegistrationRequest = decode_exact(rest).ok()?;
+        Some(request.account)
     }
 
     /// Verifies the tag of a device message under the sender's key and decodes it.

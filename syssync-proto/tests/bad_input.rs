@@ -467,3 +467,32 @@ fn uplink_header_of_garbage_is_an_error() {
         Err(FrameError::Body(BodyError::Truncated))
     );
 }
+
+#[test]
+fn registration_account_read_before_mac() {
+    // A server reads the account of a registration before it can pick the key;
+    // other message types and garbled bodies give nothing.
+    let registration = &uplink_messages()[6].1;
+    let bytes = encode_up(registration);
+    let frame = Frame::parse(&bytes).unwrap();
+    assert_eq!(
+        frame.registration_account(),
+        Some(syssync_proto::AccountId(5))
+    );
+
+    let check_in = encode_up(&uplink_messages()[0].1);
+    assert_eq!(
+        Frame::parse(&check_in).unwrap().registration_account(),
+        None
+    );
+
+    let garbled = seal_raw(
+        1,
+        0x05,
+        &with_header(&[0x05]),
+        &device_key(),
+        binding(),
+        true,
+    );
+    assert_eq!(Frame::parse(&garbled).unwrap().registration_account(), None);
+}

@@ -150,7 +150,7 @@ impl<S: Storage, C: Crypto> Server<S, C> {
         let key = match record {
             Some(record) => DeviceKey(record.key),
             None if frame.message_type() == MessageType::RegistrationRequest => {
-                match self.registration_key(bytes, header.device) {
+                match self.registration_key(&frame, header.device) {
                     Some(key) => key,
                     None => return unauthenticated(RefusalCode::REGISTRATION_REJECTED, out),
                 }
@@ -187,18 +187,8 @@ impl<S: Storage, C: Crypto> Server<S, C> {
     /// Derives the key of a device that registers itself, from the claim token
     /// of the account its request names. `None` if the account does not exist
     /// or does not accept automatic registration.
-    fn registration_key(&self, bytes: &[u8], device: DeviceId) -> Option<DeviceKey> {
-        // NOTE: syssync-proto offers no way to read a registration's account
-        // before the MAC check, yet the key depends on it. So this decodes the
-        // untrusted body only to pick the claim token, and the MAC check follows.
-        let body = bytes.get(
-            2..bytes
-                .len()
-                .checked_sub(syssync_proto::TAG_LEN + syssync_proto::CRC_LEN)?,
-        )?;
-        let (_, rest) = postcard::take_from_bytes::<UplinkHeader>(body).ok()?;
-        let (request, _) = postcard::take_from_bytes::<RegistrationRequest>(rest).ok()?;
-        let account = self.store.account(request.account)?;
+    fn registration_key(&self, frame: &Frame<'_>, device: DeviceId) -> Option<DeviceKey> {
+        let account = self.store.account(frame.registration_account()?)?;
         let token = account.settings.claim_token?;
         Some(derive_device_key(&self.crypto, &token, device))
     }
