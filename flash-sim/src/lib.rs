@@ -341,9 +341,11 @@ impl PowerRail {
 pub struct FlashSim<const ERASE: usize, const WRITE: usize, const READ: usize = 1> {
     config: FlashConfig,
     data: Vec<u8>,
-    /// Bits that read as 0 or 1 at random, per byte.
+    /// Bits that read as 0 or 1 at random, per byte; empty until the first
+    /// torn operation, so that large simulated fleets stay small and fast.
     unstable: Vec<u8>,
-    /// Strict mode: whether each write word was programmed since its last erase.
+    /// Strict mode: whether each write word was programmed since its last
+    /// erase. Empty in normal mode, which never reads it.
     programmed: Vec<bool>,
     rail: PowerRail,
     rng: ChaCha8Rng,
@@ -378,8 +380,12 @@ impl<const ERASE: usize, const WRITE: usize, const READ: usize> FlashSim<ERASE, 
         }
         Ok(Self {
             data: vec![0xFF; config.capacity],
-            unstable: vec![0; config.capacity],
-            programmed: vec![false; config.capacity / WRITE],
+            unstable: Vec::new(),
+            programmed: if config.strict {
+                vec![false; config.capacity / WRITE]
+            } else {
+                Vec::new()
+            },
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             counters: Counters {
                 sector_erases: vec![0; config.capacity / ERASE],
@@ -426,6 +432,9 @@ impl<const ERASE: usize, const WRITE: usize, const READ: usize> FlashSim<ERASE, 
 
     /// Returns the number of bytes in `range` that currently have unstable bits.
     pub fn unstable_bytes_in(&self, range: std::ops::Range<usize>) -> usize {
+        if self.unstable.is_empty() {
+            return 0;
+        }
         self.unstable[range]
             .iter()
             .filter(|bits| **bits != 0)
@@ -458,10 +467,10 @@ impl<const ERASE: usize, const WRITE: usize, const READ: usize> FlashSim<ERASE, 
             .filter(|end| *end <= self.data.len())
             .ok_or(FlashSimError::OutOfBounds)?;
         self.data[offset..end].copy_from_slice(bytes);
-        self.unstable[offset..end].fill(0);
-        for word in offset / WRITE..end.div_ceil(WRITE) {
-            self.programmed[word] = true;
+        if let Some(unstable) = self.unstable.get_mut(offset..end) {
+            unstable.fill(0);
         }
+        self.mark_programmed(offset / WRITE..end.div_ceil(WRITE), true);
         Ok(())
     }
 
@@ -482,14 +491,38 @@ impl<const ERASE: usize, const WRITE: usize, const READ: usize> FlashSim<ERASE, 
         Ok(start)
     }
 
-    fn program_byte(&mut self, index: usize, value: u8) {
-        self.data[index] &= value;
+    /// Sets the strict-mode programmed flag of `words`; normal mode keeps none.
+    fn mark_programmed(&mut self, words: std::ops::Range<usize>, programmed: bool) {
+        if let Some(flags) = self.programmed.get_mut(words) {
+            flags.fill(programmed);
+        }
+    }
+
+    /// Programs `values` from byte `start`: each byte ANDs into the stored one.
+    fn program(&mut self, start: usize, values: &[u8]) {
+        let end = start + values.len();
+        for (stored, value) in self.data[start..end].iter_mut().zip(values) {
+            *stored &= value;
+        }
         // Clearing a bit again makes it stable.
-        self.unstable[index] &= value;
+        if let Some(unstable) = self.unstable.get_mut(start..end) {
+            for (bits, value) in unstable.iter_mut().zip(values) {
+                *bits &= value;
+            }
+        }
+    }
+
+    /// Allocates the unstable-bit mask on the first torn operation.
+    fn unstable_mask(&mut self) -> &mut [u8] {
+        if self.unstable.is_empty() {
+            self.unstable = vec![0; self.data.len()];
+        }
+        &mut self.unstable
     }
 
     /// Leaves bytes `from..to` of a torn write unstable.
     fn tear_write(&mut self, from: usize, to: usize, values: &[u8]) {
+        self.unstable_mask();
         for (index, value) in (from..to).zip(values) {
             let clearing = self.data[index] & !value;
             self.unstable[index] |= clearing;
@@ -498,6 +531,7 @@ impl<const ERASE: usize, const WRITE: usize, const READ: usize> FlashSim<ERASE, 
 
     /// Leaves bytes `from..to` of a torn erase unstable.
     fn tear_erase(&mut self, from: usize, to: usize) {
+        self.unstable_mask();
         for index in from..to {
             self.unstable[index] |= !self.data[index];
         }
@@ -520,15 +554,17 @@ impl<const ERASE: usize, const WRITE: usize, const READ: usize> ReadNorFlash
         if self.rail.is_down() {
             return Err(FlashSimError::PowerLoss);
         }
-        for (i, out) in bytes.iter_mut().enumerate() {
-            let index = start + i;
-            let unstable = self.unstable[index];
-            let mut value = self.data[index];
-            if unstable != 0 {
-                let noise = (self.rng.next_u32() & 0xFF) as u8;
-                value = (value & !unstable) | (noise & unstable);
+        let end = start + bytes.len();
+        bytes.copy_from_slice(&self.data[start..end]);
+        if let Some(unstable) = self.unstable.get(start..end) {
+            if unstable.iter().any(|bits| *bits != 0) {
+                for (out, bits) in bytes.iter_mut().zip(unstable) {
+                    if *bits != 0 {
+                        let noise = (self.rng.next_u32() & 0xFF) as u8;
+                        *out = (*out & !bits) | (noise & bits);
+                    }
+                }
             }
-            *out = value;
         }
         self.counters.read_calls += 1;
         self.counters.bytes_read += bytes.len() as u64;
@@ -564,12 +600,12 @@ impl<const ERASE: usize, const WRITE: usize, const READ: usize> NorFlash
             self.counters.sector_erases[sector] += 1;
         }
         self.data[start..erased_end].fill(0xFF);
-        self.unstable[start..erased_end].fill(0);
+        if let Some(unstable) = self.unstable.get_mut(start..erased_end) {
+            unstable.fill(0);
+        }
         // Only whole words become unprogrammed; the word at the cut stays
         // programmed so that strict mode rejects writing it.
-        for word in start / WRITE..erased_end / WRITE {
-            self.programmed[word] = false;
-        }
+        self.mark_programmed(start / WRITE..erased_end / WRITE, false);
 
         if done < len {
             let word_end = ((erased_end / WRITE) + 1) * WRITE;
@@ -597,17 +633,13 @@ impl<const ERASE: usize, const WRITE: usize, const READ: usize> NorFlash
         self.counters.write_calls += 1;
         self.counters.bytes_written += done as u64;
 
-        for (i, value) in bytes[..done].iter().enumerate() {
-            self.program_byte(start + i, *value);
-        }
+        self.program(start, &bytes[..done]);
         let touched_end = if done < bytes.len() {
             (start + done) / WRITE * WRITE + WRITE
         } else {
             start + done
         };
-        for word in start / WRITE..touched_end / WRITE {
-            self.programmed[word] = true;
-        }
+        self.mark_programmed(start / WRITE..touched_end / WRITE, true);
 
         if done < bytes.len() {
             let cut = start + done;
