@@ -7,7 +7,7 @@ use common::*;
 use syssync_device::boot::setting;
 use syssync_device::{BootPhase, ConfirmPolicy, Event};
 use syssync_proto::message::JobOutcome;
-use syssync_proto::{JobId, Version};
+use syssync_proto::{JobId, RustCrypto, Version};
 
 #[test]
 fn full_update_confirmed_by_server() {
@@ -111,6 +111,26 @@ fn only_missing_files_fetched() {
         world.resets, 1,
         "a release without a new image needs no reset"
     );
+
+    // The check-in after the job carries the new files' inventory digest,
+    // not one kept from before the job.
+    let check_ins_before = world.server.check_ins.len();
+    assert!(world.run_until(2_000, |w| w.server.check_ins.len() > check_ins_before));
+    let sent = world
+        .server
+        .check_ins
+        .last()
+        .map(|check_in| check_in.inventory);
+    let inventory = world.device_mut().inventory();
+    assert_eq!(
+        inventory
+            .files
+            .iter()
+            .find(|file| file.name == "config.json")
+            .map(|file| file.sha256),
+        Some(sha256(&second.files[1]))
+    );
+    assert_eq!(sent, Some(inventory.digest(&RustCrypto)));
 }
 
 #[test]

@@ -250,6 +250,11 @@ pub struct Engine<B, S: FileStore, C: Crypto> {
     retry_at: Instant,
     backoff_ms: u64,
     inventory_requested: bool,
+    /// Digest of the inventory as of the last check-in without a job. A job
+    /// clears it when it starts, since only a job changes files, and so does
+    /// any change of the boot status; it saves reading the whole file
+    /// directory from flash at every check-in.
+    inventory_digest: Option<[u8; 8]>,
     side_report: Option<JobReport>,
     job: Option<ActiveJob<S::Handle, C::Sha256>>,
     events: Deque<Event, EVENT_CAPACITY>,
@@ -363,6 +368,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             retry_at: now,
             backoff_ms,
             inventory_requested: false,
+            inventory_digest: None,
             side_report: None,
             job: None,
             events: Deque::new(),
@@ -699,7 +705,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                     .map_or(Version::default(), |image| image.version),
             }),
             Request::CheckIn => {
-                let inventory = self.inventory().digest(&self.crypto);
+                let inventory = self.inventory_digest();
                 DeviceMessage::CheckIn(CheckIn {
                     job: self.progress(),
                     inventory,
@@ -736,9 +742,29 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         })
     }
 
+    /// Returns the digest of the inventory for a check-in, from the cache
+    /// when no job has run since it was computed.
+    fn inventory_digest(&mut self) -> [u8; 8] {
+        if self.job.is_none() {
+            if let Some(digest) = self.inventory_digest {
+                return digest;
+            }
+        }
+        let (inventory, clean) = self.read_inventory();
+        let digest = inventory.digest(&self.crypto);
+        // Keep only a digest read without storage faults, outside a job.
+        self.inventory_digest = (self.job.is_none() && clean).then_some(digest);
+        digest
+    }
+
     /// Builds the full inventory from the boot side's status and the file store.
     pub fn inventory(&mut self) -> Inventory {
-        self.refresh_status();
+        self.read_inventory().0
+    }
+
+    /// Builds the inventory and tells whether every read succeeded.
+    fn read_inventory(&mut self) -> (Inventory, bool) {
+        let mut clean = self.refresh_status();
         let application = self.status.running.map_or(
             InstalledApplication {
                 version: Version::default(),
@@ -761,6 +787,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             Ok(count) => count,
             Err(_) => {
                 self.push(Event::StorageFailed);
+                clean = false;
                 0
             }
         };
@@ -779,18 +806,29 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 Ok(None) => break,
                 Err(_) => {
                     self.push(Event::StorageFailed);
+                    clean = false;
                     break;
                 }
             }
         }
         inventory.normalize();
-        inventory
+        (inventory, clean)
     }
 
-    fn refresh_status(&mut self) {
+    /// Reads the boot side's status; `false` when the read failed.
+    fn refresh_status(&mut self) -> bool {
         match self.boot.status() {
-            Ok(status) => self.status = status,
-            Err(_) => self.push(Event::StorageFailed),
+            Ok(status) => {
+                if status != self.status {
+                    self.inventory_digest = None;
+                }
+                self.status = status;
+                true
+            }
+            Err(_) => {
+                self.push(Event::StorageFailed);
+                false
+            }
         }
     }
 

@@ -175,6 +175,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 now + Duration::from_secs(u64::from(window.closes_in_s)),
             )
         });
+        self.inventory_digest = None;
         self.job = Some(ActiveJob {
             record,
             manifest: Some(manifest),

@@ -40,6 +40,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         } else {
             None
         };
+        self.inventory_digest = None;
         self.job = Some(ActiveJob {
             record,
             manifest,
