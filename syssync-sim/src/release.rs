@@ -23,6 +23,8 @@ pub const MANIFEST_LIFETIME_S: u64 = 365 * 24 * 3600;
 #[derive(Clone)]
 pub struct ReleaseKey {
     secret: [u8; 32],
+    /// Derived once: every provisioned device asks for it.
+    public: [u8; 32],
 }
 
 impl std::fmt::Debug for ReleaseKey {
@@ -38,8 +40,10 @@ impl ReleaseKey {
         let mut hasher = Sha256::new();
         hasher.update(b"syssync-sim release key");
         hasher.update(seed.to_le_bytes());
+        let secret: [u8; 32] = hasher.finalize().into();
         Self {
-            secret: hasher.finalize().into(),
+            secret,
+            public: public_key(&secret),
         }
     }
 
@@ -47,7 +51,7 @@ impl ReleaseKey {
     pub fn trusted_key(&self) -> TrustedKey {
         TrustedKey {
             id: RELEASE_KEY_ID,
-            public_key: public_key(&self.secret),
+            public_key: self.public,
         }
     }
 
