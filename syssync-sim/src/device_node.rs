@@ -7,12 +7,13 @@
 
 use flash_sim::PowerRail;
 use rollback_fsm::{BootError, BootFlashes, BootSide, Layout, Partition, Phase, Settings};
+use std::rc::Rc;
 use syssync_device::boot::setting;
 use syssync_device::rollback::RollbackFsmBoot;
 use syssync_device::{Engine, Event, Instant, NorFileStore};
-use syssync_proto::RustCrypto;
 
 use crate::boot_glue::CachedBoot;
+use crate::crypto::{SignatureMemo, SimCrypto};
 use crate::flash::SharedFlash;
 use crate::model::{BootOutcome, DeviceEvent, DeviceModel, DeviceSpec};
 use crate::queue::SimTime;
@@ -87,7 +88,7 @@ pub struct DeviceFlashes<const E: usize> {
 type DeviceBoot<const E: usize> =
     CachedBoot<RollbackFsmBoot<SharedFlash<E>, SharedFlash<E>, SharedFlash<E>>>;
 
-type DeviceEngine<const E: usize> = Engine<DeviceBoot<E>, NorFileStore<SharedFlash<E>>, RustCrypto>;
+type DeviceEngine<const E: usize> = Engine<DeviceBoot<E>, NorFileStore<SharedFlash<E>>, SimCrypto>;
 
 /// A device with erase size `E`.
 pub struct FleetDevice<const E: usize> {
@@ -97,6 +98,7 @@ pub struct FleetDevice<const E: usize> {
     engine_config: syssync_device::Config,
     geometry: Geometry,
     engine: Option<DeviceEngine<E>>,
+    crypto: SimCrypto,
     seed: u64,
     factory_sha256: [u8; 32],
     factory_size: u32,
@@ -118,7 +120,12 @@ impl<const E: usize> FleetDevice<E> {
     /// active partition, identity and application settings in the settings
     /// store, everything else erased. The device is powered off until the
     /// first [`DeviceModel::reset`].
-    pub fn provision(spec: &DeviceSpec<'_>, check_in_interval_s: u32) -> Result<Self, String> {
+    /// `memo` holds the signature checks that the devices of a run share.
+    pub fn provision(
+        spec: &DeviceSpec<'_>,
+        check_in_interval_s: u32,
+        memo: &Rc<SignatureMemo>,
+    ) -> Result<Self, String> {
         let sector = E as u32;
         let file_count = spec.installed.files.len() as u32 + 4;
         let geometry = Geometry::for_release_sizes(
@@ -185,6 +192,7 @@ impl<const E: usize> FleetDevice<E> {
             engine_config,
             geometry,
             engine: None,
+            crypto: SimCrypto::new(&spec.key.0, Rc::clone(memo)),
             seed: spec.seed,
             factory_sha256: spec.installed.image_sha256,
             factory_size: spec.installed.image.len() as u32,
@@ -238,7 +246,7 @@ impl<const E: usize> FleetDevice<E> {
             self.engine_config.clone(),
             boot,
             store,
-            RustCrypto,
+            self.crypto.clone(),
             Instant(now),
             self.seed,
         )

@@ -36,6 +36,7 @@
 //!   images with 1 KiB flash sectors; the report's fidelity line says so.
 
 pub mod boot_glue;
+pub mod crypto;
 pub mod device_node;
 pub mod firmware;
 pub mod flash;

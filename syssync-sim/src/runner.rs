@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::crypto::SignatureMemo;
 use crate::device_node::{FleetDevice, Geometry};
 use crate::firmware::{default_firmware_dir, FirmwareDir};
 use crate::model::DeviceSpec;
@@ -116,7 +117,8 @@ fn run_with<const E: usize>(
 ) -> Result<Report, String> {
     let interval = scenario.fleet.check_in_interval_s;
     let server = CoreServer::new(key.trusted_key(), interval, &scenario.fleet.target)?;
-    let make_device = |spec: &DeviceSpec<'_>| FleetDevice::<E>::provision(spec, interval);
+    let memo = SignatureMemo::shared();
+    let make_device = |spec: &DeviceSpec<'_>| FleetDevice::<E>::provision(spec, interval, &memo);
     let simulation = Simulation::new(
         scenario,
         releases,
