@@ -52,9 +52,8 @@
 //! assert_eq!(flash.counters().write_calls, 2);
 //! ```
 
-use std::cell::RefCell;
 use std::fmt;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use embedded_storage::nor_flash::{
     ErrorType, MultiwriteNorFlash, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
@@ -211,7 +210,9 @@ struct RailState {
 /// not.
 #[derive(Debug, Clone)]
 pub struct PowerRail {
-    state: Rc<RefCell<RailState>>,
+    // A mutex rather than a cell, so that a simulated device with its flash
+    // and rail can move to another thread as a whole.
+    state: Arc<Mutex<RailState>>,
 }
 
 impl Default for PowerRail {
@@ -231,7 +232,7 @@ impl PowerRail {
     /// Creates a powered rail with no cut armed.
     pub fn new() -> Self {
         Self {
-            state: Rc::new(RefCell::new(RailState {
+            state: Arc::new(Mutex::new(RailState {
                 cut: Cut::None,
                 down: false,
                 bytes_total: 0,
@@ -240,63 +241,69 @@ impl PowerRail {
         }
     }
 
+    /// Locks the rail state. A panic while it was held (a failed test)
+    /// leaves the state consistent, so a poisoned lock is used as is.
+    fn state(&self) -> MutexGuard<'_, RailState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Arms a cut after `bytes` more bytes have been programmed or erased.
     ///
     /// With `bytes == 0` the next write or erase does nothing but leaves its
     /// first word unstable.
     pub fn cut_after_bytes(&self, bytes: u64) {
-        self.state.borrow_mut().cut = Cut::AfterBytes(bytes);
+        self.state().cut = Cut::AfterBytes(bytes);
     }
 
     /// Arms a cut after `ops` more write or erase operations have completed.
     ///
     /// With `ops == 0` the next write or erase fails without touching flash.
     pub fn cut_after_ops(&self, ops: u64) {
-        self.state.borrow_mut().cut = Cut::AfterOps(ops);
+        self.state().cut = Cut::AfterOps(ops);
     }
 
     /// Disarms a pending cut; does not restore power.
     pub fn disarm(&self) {
-        self.state.borrow_mut().cut = Cut::None;
+        self.state().cut = Cut::None;
     }
 
     /// Cuts the power now.
     pub fn cut_now(&self) {
-        let mut state = self.state.borrow_mut();
+        let mut state = self.state();
         state.down = true;
         state.cut = Cut::None;
     }
 
     /// Restores power and disarms any pending cut; flash contents are kept.
     pub fn power_on(&self) {
-        let mut state = self.state.borrow_mut();
+        let mut state = self.state();
         state.down = false;
         state.cut = Cut::None;
     }
 
     /// Returns true while the power is off.
     pub fn is_down(&self) -> bool {
-        self.state.borrow().down
+        self.state().down
     }
 
     /// Returns true while a cut is armed and has not happened yet.
     pub fn is_armed(&self) -> bool {
-        self.state.borrow().cut != Cut::None
+        self.state().cut != Cut::None
     }
 
     /// Returns the bytes programmed or erased on this rail since it was created.
     pub fn bytes_total(&self) -> u64 {
-        self.state.borrow().bytes_total
+        self.state().bytes_total
     }
 
     /// Returns the write and erase operations completed on this rail since it was created.
     pub fn ops_total(&self) -> u64 {
-        self.state.borrow().ops_total
+        self.state().ops_total
     }
 
     /// Charges an operation of `len` bytes to the rail.
     fn begin_op(&self, len: usize) -> Result<Budget, FlashSimError> {
-        let mut state = self.state.borrow_mut();
+        let mut state = self.state();
         if state.down {
             return Err(FlashSimError::PowerLoss);
         }

@@ -10,9 +10,8 @@
 //!   keeps that key's HMAC state after the key block is absorbed and starts
 //!   each tag from it, as a firmware build would.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -21,23 +20,28 @@ use syssync_proto::{Crypto, RustCrypto};
 /// Results of the Ed25519 checks done so far, shared by the devices of a run.
 #[derive(Debug, Default)]
 pub struct SignatureMemo {
-    results: RefCell<HashMap<[u8; 32], bool>>,
+    results: Mutex<HashMap<[u8; 32], bool>>,
 }
 
 impl SignatureMemo {
     /// Creates an empty memo, to share between the devices of one run.
-    pub fn shared() -> Rc<Self> {
-        Rc::new(Self::default())
+    pub fn shared() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Locks the results; a poisoned lock (a panic in a test) is used as is.
+    fn results(&self) -> MutexGuard<'_, HashMap<[u8; 32], bool>> {
+        self.results.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Returns the number of distinct checks done.
     pub fn len(&self) -> usize {
-        self.results.borrow().len()
+        self.results().len()
     }
 
     /// Returns `true` before the first check.
     pub fn is_empty(&self) -> bool {
-        self.results.borrow().is_empty()
+        self.results().is_empty()
     }
 }
 
@@ -47,7 +51,7 @@ impl SignatureMemo {
 pub struct SimCrypto {
     key: Vec<u8>,
     keyed: Option<Hmac<Sha256>>,
-    memo: Rc<SignatureMemo>,
+    memo: Arc<SignatureMemo>,
 }
 
 impl std::fmt::Debug for SimCrypto {
@@ -58,7 +62,7 @@ impl std::fmt::Debug for SimCrypto {
 
 impl SimCrypto {
     /// Prepares the HMAC state of `device_key`; `memo` is shared by the fleet.
-    pub fn new(device_key: &[u8], memo: Rc<SignatureMemo>) -> Self {
+    pub fn new(device_key: &[u8], memo: Arc<SignatureMemo>) -> Self {
         Self {
             key: device_key.to_vec(),
             // HMAC takes keys of any length; without a state every tag is
@@ -89,11 +93,11 @@ impl Crypto for SimCrypto {
 
     fn verify_ed25519(&self, public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
         let id = RustCrypto.sha256(&[public_key, signature, message]);
-        if let Some(valid) = self.memo.results.borrow().get(&id) {
+        if let Some(valid) = self.memo.results().get(&id) {
             return *valid;
         }
         let valid = RustCrypto.verify_ed25519(public_key, message, signature);
-        self.memo.results.borrow_mut().insert(id, valid);
+        self.memo.results().insert(id, valid);
         valid
     }
 }
@@ -109,7 +113,7 @@ mod tests {
         // and for other keys, and signature checks both fresh and remembered,
         // valid and forged.
         let memo = SignatureMemo::shared();
-        let crypto = SimCrypto::new(&[7; 32], Rc::clone(&memo));
+        let crypto = SimCrypto::new(&[7; 32], Arc::clone(&memo));
         let parts: [&[u8]; 2] = [b"header", b"body"];
         assert_eq!(
             crypto.hmac_sha256(&[7; 32], &parts),

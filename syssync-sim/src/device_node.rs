@@ -7,7 +7,7 @@
 
 use flash_sim::PowerRail;
 use rollback_fsm::{BootError, BootFlashes, BootSide, Layout, Partition, Phase, Settings};
-use std::rc::Rc;
+use std::sync::Arc;
 use syssync_device::boot::setting;
 use syssync_device::rollback::RollbackFsmBoot;
 use syssync_device::{Engine, Event, Instant, NorFileStore};
@@ -124,7 +124,7 @@ impl<const E: usize> FleetDevice<E> {
     pub fn provision(
         spec: &DeviceSpec<'_>,
         check_in_interval_s: u32,
-        memo: &Rc<SignatureMemo>,
+        memo: &Arc<SignatureMemo>,
     ) -> Result<Self, String> {
         let sector = E as u32;
         let file_count = spec.installed.files.len() as u32 + 4;
@@ -192,7 +192,7 @@ impl<const E: usize> FleetDevice<E> {
             engine_config,
             geometry,
             engine: None,
-            crypto: SimCrypto::new(&spec.key.0, Rc::clone(memo)),
+            crypto: SimCrypto::new(&spec.key.0, Arc::clone(memo)),
             seed: spec.seed,
             factory_sha256: spec.installed.image_sha256,
             factory_size: spec.installed.image.len() as u32,
@@ -395,5 +395,19 @@ impl<const E: usize> DeviceModel for FleetDevice<E> {
 
     fn flash_bytes(&self) -> u64 {
         self.geometry.total()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_and_server_can_move_between_threads() {
+        // Proves at compile time what the parallel simulation needs: a device
+        // and the server are `Send`.
+        fn send<T: Send>() {}
+        send::<FleetDevice<4096>>();
+        send::<crate::server_node::CoreServer>();
     }
 }

@@ -2,8 +2,7 @@
 //! on one power rail, shared between the bootloader, the boot side of the
 //! engine and the file store across resets.
 
-use std::cell::RefCell;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use embedded_storage::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
 use flash_sim::{FlashConfig, FlashSim, FlashSimError, PowerRail};
@@ -18,11 +17,14 @@ pub const WRITE_SIZE: usize = 4;
 /// value; a shared handle lets the simulator rebuild them after a reset while
 /// the flash contents stay.
 #[derive(Debug)]
-pub struct SharedFlash<const E: usize>(Rc<RefCell<FlashSim<E, WRITE_SIZE>>>);
+///
+/// A mutex rather than a cell lets the whole device move between the
+/// simulator's threads; only one thread uses a device at a time.
+pub struct SharedFlash<const E: usize>(Arc<Mutex<FlashSim<E, WRITE_SIZE>>>);
 
 impl<const E: usize> Clone for SharedFlash<E> {
     fn clone(&self) -> Self {
-        Self(Rc::clone(&self.0))
+        Self(Arc::clone(&self.0))
     }
 }
 
@@ -31,25 +33,29 @@ impl<const E: usize> SharedFlash<E> {
     pub fn new(capacity: usize, seed: u64, rail: &PowerRail) -> Result<Self, String> {
         let flash = FlashSim::new(FlashConfig::new(capacity).seed(seed), rail.clone())
             .map_err(|error| format!("invalid flash geometry for {capacity} bytes: {error}"))?;
-        Ok(Self(Rc::new(RefCell::new(flash))))
+        Ok(Self(Arc::new(Mutex::new(flash))))
+    }
+
+    /// Locks the flash; a poisoned lock (a panic in a test) is used as is.
+    fn flash(&self) -> MutexGuard<'_, FlashSim<E, WRITE_SIZE>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Copies raw bytes into the flash at `offset`, bypassing NOR rules (factory programming).
     pub fn load(&self, offset: usize, bytes: &[u8]) -> Result<(), String> {
-        self.0
-            .borrow_mut()
+        self.flash()
             .load(offset, bytes)
             .map_err(|error| format!("loading {} bytes at {offset} failed: {error}", bytes.len()))
     }
 
     /// Returns a copy of the flash contents.
     pub fn contents(&self) -> Vec<u8> {
-        self.0.borrow().raw().to_vec()
+        self.flash().raw().to_vec()
     }
 
     /// Returns the capacity in bytes.
     pub fn capacity(&self) -> usize {
-        self.0.borrow().raw().len()
+        self.flash().raw().len()
     }
 }
 
@@ -61,11 +67,11 @@ impl<const E: usize> ReadNorFlash for SharedFlash<E> {
     const READ_SIZE: usize = 1;
 
     fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
-        self.0.borrow_mut().read(offset, bytes)
+        self.flash().read(offset, bytes)
     }
 
     fn capacity(&self) -> usize {
-        self.0.borrow().capacity()
+        self.flash().capacity()
     }
 }
 
@@ -74,10 +80,10 @@ impl<const E: usize> NorFlash for SharedFlash<E> {
     const ERASE_SIZE: usize = E;
 
     fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
-        self.0.borrow_mut().erase(from, to)
+        self.flash().erase(from, to)
     }
 
     fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
-        self.0.borrow_mut().write(offset, bytes)
+        self.flash().write(offset, bytes)
     }
 }

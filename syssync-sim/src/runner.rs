@@ -46,6 +46,8 @@ pub struct RunSettings {
     pub progress: bool,
     /// Use synthetic images even when the real ones fit.
     pub force_synthetic: bool,
+    /// Worker threads; 0 uses one per core. The result does not depend on it.
+    pub threads: usize,
 }
 
 /// Scales the fleet of `scenario` to `devices`, keeping the shares of
@@ -128,6 +130,7 @@ fn run_with<const E: usize>(
         make_device,
         RunOptions {
             progress: settings.progress,
+            threads: settings.threads,
         },
     )?;
     Ok(simulation.run())
