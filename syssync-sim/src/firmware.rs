@@ -12,12 +12,20 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-/// The repository's firmware folder, found from this crate's manifest
-/// directory so that `cargo run -p syssync-sim` works from any directory.
+/// Environment variable that names the firmware folder for a binary that
+/// runs away from its source tree.
+pub const FIRMWARE_DIR_VARIABLE: &str = "SYSSYNC_FIRMWARE_DIR";
+
+/// The firmware folder: `SYSSYNC_FIRMWARE_DIR` if set, else the repository's
+/// `firmware/`, found from this crate's manifest directory at build time so
+/// that `cargo run -p syssync-sim` works from any directory.
 pub fn default_firmware_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("firmware")
+    match std::env::var_os(FIRMWARE_DIR_VARIABLE) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join("firmware"),
+    }
 }
 
 /// Why a firmware file could not be loaded.

@@ -24,7 +24,7 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     scenario: Option<PathBuf>,
     /// Number of devices, overriding the scenario's fleet size.
-    #[arg(long, value_name = "N", value_parser = parse_devices)]
+    #[arg(long, value_name = "N", value_parser = parse_devices, allow_negative_numbers = true)]
     devices: Option<u32>,
     /// Seed of all random choices, overriding the scenario's.
     #[arg(long, value_name = "S")]
@@ -40,6 +40,11 @@ struct Args {
     /// Prints no progress lines on stderr.
     #[arg(long)]
     quiet: bool,
+    /// Folder of release images and files with its SHA256SUMS, instead of
+    /// the scenario's `firmware_dir` or the default (the repository's
+    /// `firmware/`, or $SYSSYNC_FIRMWARE_DIR).
+    #[arg(long, value_name = "DIR")]
+    firmware_dir: Option<PathBuf>,
     /// Worker threads (default: one per core). The report is the same for
     /// any number.
     #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
@@ -107,6 +112,7 @@ fn main() -> ExitCode {
         progress: !args.quiet,
         force_synthetic: args.synthetic,
         threads: args.threads,
+        firmware_dir: args.firmware_dir.clone(),
     };
     let report = match run(scenario, &settings) {
         Ok(report) => report,
@@ -144,4 +150,26 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_option_names_what_it_accepts() {
+        // Proves that --devices takes 1 and up, and that negative, zero and
+        // non-numeric counts get a message naming the accepted range.
+        assert_eq!(parse_devices("300"), Ok(300));
+        for bad in ["-5", "0", "many", ""] {
+            let error = parse_devices(bad).expect_err(bad);
+            assert!(error.contains("from 1 to"), "{error}");
+        }
+        let args = Args::try_parse_from(["syssync-sim", "--devices", "-5"])
+            .expect_err("a negative fleet is refused");
+        assert!(
+            args.to_string().contains("whole number of devices"),
+            "{args}"
+        );
+    }
 }

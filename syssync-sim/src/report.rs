@@ -6,7 +6,7 @@
 //! wall time and peak memory are not part of the report: they differ from run
 //! to run and are printed beside it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -86,6 +86,9 @@ pub struct RolloutReport {
     pub failed_attempt_limit: u64,
     /// Devices never offered the release.
     pub never_reached: u64,
+    /// Devices handed over to another account before the release reached
+    /// them: they left the rollout's fleet and are not counted as targeted.
+    pub handed_over: u64,
     /// Devices offered the release that end in none of the states above
     /// (still downloading, or waiting for another attempt).
     pub in_progress: u64,
@@ -273,9 +276,23 @@ impl Report {
             }
         );
         let _ = writeln!(out);
+        let name_of = |rollout: &RolloutReport| {
+            if rollout.healthy_release {
+                rollout.release.clone()
+            } else {
+                format!("{} (bad)", rollout.release)
+            }
+        };
+        let width = self
+            .rollouts
+            .iter()
+            .map(|rollout| name_of(rollout).len())
+            .max()
+            .unwrap_or(0)
+            .max(12);
         let _ = writeln!(
             out,
-            "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}  phases opened at",
+            "{:<width$} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}  phases opened at",
             "rollout", "targeted", "updated", "reverted", "failed", "unreached", "pending"
         );
         for rollout in &self.rollouts {
@@ -284,14 +301,10 @@ impl Report {
                 .iter()
                 .map(|opened| opened.map_or_else(|| "-".to_owned(), hours))
                 .collect();
-            let mut name = rollout.release.clone();
-            if !rollout.healthy_release {
-                name.push_str(" (bad)");
-            }
             let _ = write!(
                 out,
-                "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}  {}",
-                name,
+                "{:<width$} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}  {}",
+                name_of(rollout),
                 rollout.targeted,
                 rollout.updated,
                 rollout.reverted,
@@ -300,6 +313,13 @@ impl Report {
                 rollout.in_progress,
                 phases.join(", ")
             );
+            if rollout.handed_over > 0 {
+                let _ = write!(
+                    out,
+                    "; {} handed over to another account first",
+                    rollout.handed_over
+                );
+            }
             if let Some(paused) = rollout.paused_s {
                 let _ = write!(out, "; paused at {}", hours(paused));
             }
@@ -372,10 +392,24 @@ impl Report {
                 transfer.visible_to_new_owner
             );
         }
+        // A device can be the subject of several notices (one per failed
+        // attempt, say), so the count of devices follows where it differs.
         let counts: Vec<String> = self
             .notification_counts
             .iter()
-            .map(|(kind, count)| format!("{kind} {count}"))
+            .map(|(kind, count)| {
+                let devices: BTreeSet<u64> = self
+                    .notifications
+                    .iter()
+                    .filter(|n| &n.kind == kind)
+                    .filter_map(|n| n.device)
+                    .collect();
+                if devices.is_empty() || devices.len() as u64 == *count {
+                    format!("{kind} {count}")
+                } else {
+                    format!("{kind} {count} ({} devices)", devices.len())
+                }
+            })
             .collect();
         let _ = writeln!(
             out,

@@ -48,6 +48,8 @@ pub struct RunSettings {
     pub force_synthetic: bool,
     /// Worker threads; 0 uses one per core. The result does not depend on it.
     pub threads: usize,
+    /// Firmware folder instead of the scenario's or the default one.
+    pub firmware_dir: Option<PathBuf>,
 }
 
 /// Scales the fleet of `scenario` to `devices`, keeping the shares of
@@ -83,6 +85,9 @@ pub fn resize_fleet(scenario: &mut Scenario, devices: u32) {
 }
 
 fn firmware_dir(scenario: &Scenario, settings: &RunSettings) -> PathBuf {
+    if let Some(dir) = &settings.firmware_dir {
+        return dir.clone();
+    }
     match &scenario.firmware_dir {
         Some(dir) => {
             let dir = Path::new(dir);

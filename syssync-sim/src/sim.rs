@@ -1359,6 +1359,15 @@ impl<D: DeviceModel + Send, S: ServerModel + Send> Simulation<D, S> {
             };
             for device in self.fleet().filter(|device| device.in_group) {
                 let state = &device.rollouts[index];
+                let handed_over = self
+                    .transfers
+                    .iter()
+                    .any(|transfer| transfer.device == device.index);
+                if handed_over && state.offers == 0 && !state.confirmed {
+                    // The new owner's fleet is not part of the rollout.
+                    report.handed_over += 1;
+                    continue;
+                }
                 report.targeted += 1;
                 report.max_offers_per_device = report.max_offers_per_device.max(state.offers);
                 if state.trial_boots > 0 {

@@ -43,4 +43,22 @@ fn bad_release_is_reverted_and_paused() {
         notification.kind == "device-failed"
             && notification.cause.as_deref() == Some("reverted: application reported failure")
     }));
+
+    // One notice per failed attempt: the summary names how many devices they
+    // are about, which matches the devices the rollout table counts.
+    let failed: Vec<u64> = report
+        .notifications
+        .iter()
+        .filter(|notification| notification.kind == "device-failed")
+        .filter_map(|notification| notification.device)
+        .collect();
+    let devices: std::collections::BTreeSet<u64> = failed.iter().copied().collect();
+    assert_eq!(
+        devices.len() as u64,
+        rollout.reverted + rollout.failed_attempt_limit + rollout.in_progress
+    );
+    if devices.len() != failed.len() {
+        let line = format!("device-failed {} ({} devices)", failed.len(), devices.len());
+        assert!(report.to_table().contains(&line), "{}", report.to_table());
+    }
 }

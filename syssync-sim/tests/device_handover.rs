@@ -30,4 +30,10 @@ fn handed_over_device_has_one_owner() {
     }
     // The other devices are not affected by the handover.
     assert_eq!(report.running.get("v1.10"), Some(&15));
+    // The old owner's rollout no longer counts the device as its target.
+    let rollout = &report.rollouts[0];
+    assert_eq!(rollout.handed_over, 1);
+    assert_eq!(rollout.targeted, 15);
+    assert_eq!(rollout.updated, 15);
+    assert_eq!(rollout.never_reached, 0);
 }
