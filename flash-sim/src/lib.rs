@@ -348,7 +348,7 @@ impl PowerRail {
 pub struct FlashSim<const ERASE: usize, const WRITE: usize, const READ: usize = 1> {
     config: FlashConfig,
     data: Vec<u8>,
-    /// Bits that read as 0 or 1 at random, per byte; empty until the first
+    /// Bits that read as 0 or 1 at random, per byte. Empty until the first
     /// torn operation, so that large simulated fleets stay small and fast.
     unstable: Vec<u8>,
     /// Strict mode: whether each write word was programmed since its last

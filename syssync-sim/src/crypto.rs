@@ -3,8 +3,8 @@
 //!
 //! - Every device of a fleet checks the same release signatures, so
 //!   [`SimCrypto`] remembers each Ed25519 check it has done, keyed by the
-//!   SHA-256 of public key, signature and message, and answers a repeat from
-//!   memory. A real device checks each signature itself; here that would
+//!   SHA-256 of public key, signature and message, and returns the stored
+//!   result for a repeat. A real device checks each signature itself; here that would
 //!   spend a large share of a big fleet's run time on identical work.
 //! - A device authenticates every frame with its one key, so [`SimCrypto`]
 //!   keeps that key's HMAC state after the key block is absorbed and starts
@@ -108,7 +108,7 @@ mod tests {
     use syssync_proto::manifest::{public_key, sign, signed_message};
 
     #[test]
-    fn same_answers_as_rustcrypto() {
+    fn results_match_rustcrypto() {
         // Proves that the shortcuts change no result: tags for the device key
         // and for other keys, and signature checks both fresh and remembered,
         // valid and forged.

@@ -51,7 +51,7 @@ struct Args {
     threads: usize,
 }
 
-/// Returns the number of worker threads that `--threads` asks for.
+/// Returns the number of worker threads that `--threads` requests.
 fn threads(asked: usize) -> usize {
     match asked {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
@@ -59,7 +59,7 @@ fn threads(asked: usize) -> usize {
     }
 }
 
-/// Parses `--devices`, with a message that says what is accepted.
+/// Parses `--devices`, with an error message that names the accepted range.
 fn parse_devices(text: &str) -> Result<u32, String> {
     match text.trim().parse::<u32>() {
         Ok(devices) if devices > 0 => Ok(devices),

@@ -26,7 +26,7 @@ struct Entry<E> {
 pub struct EventQueue<E> {
     /// Events at the time of the last one taken out, in schedule order.
     current: VecDeque<Entry<E>>,
-    /// Bucket `i` holds events whose time differs from `last` first in bit
+    /// Bucket `i` contains events whose time differs from `last` first in bit
     /// `i` (counting from 0 at the lowest bit).
     buckets: Vec<Vec<Entry<E>>>,
     /// Time of the last event taken out.
@@ -116,8 +116,8 @@ impl<E> EventQueue<E> {
         self.len == 0
     }
 
-    /// The bucket for an event at `time`, or `None` for the current time
-    /// (and, defensively, for a time already past).
+    /// Returns the bucket for an event at `time`, or `None` for the current
+    /// time (and, defensively, for a time already past).
     fn bucket_of(&self, time: SimTime) -> Option<usize> {
         if time <= self.last {
             return None;

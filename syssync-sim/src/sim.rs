@@ -75,8 +75,8 @@ pub fn device_key(seed: u64, index: u32) -> DeviceKey {
     DeviceKey(hasher.finalize().into())
 }
 
-/// The generator of device `index`'s own choices and its uplink; `stream`
-/// 0 for the device side, 1 for the downlink.
+/// Returns a random generator of device `index`: `stream` 0 for the
+/// device's own choices and its uplink, 1 for its downlink.
 fn device_rng(seed: u64, index: u32, stream: u64) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(2 * u64::from(index) + 1 + stream);
@@ -166,7 +166,7 @@ struct Uplink {
     class: Class,
 }
 
-/// What the server's handling of one frame means for the device.
+/// The outcome of one frame at the server, for the device that sent it.
 struct ServerOutput {
     device: u32,
     /// The reply and its arrival time, or `None` when no reply reaches the device.
@@ -192,7 +192,7 @@ pub struct RunOptions {
     pub threads: usize,
 }
 
-/// What the devices and the server read during a window.
+/// Read-only state that the devices and the server share during a window.
 struct Context<'a> {
     scenario: &'a Scenario,
     releases: &'a [BuiltRelease],
@@ -584,7 +584,7 @@ impl<D: DeviceModel> Shard<D> {
         self.drive(context, now, index);
     }
 
-    /// Applies what the server's handling of a frame means for the device.
+    /// Applies the outcome of a frame at the server to the device that sent it.
     fn server_answered(&mut self, output: ServerOutput) {
         let device = &mut self.devices[slot_of(output.device)];
         if let Some(rollout) = output.offer {
@@ -624,7 +624,7 @@ struct ServerSide<S> {
     links: Vec<LinkEnd>,
     tally: Tally,
     crypto: RustCrypto,
-    /// What the current window's frames mean for their devices.
+    /// Outcomes of the current window's frames, for their devices.
     answered: Vec<ServerOutput>,
 }
 
@@ -896,7 +896,7 @@ impl<D: DeviceModel + Send, S: ServerModel + Send> Simulation<D, S> {
         &mut self.shards[shard_of(index)].devices[slot_of(index)]
     }
 
-    /// Every device, in fleet order.
+    /// Returns every device, in fleet order.
     fn fleet(&self) -> impl Iterator<Item = &DeviceState<D>> + '_ {
         (0..self.devices as u32).map(|index| self.device(index))
     }

@@ -250,10 +250,10 @@ pub struct Engine<B, S: FileStore, C: Crypto> {
     retry_at: Instant,
     backoff_ms: u64,
     inventory_requested: bool,
-    /// Digest of the inventory as of the last check-in without a job. A job
-    /// clears it when it starts, since only a job changes files, and so does
-    /// any change of the boot status; it saves reading the whole file
-    /// directory from flash at every check-in.
+    /// Digest of the inventory as of the last check-in without a job. It
+    /// saves reading the whole file directory from flash at every check-in.
+    /// A job clears it when it starts, because only a job changes files, and
+    /// so does any change of the boot status.
     inventory_digest: Option<[u8; 8]>,
     side_report: Option<JobReport>,
     job: Option<ActiveJob<S::Handle, C::Sha256>>,
@@ -762,7 +762,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         self.read_inventory().0
     }
 
-    /// Builds the inventory and tells whether every read succeeded.
+    /// Builds the inventory and returns whether every read succeeded.
     fn read_inventory(&mut self) -> (Inventory, bool) {
         let mut clean = self.refresh_status();
         let application = self.status.running.map_or(
