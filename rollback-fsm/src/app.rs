@@ -221,7 +221,7 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> AppSide<S, T, G> {
     ///
     /// Rejected with [`RequestError::ImageOnTrial`] while the running image is
     /// on trial, because installing another image would replace its recovery
-    /// copy. With the `signature` feature, `evidence` (the signed release
+    /// copy. With the `authentication` feature, `evidence` (the signed release
     /// manifest, at most 1 KiB) is stored after the staging area for the
     /// bootloader to check. Without it, `evidence` is ignored.
     pub fn begin_staging(
@@ -249,7 +249,7 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> AppSide<S, T, G> {
         Ok(())
     }
 
-    #[cfg(feature = "signature")]
+    #[cfg(feature = "authentication")]
     fn write_evidence(&mut self, evidence: &[u8]) -> Result<(), FlashError> {
         let start = self.evidence_offset;
         let end = self.staging.part.size;
@@ -264,7 +264,7 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> AppSide<S, T, G> {
             .write(&mut self.staging_flash, start, &buf[..len])
     }
 
-    #[cfg(not(feature = "signature"))]
+    #[cfg(not(feature = "authentication"))]
     fn write_evidence(&mut self, _evidence: &[u8]) -> Result<(), FlashError> {
         Ok(())
     }
@@ -347,7 +347,7 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> AppSide<S, T, G> {
     /// Marks the staged image for installation at the next boot.
     ///
     /// The bootloader checks size, SHA-256, target type, security counter and,
-    /// with the `signature` feature, the evidence before it touches the active
+    /// with the `authentication` feature, the evidence before it touches the active
     /// partition.
     pub fn request_install(&mut self) -> Result<(), AppError> {
         let mut loaded = self.log.load(&mut self.state_flash)?;

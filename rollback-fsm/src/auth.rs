@@ -1,4 +1,4 @@
-//! Authentication of the staged image at boot (feature `signature`).
+//! Authentication of the staged image at boot (feature `authentication`).
 
 use crate::descriptor::ImageDescriptor;
 
@@ -28,11 +28,13 @@ pub trait ImageAuthenticator {
 /// Ed25519 signature over [`ImageDescriptor::to_bytes`], with the 64-byte
 /// signature as the evidence. It suits bootloaders used without syssync
 /// release manifests; syssync devices use [`ManifestAuthenticator`].
+#[cfg(feature = "signature")]
 #[derive(Debug, Clone)]
 pub struct Ed25519Authenticator {
     key: ed25519_dalek::VerifyingKey,
 }
 
+#[cfg(feature = "signature")]
 impl Ed25519Authenticator {
     /// Creates an authenticator that trusts `key`.
     pub fn new(key: ed25519_dalek::VerifyingKey) -> Self {
@@ -40,6 +42,7 @@ impl Ed25519Authenticator {
     }
 }
 
+#[cfg(feature = "signature")]
 impl ImageAuthenticator for Ed25519Authenticator {
     fn authenticate(&self, descriptor: &ImageDescriptor, evidence: &[u8]) -> Result<(), AuthError> {
         let signature = ed25519_dalek::Signature::from_slice(evidence)
@@ -56,24 +59,39 @@ impl ImageAuthenticator for Ed25519Authenticator {
 /// signature against its own trusted release keys, then that the manifest's
 /// application image is exactly the staged image: size, SHA-256, target type,
 /// version and security counter.
+///
+/// `C` verifies the signature: `RustCrypto` through [`new`](Self::new), or any
+/// `syssync_proto::Crypto` through [`with_crypto`](Self::with_crypto), for
+/// example `SaltyCrypto` where flash is short.
 #[derive(Debug, Clone, Copy)]
-pub struct ManifestAuthenticator<'k> {
+pub struct ManifestAuthenticator<'k, C> {
     trusted: &'k [syssync_proto::TrustedKey],
+    crypto: C,
 }
 
-impl<'k> ManifestAuthenticator<'k> {
-    /// Creates an authenticator that trusts the release keys in `trusted`.
+#[cfg(feature = "signature")]
+impl<'k> ManifestAuthenticator<'k, syssync_proto::RustCrypto> {
+    /// Creates an authenticator that trusts the release keys in `trusted` and
+    /// verifies with `RustCrypto` (`ed25519-dalek`).
     pub const fn new(trusted: &'k [syssync_proto::TrustedKey]) -> Self {
-        Self { trusted }
+        Self::with_crypto(trusted, syssync_proto::RustCrypto)
     }
 }
 
-impl ImageAuthenticator for ManifestAuthenticator<'_> {
+impl<'k, C: syssync_proto::Crypto> ManifestAuthenticator<'k, C> {
+    /// Creates an authenticator that trusts the release keys in `trusted` and
+    /// verifies signatures with `crypto`.
+    pub const fn with_crypto(trusted: &'k [syssync_proto::TrustedKey], crypto: C) -> Self {
+        Self { trusted, crypto }
+    }
+}
+
+impl<C: syssync_proto::Crypto> ImageAuthenticator for ManifestAuthenticator<'_, C> {
     fn authenticate(&self, descriptor: &ImageDescriptor, evidence: &[u8]) -> Result<(), AuthError> {
         let signed = syssync_proto::SignedManifest::decode(evidence)
             .map_err(|_| AuthError::MalformedEvidence)?;
         let manifest = signed
-            .verify(&syssync_proto::RustCrypto, self.trusted)
+            .verify(&self.crypto, self.trusted)
             .map_err(|error| match error {
                 syssync_proto::ManifestError::BadSignature
                 | syssync_proto::ManifestError::UnknownKey(_) => AuthError::InvalidSignature,

@@ -15,7 +15,7 @@ use crate::log::{Loaded, StateLog};
 use crate::record::{Rejection, StateRecord};
 use crate::trace::{log_info, log_warn};
 
-#[cfg(feature = "signature")]
+#[cfg(feature = "authentication")]
 use crate::auth::ImageAuthenticator;
 
 /// The flash devices the bootloader uses, one per partition.
@@ -122,7 +122,7 @@ pub struct BootSide<'a, A, S, R, T, H> {
     copy: Option<CopyJob>,
     finished: Option<Result<(), Halt>>,
     buf: [u8; MAX_CHUNK as usize],
-    #[cfg(feature = "signature")]
+    #[cfg(feature = "authentication")]
     authenticator: Option<&'a dyn ImageAuthenticator>,
     _authenticator: PhantomData<&'a ()>,
 }
@@ -185,7 +185,7 @@ where
             copy: None,
             finished: None,
             buf: [0xFF; MAX_CHUNK as usize],
-            #[cfg(feature = "signature")]
+            #[cfg(feature = "authentication")]
             authenticator: None,
             _authenticator: PhantomData,
         })
@@ -194,7 +194,7 @@ where
     /// Sets the authenticator that staged images must pass.
     ///
     /// Without one, every staged image is rejected with [`Rejection::Signature`].
-    #[cfg(feature = "signature")]
+    #[cfg(feature = "authentication")]
     pub fn set_authenticator(&mut self, authenticator: &'a dyn ImageAuthenticator) {
         self.authenticator = Some(authenticator);
     }
@@ -479,7 +479,7 @@ where
         if digest != Some(staged.sha256) {
             return Ok(Err(Rejection::Digest));
         }
-        #[cfg(feature = "signature")]
+        #[cfg(feature = "authentication")]
         if !self.authenticate(&staged)? {
             return Ok(Err(Rejection::Signature));
         }
@@ -487,7 +487,7 @@ where
     }
 
     /// Reads the evidence stored after the staged image and checks it.
-    #[cfg(feature = "signature")]
+    #[cfg(feature = "authentication")]
     fn authenticate(&mut self, staged: &crate::ImageDescriptor) -> Result<bool, FlashError> {
         use crate::config::MAX_EVIDENCE_LEN;
 

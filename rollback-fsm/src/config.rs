@@ -56,7 +56,7 @@ impl Partition {
 pub struct Layout {
     /// Active partition.
     pub active: Partition,
-    /// Staging partition; with the `signature` feature its last sectors hold the evidence.
+    /// Staging partition; with the `authentication` feature its last sectors hold the evidence.
     pub staging: Partition,
     /// Recovery partition; at least as large as the active partition.
     pub recovery: Partition,
@@ -119,7 +119,8 @@ impl fmt::Display for ConfigError {
 /// Checked configuration shared by [`crate::BootSide`] and [`crate::AppSide`].
 ///
 /// The bootloader and the application must use the same configuration and the
-/// same crate features, because the evidence area exists only with `signature`.
+/// same crate features, because the evidence area exists only with
+/// `authentication` (which `signature` turns on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Config {
@@ -336,7 +337,7 @@ pub(crate) fn policy(config: &Config, evidence_area: u32) -> Result<Policy, Conf
 
 /// Returns the bytes reserved for evidence at the end of the staging partition.
 pub(crate) fn evidence_area<F: NorFlash>() -> u32 {
-    if cfg!(feature = "signature") {
+    if cfg!(feature = "authentication") {
         round_up(2 + MAX_EVIDENCE_LEN as u32, F::ERASE_SIZE as u32)
     } else {
         0

@@ -54,7 +54,7 @@ pub enum Action {
     /// Append this record to the state log, then feed [`Event::RecordWritten`].
     WriteRecord(StateRecord),
     /// Check the staged image (`spare`) against size, target type, security
-    /// counter, SHA-256 and, with the `signature` feature, its signature.
+    /// counter, SHA-256 and, with the `authentication` feature, its evidence.
     VerifyStaged,
     /// Copy the active image (`active`, or the whole partition if unknown) into
     /// recovery and hash the copy.

@@ -13,8 +13,8 @@
 //!
 //! The bootloader side ([`BootSide`]) backs the running image up into recovery.
 //! Before it touches the active partition, it verifies the staged image: size,
-//! SHA-256, target type, security counter and, with the `signature` feature, an
-//! Ed25519 signature. It then installs the image and boots it on trial. The image is reverted
+//! SHA-256, target type, security counter and, with the `authentication`
+//! feature, an Ed25519 signature. It then installs the image and boots it on trial. The image is reverted
 //! from recovery when it reaches the trial boot limit (default 3) unconfirmed
 //! or when the application reports failure. A confirmed image is never
 //! reverted. The security floor (anti-rollback counter) is raised only by
@@ -30,9 +30,12 @@
 //!
 //! - `sha2` (default): [`Sha256`], a software [`Sha256Hasher`]. Without it, supply
 //!   a hasher, for example one driving a hardware hash engine.
-//! - `signature`: staged images must pass an `ImageAuthenticator`, such as
-//!   `ManifestAuthenticator` (the signed syssync release manifest); the
-//!   application stores the evidence (at most 1664 bytes) at the end of staging.
+//! - `authentication`: staged images must pass an `ImageAuthenticator`, such
+//!   as `ManifestAuthenticator`, which checks the signed syssync release
+//!   manifest with any `syssync_proto::Crypto` backend. The application
+//!   stores the evidence (at most 1664 bytes) at the end of staging.
+//! - `signature`: `authentication` with `ed25519-dalek` and syssync-proto's
+//!   `RustCrypto`: adds `Ed25519Authenticator` and `ManifestAuthenticator::new`.
 //! - `log` or `defmt`: log through that crate; with neither, logging compiles to
 //!   nothing. With both, `defmt` is used.
 //!
@@ -108,10 +111,10 @@
 //!     Settings, Sha256, Sha256Hasher, Step, TargetType, Version,
 //! };
 //!
-//! # // The example installs an unsigned image, which the `signature` feature rejects.
-//! # #[cfg(feature = "signature")]
+//! # // The example installs an unsigned image, which the `authentication` feature rejects.
+//! # #[cfg(feature = "authentication")]
 //! # fn main() {}
-//! # #[cfg(not(feature = "signature"))]
+//! # #[cfg(not(feature = "authentication"))]
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let rail = PowerRail::new();
 //! let mut active: FlashSim<2048, 8> = FlashSim::new(FlashConfig::new(64 * 1024), rail.clone())?;
@@ -190,7 +193,7 @@
 extern crate std;
 
 mod app;
-#[cfg(feature = "signature")]
+#[cfg(feature = "authentication")]
 mod auth;
 mod boot;
 mod config;
@@ -204,7 +207,9 @@ mod trace;
 
 pub use app::{AppError, AppSide, StagedImage, Status};
 #[cfg(feature = "signature")]
-pub use auth::{AuthError, Ed25519Authenticator, ImageAuthenticator, ManifestAuthenticator};
+pub use auth::Ed25519Authenticator;
+#[cfg(feature = "authentication")]
+pub use auth::{AuthError, ImageAuthenticator, ManifestAuthenticator};
 pub use boot::{BootError, BootFlashes, BootSide, Step};
 pub use config::{
     Config, ConfigError, FlashError, Layout, Partition, PartitionName, DEFAULT_TRIAL_BOOTS,

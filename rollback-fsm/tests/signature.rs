@@ -135,19 +135,37 @@ fn manifest_evidence(
     signed.encode(&mut out).unwrap().to_vec()
 }
 
+fn trusted_release_keys() -> [TrustedKey; 1] {
+    [TrustedKey {
+        id: 3,
+        public_key: manifest::public_key(&RELEASE_SECRET),
+    }]
+}
+
 #[test]
 fn manifest_signed_image_installs() {
     // Proves that an image whose signed release manifest names exactly it
     // installs, and that a forged signature, an unknown key or a manifest for
     // another image is rejected before the active partition is touched.
+    let trusted = trusted_release_keys();
+    check_manifest_authenticator(&ManifestAuthenticator::new(&trusted));
+}
+
+#[test]
+fn manifest_check_with_salty_crypto() {
+    // Proves the same with the smaller `SaltyCrypto` backend verifying the
+    // manifest signature, as a bootloader short of flash would build it.
+    let trusted = trusted_release_keys();
+    check_manifest_authenticator(&ManifestAuthenticator::with_crypto(
+        &trusted,
+        syssync_proto::SaltyCrypto,
+    ));
+}
+
+fn check_manifest_authenticator(authenticator: &dyn ImageAuthenticator) {
     let factory = TestImage::new(0, 4096);
     let old = TestImage::new(1, 900);
     let new = TestImage::new(2, 1200);
-    let trusted = [TrustedKey {
-        id: 3,
-        public_key: manifest::public_key(&RELEASE_SECRET),
-    }];
-    let authenticator = ManifestAuthenticator::new(&trusted);
 
     let mut device = Dev::new(false, 1, &factory);
     stage_signed(
@@ -155,7 +173,7 @@ fn manifest_signed_image_installs() {
         &old,
         &manifest_evidence(&old, &RELEASE_SECRET, |_| {}),
     );
-    assert_eq!(boot_with(&mut device, &authenticator), BootResult::Booted);
+    assert_eq!(boot_with(&mut device, authenticator), BootResult::Booted);
     device.app().confirm().unwrap();
     assert_eq!(device.active_image(&[&old]), Some(0));
 
@@ -189,7 +207,7 @@ fn manifest_signed_image_installs() {
         stage_signed(&mut run, &new, evidence);
         run.active.reset_counters();
         assert_eq!(
-            boot_with(&mut run, &authenticator),
+            boot_with(&mut run, authenticator),
             BootResult::Booted,
             "{case}"
         );
@@ -208,7 +226,7 @@ fn manifest_signed_image_installs() {
         &new,
         &manifest_evidence(&new, &RELEASE_SECRET, |_| {}),
     );
-    assert_eq!(boot_with(&mut run, &authenticator), BootResult::Booted);
+    assert_eq!(boot_with(&mut run, authenticator), BootResult::Booted);
     assert_eq!(run.active_image(&[&old, &new]), Some(1));
     assert!(run.status().unwrap().on_trial);
 }

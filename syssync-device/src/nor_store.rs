@@ -410,9 +410,12 @@ impl<F: NorFlash> NorFileStore<F> {
     }
 
     /// Writes a new snapshot: every current entry passed through `keep`, then `extra`.
+    ///
+    /// `keep` is a trait object so that the five callers share one copy of
+    /// this function instead of one monomorphised copy each.
     fn rewrite(
         &mut self,
-        mut keep: impl FnMut(&Entry) -> Option<Entry>,
+        keep: &mut dyn FnMut(&Entry) -> Option<Entry>,
         extra: Option<&Entry>,
     ) -> Result<(), StoreError<F::Error>> {
         let directory = self.directory()?;
@@ -473,9 +476,11 @@ impl<F: NorFlash> NorFileStore<F> {
         }
     }
 
+    /// Returns the first directory entry for which `matches` returns `true`.
+    /// `matches` is a trait object for the same reason as in `rewrite`.
     fn find_entry(
         &mut self,
-        mut matches: impl FnMut(&Entry) -> bool,
+        matches: &mut dyn FnMut(&Entry) -> bool,
     ) -> Result<Option<Entry>, StoreError<F::Error>> {
         let directory = self.directory()?;
         for index in 0..usize::from(directory.count) {
@@ -505,7 +510,7 @@ impl<F: NorFlash> NorFileStore<F> {
     }
 
     fn pending_entry(&mut self, file: PendingFile) -> Result<Entry, StoreError<F::Error>> {
-        self.find_entry(|entry| {
+        self.find_entry(&mut |entry| {
             entry.state == STATE_PENDING
                 && entry.first == file.first
                 && entry.sectors == file.sectors
@@ -693,7 +698,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
 
     fn find(&mut self, name: &str) -> Result<Option<FileInfo>, StoreError<F::Error>> {
         Ok(self
-            .find_entry(|entry| entry.state == STATE_COMMITTED && entry.name == name)?
+            .find_entry(&mut |entry| entry.state == STATE_COMMITTED && entry.name == name)?
             .map(|entry| entry.info()))
     }
 
@@ -704,7 +709,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
         buf: &mut [u8],
     ) -> Result<usize, StoreError<F::Error>> {
         let entry = self
-            .find_entry(|entry| entry.state == STATE_COMMITTED && entry.name == name)?
+            .find_entry(&mut |entry| entry.state == STATE_COMMITTED && entry.name == name)?
             .ok_or(StoreError::NotFound)?;
         if offset >= entry.size {
             return Ok(0);
@@ -740,7 +745,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
     ) -> Result<PendingFile, StoreError<F::Error>> {
         let name = valid_name(name).ok_or(StoreError::InvalidArgument)?;
         if let Some(entry) =
-            self.find_entry(|entry| entry.state == STATE_PENDING && entry.name == name)?
+            self.find_entry(&mut |entry| entry.state == STATE_PENDING && entry.name == name)?
         {
             if entry.size == size {
                 return Ok(PendingFile {
@@ -750,7 +755,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
                 });
             }
             let stale = entry.clone();
-            self.rewrite(|kept| (*kept != stale).then(|| kept.clone()), None)?;
+            self.rewrite(&mut |kept| (*kept != stale).then(|| kept.clone()), None)?;
         }
         let needed = size.div_ceil(self.erase);
         let used = self.used_sectors()?;
@@ -781,7 +786,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
             first: first as u16,
             sectors: needed as u16,
         };
-        self.rewrite(|kept| Some(kept.clone()), Some(&entry))?;
+        self.rewrite(&mut |kept| Some(kept.clone()), Some(&entry))?;
         Ok(PendingFile {
             first: first as u16,
             sectors: needed as u16,
@@ -791,7 +796,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
 
     fn find_pending(&mut self, name: &str) -> Result<Option<PendingFile>, StoreError<F::Error>> {
         Ok(self
-            .find_entry(|entry| entry.state == STATE_PENDING && entry.name == name)?
+            .find_entry(&mut |entry| entry.state == STATE_PENDING && entry.name == name)?
             .map(|entry| PendingFile {
                 first: entry.first,
                 sectors: entry.sectors,
@@ -843,7 +848,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
             return Err(StoreError::DirectoryFull);
         }
         self.rewrite(
-            |entry| {
+            &mut |entry| {
                 if *entry == pending {
                     Some(Entry {
                         state: STATE_COMMITTED,
@@ -862,13 +867,13 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
 
     fn discard_pending(&mut self) -> Result<(), StoreError<F::Error>> {
         if self
-            .find_entry(|entry| entry.state == STATE_PENDING)?
+            .find_entry(&mut |entry| entry.state == STATE_PENDING)?
             .is_none()
         {
             return Ok(());
         }
         self.rewrite(
-            |entry| (entry.state != STATE_PENDING).then(|| entry.clone()),
+            &mut |entry| (entry.state != STATE_PENDING).then(|| entry.clone()),
             None,
         )
     }
@@ -878,7 +883,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
             return Ok(false);
         }
         self.rewrite(
-            |entry| {
+            &mut |entry| {
                 (!(entry.state == STATE_COMMITTED && entry.name == name)).then(|| entry.clone())
             },
             None,

@@ -87,6 +87,42 @@ fn expired_manifest_rejected() {
 }
 
 #[test]
+fn expiry_checked_in_seconds() {
+    // Proves that the wall clock is compared in seconds: a manifest that
+    // expires a day after the clock's time installs, one that expired a
+    // second before it is refused.
+    let clock_s = 1_750_000_000;
+    let fresh = release_for(
+        TARGET,
+        Version::new(2, 0, 0, 0),
+        2,
+        clock_s + 86_400,
+        &files(),
+        &[],
+        &RELEASE_SECRET,
+    );
+    let mut world = World::new();
+    let now = world.now;
+    world.device_mut().set_unix_time(now, clock_s);
+    world.server.assign(1, fresh);
+    assert!(world.run_until(2_000, |w| w.confirmed(1)));
+
+    let stale = release_for(
+        TARGET,
+        Version::new(2, 0, 0, 0),
+        2,
+        clock_s - 1,
+        &files(),
+        &[],
+        &RELEASE_SECRET,
+    );
+    let mut world = World::new();
+    let now = world.now;
+    world.device_mut().set_unix_time(now, clock_s);
+    assert_rejected(world, stale, RejectReason::EXPIRED);
+}
+
+#[test]
 fn expiry_without_clock_follows_policy() {
     // Proves that without a wall clock the configured policy decides: reject
     // refuses every manifest, accept installs it.

@@ -48,12 +48,14 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     core::hint::black_box(difference) == 0
 }
 
-#[cfg(feature = "rustcrypto")]
-mod rustcrypto {
+/// HMAC-SHA256 and SHA-256 from RustCrypto's `hmac` and `sha2`, shared by the
+/// software backends.
+#[cfg(any(feature = "rustcrypto", feature = "salty"))]
+mod sha {
     use hmac::{Hmac, Mac};
     use sha2::{Digest, Sha256};
 
-    use super::{Crypto, Sha256Hasher};
+    use super::Sha256Hasher;
 
     impl Sha256Hasher for Sha256 {
         fn update(&mut self, data: &[u8]) {
@@ -64,6 +66,24 @@ mod rustcrypto {
             Digest::finalize(self).into()
         }
     }
+
+    pub(super) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+        // HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+            return [0; 32];
+        };
+        for part in parts {
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().into()
+    }
+}
+
+#[cfg(feature = "rustcrypto")]
+mod rustcrypto {
+    use sha2::{Digest, Sha256};
+
+    use super::Crypto;
 
     /// The software default: RustCrypto `hmac` and `sha2`, and `ed25519-dalek`.
     #[derive(Clone, Copy, Debug, Default)]
@@ -77,14 +97,7 @@ mod rustcrypto {
         }
 
         fn hmac_sha256(&self, key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-            // HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
-            let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
-                return [0; 32];
-            };
-            for part in parts {
-                mac.update(part);
-            }
-            mac.finalize().into_bytes().into()
+            super::sha::hmac_sha256(key, parts)
         }
 
         fn verify_ed25519(
@@ -104,6 +117,12 @@ mod rustcrypto {
 
 #[cfg(feature = "rustcrypto")]
 pub use rustcrypto::RustCrypto;
+
+#[cfg(feature = "salty")]
+mod salty_backend;
+
+#[cfg(feature = "salty")]
+pub use salty_backend::SaltyCrypto;
 
 /// A postcard serializer output that feeds a SHA-256 computation, so that a
 /// value can be hashed in its wire encoding without a buffer for the whole of it.

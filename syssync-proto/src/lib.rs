@@ -12,7 +12,9 @@
 //! - [`segment`]: segmentation for classic CAN and CAN FD links, with
 //!   caller-provided buffers.
 //! - [`crypto`]: the [`Crypto`] trait; [`RustCrypto`] is the software default
-//!   (feature `rustcrypto`), a hardware engine can replace it.
+//!   (feature `rustcrypto`), a hardware engine can replace it. `SaltyCrypto`
+//!   (feature `salty`) verifies Ed25519 with the smaller and slower `salty`
+//!   crate, for targets short of flash.
 //!
 //! The crate is `no_std` without `alloc`; every collection is bounded by a
 //! constant in [`limits`]. `docs/PROTOCOL.md` in the repository specifies the
@@ -75,6 +77,8 @@ pub mod types;
 pub use codes::{FailureCode, RefusalCode, RejectReason, RevertReason};
 #[cfg(feature = "rustcrypto")]
 pub use crypto::RustCrypto;
+#[cfg(feature = "salty")]
+pub use crypto::SaltyCrypto;
 pub use crypto::{Crypto, Sha256Hasher};
 pub use error::{BodyError, EncodeError, FrameError, ManifestError};
 pub use frame::{Binding, Frame};

@@ -34,6 +34,7 @@ pub struct ManifestFile {
     /// Size in bytes.
     pub size: u32,
     /// SHA-256 of the whole file.
+    #[serde(deserialize_with = "crate::types::deserialize_digest")]
     pub sha256: Sha256Digest,
 }
 

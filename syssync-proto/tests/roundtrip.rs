@@ -312,6 +312,22 @@ proptest! {
     }
 
     #[test]
+    fn inventory_normalize_restores_order(sorted in inventory(), rotation in 0usize..32) {
+        // A reversed and rotated file list normalizes back to the sorted list,
+        // and the digest does not depend on the order of the files.
+        prop_assert!(sorted.is_normalized());
+        let mut shuffled = sorted.clone();
+        shuffled.files.reverse();
+        if !shuffled.files.is_empty() {
+            let len = shuffled.files.len();
+            shuffled.files.rotate_left(rotation % len);
+        }
+        prop_assert_eq!(shuffled.digest(&RustCrypto), sorted.digest(&RustCrypto));
+        shuffled.normalize();
+        prop_assert_eq!(shuffled, sorted);
+    }
+
+    #[test]
     fn manifests_round_trip(manifest in manifest()) {
         let mut buffer = [0u8; 2048];
         let body = manifest.encode(&mut buffer).unwrap();

@@ -165,10 +165,10 @@ impl<const IW: usize, const EW: usize> Device<IW, EW> {
     /// Runs the bootloader of one power-on until it boots, fails, or the power is cut.
     pub(crate) fn boot(&mut self) -> BootResult {
         let rail = self.rail.clone();
-        #[cfg(feature = "signature")]
-        let authenticator = rollback_fsm::Ed25519Authenticator::new(signing_key().verifying_key());
+        #[cfg(feature = "authentication")]
+        let authenticator = test_authenticator();
         let mut boot = self.boot_side();
-        #[cfg(feature = "signature")]
+        #[cfg(feature = "authentication")]
         boot.set_authenticator(&authenticator);
         let result = boot.run();
         match result {
@@ -210,16 +210,49 @@ impl<const IW: usize, const EW: usize> Device<IW, EW> {
     }
 }
 
-/// Returns the key that signs test images when the `signature` feature is on.
-#[cfg(feature = "signature")]
+/// Returns the key that signs test images when the `authentication` feature is on.
+#[cfg(feature = "authentication")]
 pub(crate) fn signing_key() -> ed25519_dalek::SigningKey {
     ed25519_dalek::SigningKey::from_bytes(&[7; 32])
 }
 
+/// Returns the crate's descriptor signature check for [`signing_key`].
+#[cfg(feature = "signature")]
+fn test_authenticator() -> rollback_fsm::Ed25519Authenticator {
+    rollback_fsm::Ed25519Authenticator::new(signing_key().verifying_key())
+}
+
+/// Returns a descriptor signature check for [`signing_key`], in place of
+/// `Ed25519Authenticator`, which only the `signature` feature builds.
+#[cfg(all(feature = "authentication", not(feature = "signature")))]
+fn test_authenticator() -> DescriptorSignature {
+    DescriptorSignature(signing_key().verifying_key())
+}
+
+/// Ed25519 over the image descriptor, checked with the test's own
+/// `ed25519-dalek` dependency.
+#[cfg(all(feature = "authentication", not(feature = "signature")))]
+struct DescriptorSignature(ed25519_dalek::VerifyingKey);
+
+#[cfg(all(feature = "authentication", not(feature = "signature")))]
+impl rollback_fsm::ImageAuthenticator for DescriptorSignature {
+    fn authenticate(
+        &self,
+        descriptor: &rollback_fsm::ImageDescriptor,
+        evidence: &[u8],
+    ) -> Result<(), rollback_fsm::AuthError> {
+        let signature = ed25519_dalek::Signature::from_slice(evidence)
+            .map_err(|_| rollback_fsm::AuthError::MalformedEvidence)?;
+        self.0
+            .verify_strict(&descriptor.to_bytes(), &signature)
+            .map_err(|_| rollback_fsm::AuthError::InvalidSignature)
+    }
+}
+
 /// Returns the evidence stored with `image`: its signature with the
-/// `signature` feature, else nothing.
+/// `authentication` feature, else nothing.
 pub(crate) fn evidence_for(image: &TestImage) -> Vec<u8> {
-    #[cfg(feature = "signature")]
+    #[cfg(feature = "authentication")]
     {
         use ed25519_dalek::Signer;
         signing_key()
@@ -227,7 +260,7 @@ pub(crate) fn evidence_for(image: &TestImage) -> Vec<u8> {
             .to_bytes()
             .to_vec()
     }
-    #[cfg(not(feature = "signature"))]
+    #[cfg(not(feature = "authentication"))]
     {
         let _ = image;
         Vec::new()

@@ -116,8 +116,13 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
 
     fn unix_now_s(&self, now: Instant) -> Option<u64> {
         let offset = self.unix_offset_ms?;
-        let unix_ms = i128::from(now.0) + i128::from(offset);
-        u64::try_from(unix_ms / 1000).ok()
+        // 64-bit arithmetic, because a 128-bit division takes about 700 bytes
+        // of code on a Cortex-M4. Times beyond i64::MAX milliseconds (292
+        // million years) saturate.
+        let unix_ms = i64::try_from(now.0)
+            .unwrap_or(i64::MAX)
+            .saturating_add(offset);
+        u64::try_from(unix_ms).ok().map(|ms| ms / 1000)
     }
 
     fn reject(&mut self, job: JobId, reason: RejectReason) {

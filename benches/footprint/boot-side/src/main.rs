@@ -1,6 +1,7 @@
 //! Size probe for the boot side: rollback-fsm's bootloader step function and
 //! image verification (SHA-256, and with the `signature` feature the signed
-//! release manifest: Ed25519 and the manifest's match with the staged image),
+//! release manifest: Ed25519 through syssync-proto's `SaltyCrypto` and the
+//! manifest's match with the staged image),
 //! linked for a Cortex-M4F with 512 KiB flash and 128 KiB RAM.
 //!
 //! The flash driver is a stand-in: reads come from the memory-mapped flash and
@@ -109,7 +110,8 @@ fn main() -> ! {
         public_key: black_box([0x3B; 32]),
     }];
     #[cfg(feature = "signature")]
-    let authenticator = rollback_fsm::ManifestAuthenticator::new(&trusted);
+    let authenticator =
+        rollback_fsm::ManifestAuthenticator::with_crypto(&trusted, syssync_proto::SaltyCrypto);
     #[cfg(feature = "signature")]
     boot.set_authenticator(&authenticator);
 

@@ -1,0 +1,225 @@
+//! Known-answer check of the size probes' crypto on an emulated Cortex-M4.
+//!
+//! The size probes build SHA-256 with sha2's `force-soft-compact` rounds and
+//! verify Ed25519 with syssync-proto's `SaltyCrypto`, whose `salty` crate
+//! switches to its own assembly field arithmetic on Cortex-M4. Host tests run
+//! neither of those code paths, so this program runs them on QEMU's Arm MPS2
+//! AN386 board (a Cortex-M4): FIPS 180-2 SHA-256 vectors, RFC 4231 HMAC
+//! vectors, the strict Ed25519 cases and Project Wycheproof's EdDSA vectors.
+//! It prints one line per group through semihosting and exits with status 0
+//! only if every check passed.
+//!
+//! Usage: `bash benches/footprint/on-target.sh` (needs `qemu-system-arm`).
+#![no_std]
+#![no_main]
+
+use cortex_m_rt::entry;
+use cortex_m_semihosting::{debug, hprintln};
+use syssync_proto::{Crypto, SaltyCrypto};
+
+/// Project Wycheproof's EdDSA vectors, as the host tests read them.
+const WYCHEPROOF: &str = include_str!("../../../../syssync-proto/tests/data/wycheproof_eddsa.txt");
+
+/// The order of the Ed25519 base point, little-endian.
+const GROUP_ORDER: [u8; 32] = [
+    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10,
+];
+
+/// Counts of passed and failed checks.
+#[derive(Default)]
+struct Tally {
+    passed: u32,
+    failed: u32,
+}
+
+impl Tally {
+    fn check(&mut self, ok: bool, name: &str) {
+        if ok {
+            self.passed += 1;
+        } else {
+            self.failed += 1;
+            hprintln!("FAILED: {}", name);
+        }
+    }
+}
+
+/// Decodes `text` as hex into the start of `out` and returns the byte count,
+/// or `None` for invalid hex or a too small `out`.
+fn decode_hex(text: &str, out: &mut [u8]) -> Option<usize> {
+    if text == "-" {
+        return Some(0);
+    }
+    let digits = text.as_bytes();
+    if digits.len() % 2 != 0 || digits.len() / 2 > out.len() {
+        return None;
+    }
+    for (byte, pair) in out.iter_mut().zip(digits.chunks(2)) {
+        let high = (pair[0] as char).to_digit(16)?;
+        let low = (pair[1] as char).to_digit(16)?;
+        *byte = (high * 16 + low) as u8;
+    }
+    Some(digits.len() / 2)
+}
+
+fn hex<const N: usize>(text: &str) -> [u8; N] {
+    let mut out = [0u8; N];
+    match decode_hex(text, &mut out) {
+        Some(len) if len == N => out,
+        _ => panic!("invalid hex constant: {}", text),
+    }
+}
+
+fn check_sha256(tally: &mut Tally) {
+    let crypto = SaltyCrypto;
+    tally.check(
+        crypto.sha256(&[b"abc"])
+            == hex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+        "SHA-256 of abc",
+    );
+    tally.check(
+        crypto.sha256(&[b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"])
+            == hex("248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"),
+        "SHA-256 of the two-block message",
+    );
+    let mut hasher = crypto.sha256_start();
+    let block = [b'a'; 1000];
+    for _ in 0..1000 {
+        syssync_proto::Sha256Hasher::update(&mut hasher, &block);
+    }
+    tally.check(
+        syssync_proto::Sha256Hasher::finalize(hasher)
+            == hex("cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"),
+        "SHA-256 of a million a",
+    );
+    tally.check(
+        crypto.hmac_sha256(&[0x0b; 20], &[b"Hi ", b"There"])
+            == hex("b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"),
+        "HMAC-SHA256, RFC 4231 case 1",
+    );
+    tally.check(
+        crypto.hmac_sha256(b"Jefe", &[b"what do ya want for nothing?"])
+            == hex("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"),
+        "HMAC-SHA256, RFC 4231 case 2",
+    );
+}
+
+fn check_strict_ed25519(tally: &mut Tally) {
+    let crypto = SaltyCrypto;
+    // RFC 8032 section 7.1, test 1: an empty message.
+    let public: [u8; 32] = hex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
+    let signature: [u8; 64] = hex("e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b");
+    tally.check(
+        crypto.verify_ed25519(&public, b"", &signature),
+        "RFC 8032 test 1",
+    );
+    tally.check(
+        !crypto.verify_ed25519(&public, b"x", &signature),
+        "RFC 8032 test 1, other message",
+    );
+
+    // s + L satisfies the same equation, and strict verification rejects it.
+    let mut malleated = signature;
+    let mut carry = 0u16;
+    for (byte, order) in malleated[32..].iter_mut().zip(GROUP_ORDER) {
+        let sum = u16::from(*byte) + u16::from(order) + carry;
+        *byte = sum as u8;
+        carry = sum >> 8;
+    }
+    tally.check(
+        !crypto.verify_ed25519(&public, b"", &malleated),
+        "s + L rejected",
+    );
+
+    // The identity as key with R = identity and s = 0 passes the plain equation.
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let mut forged = [0u8; 64];
+    forged[0] = 1;
+    tally.check(
+        !crypto.verify_ed25519(&identity, b"any", &forged),
+        "small-order key rejected",
+    );
+}
+
+fn check_wycheproof(tally: &mut Tally) -> u32 {
+    let crypto = SaltyCrypto;
+    let mut count = 0;
+    let mut message = [0u8; 2048];
+    for line in WYCHEPROOF.lines().filter(|line| !line.starts_with('#')) {
+        let fields = line.split(" # ").next().unwrap_or("");
+        let mut parts = fields.split(' ');
+        let (Some(id), Some(result), Some(public), Some(signature), Some(text)) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            tally.check(false, "malformed Wycheproof line");
+            continue;
+        };
+        count += 1;
+        let valid = result == "valid";
+        let mut key = [0u8; 32];
+        let mut raw = [0u8; 256];
+        let (Some(32), Some(signature_len), Some(message_len)) = (
+            decode_hex(public, &mut key),
+            decode_hex(signature, &mut raw),
+            decode_hex(text, &mut message),
+        ) else {
+            tally.check(false, id);
+            continue;
+        };
+        if signature_len != 64 {
+            // The `Crypto` trait takes 64 bytes, so these never reach a backend.
+            tally.check(!valid, id);
+            continue;
+        }
+        let mut signature = [0u8; 64];
+        signature.copy_from_slice(&raw[..64]);
+        let verified = crypto.verify_ed25519(&key, &message[..message_len], &signature);
+        tally.check(verified == valid, id);
+    }
+    count
+}
+
+#[entry]
+fn main() -> ! {
+    let mut tally = Tally::default();
+    check_sha256(&mut tally);
+    hprintln!(
+        "SHA-256 and HMAC-SHA256: {} passed, {} failed",
+        tally.passed,
+        tally.failed
+    );
+
+    check_strict_ed25519(&mut tally);
+    hprintln!(
+        "plus strict Ed25519: {} passed, {} failed",
+        tally.passed,
+        tally.failed
+    );
+
+    let vectors = check_wycheproof(&mut tally);
+    hprintln!(
+        "plus {} Wycheproof EdDSA vectors: {} passed, {} failed",
+        vectors,
+        tally.passed,
+        tally.failed
+    );
+
+    if tally.failed == 0 && vectors == 145 {
+        debug::exit(debug::EXIT_SUCCESS);
+    } else {
+        debug::exit(debug::EXIT_FAILURE);
+    }
+    loop {}
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    hprintln!("panic: {}", info);
+    debug::exit(debug::EXIT_FAILURE);
+    loop {}
+}
