@@ -47,7 +47,13 @@ struct Args {
     firmware_dir: Option<PathBuf>,
     /// Worker threads (default: one per core). The report is the same for
     /// any number.
-    #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        hide_default_value = true,
+        value_parser = parse_threads
+    )]
     threads: usize,
 }
 
@@ -56,6 +62,19 @@ fn threads(asked: usize) -> usize {
     match asked {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n,
+    }
+}
+
+/// Most worker threads `--threads` accepts; more only add switching.
+const MAX_THREADS: usize = 256;
+
+/// Parses `--threads`: 0 for one per core, else 1 to [`MAX_THREADS`].
+fn parse_threads(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(threads) if threads <= MAX_THREADS => Ok(threads),
+        _ => Err(format!(
+            "expected 0 (one thread per core) or a number of threads from 1 to {MAX_THREADS}, got '{text}'"
+        )),
     }
 }
 
@@ -157,14 +176,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn devices_option_names_what_it_accepts() {
-        // Proves that --devices takes 1 and up, and that negative, zero and
-        // non-numeric counts get a message naming the accepted range.
+    fn options_name_accepted_ranges() {
+        // Proves that --devices takes 1 and up and --threads 0 to 256, and
+        // that other values get a message naming the accepted range.
         assert_eq!(parse_devices("300"), Ok(300));
         for bad in ["-5", "0", "many", ""] {
             let error = parse_devices(bad).expect_err(bad);
             assert!(error.contains("from 1 to"), "{error}");
         }
+        for bad in ["-1", "257", "100000", "two"] {
+            let error = parse_threads(bad).expect_err(bad);
+            assert!(error.contains("from 1 to 256"), "{error}");
+        }
+        assert_eq!(parse_threads("0"), Ok(0));
+        assert_eq!(parse_threads("256"), Ok(256));
         let args = Args::try_parse_from(["syssync-sim", "--devices", "-5"])
             .expect_err("a negative fleet is refused");
         assert!(
