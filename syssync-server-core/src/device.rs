@@ -582,6 +582,10 @@ impl<S: Storage, C: Crypto> Server<S, C> {
         let status = self.store.job(slot.job).map(|job| job.status);
         let cancelled = slot.state == DeviceJobState::Abandoned
             || status.is_none_or(|s| s == JobStatus::Cancelled);
+        // A paused job refuses chunk requests, so a device that gives up its
+        // download then is not a failed attempt: it is offered the job again
+        // when the job resumes.
+        let paused = status == Some(JobStatus::Paused);
         let cause = match report.outcome {
             JobOutcome::Installed => {
                 return if slot.state == DeviceJobState::Confirmed {
@@ -596,7 +600,7 @@ impl<S: Storage, C: Crypto> Server<S, C> {
             JobOutcome::Failed(code) => FailureCause::Failed(code),
             JobOutcome::Reverted(reason) => FailureCause::Reverted(reason),
             JobOutcome::Rejected(reason) => FailureCause::Rejected(reason),
-            JobOutcome::Cancelled if cancelled => {
+            JobOutcome::Cancelled if cancelled || paused => {
                 request.device.job = None;
                 return Decision::Idle(request.interval_s);
             }

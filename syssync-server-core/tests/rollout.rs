@@ -233,6 +233,53 @@ fn failure_threshold_pauses_and_resume_continues() {
 }
 
 #[test]
+fn pause_charges_no_attempt_for_dropped_downloads() {
+    // Proves that a device that gives up its download because the job paused
+    // (its chunk requests are refused) gets no failed attempt and no failure
+    // notice, and is offered the job again after a resume.
+    let (mut server, account, mut devices, release) = fleet(6);
+    let mut spec = fleet_job(release, T0);
+    spec.failure_threshold = Some(FailureThreshold {
+        max_failed_permille: 300,
+        min_sample: 4,
+    });
+    let job = create_job(&mut server, T0, account, spec);
+    for device in devices.iter_mut().take(5) {
+        let (reply, _) = device.check_in(&mut server, T0);
+        device.accept(&reply);
+    }
+    for device in devices.iter_mut().take(2) {
+        device.report(
+            &mut server,
+            T0 + 2,
+            job,
+            JobOutcome::Failed(FailureCode::FLASH_WRITE),
+        );
+        device.job = None;
+    }
+    let before = server.job_progress(account, job).expect("progress");
+    assert_eq!(before.status, JobStatus::Paused);
+
+    let (reply, notes) = devices[2].report(&mut server, T0 + 3, job, JobOutcome::Cancelled);
+    devices[2].job = None;
+    assert!(matches!(reply, Reply::Idle(_)), "{reply:?}");
+    assert!(
+        notes
+            .iter()
+            .all(|n| n.kind != NotificationKind::DeviceFailed),
+        "{notes:?}"
+    );
+    let after = server.job_progress(account, job).expect("progress");
+    assert_eq!(after.counters, before.counters);
+
+    server
+        .execute(T0 + 10, account, Command::ResumeJob { job })
+        .expect("resume");
+    let (reply, _) = devices[2].check_in(&mut server, T0 + 11);
+    assert_eq!(devices[2].accept(&reply), job);
+}
+
+#[test]
 fn cancelled_job_cancels_devices_and_offers_nothing() {
     // Proves a cancel reaches devices on the job and stops new offers.
     let (mut server, account, mut devices, release) = fleet(2);
