@@ -33,8 +33,9 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
     /// Uses small synthetic images even when the real ones fit in memory. With
-    /// real images each device needs about 4 MiB; fleets over 6 GiB of
-    /// simulated flash switch to synthetic images on their own.
+    /// real images each device needs about 2 MiB; fleets over 6 GiB of
+    /// simulated flash switch to synthetic images on their own. The real
+    /// files are still read and checked, for their names and sizes.
     #[arg(long)]
     synthetic: bool,
     /// Prints no progress lines on stderr.
@@ -55,6 +56,14 @@ struct Args {
         value_parser = parse_threads
     )]
     threads: usize,
+}
+
+/// Returns whether two paths name the same existing file.
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
 }
 
 /// Returns the number of worker threads that `--threads` requests.
@@ -112,9 +121,24 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Open the JSON output before the run, so that a bad path fails at once
-    // rather than after a long simulation.
-    let mut json_file = match &args.json {
+    // Open a temporary file beside the JSON output before the run, so that a
+    // bad path fails at once rather than after a long simulation, and an
+    // existing report is replaced only by a complete one.
+    if let (Some(json), Some(scenario)) = (&args.json, &args.scenario) {
+        if same_file(json, scenario) {
+            eprintln!(
+                "error: --json {} would overwrite the scenario file",
+                json.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+    let json_temporary = args.json.as_ref().map(|path| {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(".partial");
+        path.with_file_name(name)
+    });
+    let mut json_file = match &json_temporary {
         Some(path) => match std::fs::File::create(path) {
             Ok(file) => Some(file),
             Err(error) => {
@@ -137,6 +161,9 @@ fn main() -> ExitCode {
         Ok(report) => report,
         Err(error) => {
             eprintln!("error: {error}");
+            if let Some(path) = &json_temporary {
+                let _ = std::fs::remove_file(path);
+            }
             return ExitCode::FAILURE;
         }
     };
@@ -147,19 +174,42 @@ fn main() -> ExitCode {
     // A closed stdout (say, piped into `head`) ends the printing quietly
     // instead of panicking; the exit code still reports the fleet's outcome.
     let mut stdout = std::io::stdout().lock();
-    let _ = write!(stdout, "{}", report.to_table()).and_then(|()| {
+    let printed = write!(stdout, "{}", report.to_table()).and_then(|()| {
         writeln!(
             stdout,
-            "wall time  {:.1} s on {} threads, peak memory {peak}",
+            "wall time  {:.1} s on {}, peak memory {peak}",
             started.elapsed().as_secs_f64(),
-            threads(args.threads)
+            match threads(args.threads) {
+                1 => "1 thread".to_owned(),
+                n => format!("{n} threads"),
+            }
         )
     });
-    if let (Some(file), Some(path)) = (json_file.as_mut(), &args.json) {
-        if let Err(error) = file.write_all(report.to_json().as_bytes()) {
-            eprintln!("error: cannot write {}: {error}", path.display());
+    if let Err(error) = printed.and_then(|()| stdout.flush()) {
+        if error.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: cannot print the summary: {error}");
             return ExitCode::FAILURE;
         }
+    }
+    if let (Some(file), Some(temporary), Some(path)) =
+        (json_file.as_mut(), &json_temporary, &args.json)
+    {
+        let written = file
+            .write_all(report.to_json().as_bytes())
+            .and_then(|()| file.sync_all())
+            .and_then(|()| std::fs::rename(temporary, path));
+        if let Err(error) = written {
+            eprintln!("error: cannot write {}: {error}", path.display());
+            let _ = std::fs::remove_file(temporary);
+            return ExitCode::FAILURE;
+        }
+    }
+    if !report.errors.is_empty() {
+        eprintln!(
+            "error: the run had {} server errors (the `error` lines above); check the scenario",
+            report.errors.len()
+        );
+        return ExitCode::FAILURE;
     }
     if report.bricked > 0 || report.settings_changed > 0 {
         eprintln!(

@@ -178,6 +178,12 @@ pub fn build_release(
     let (image, mut checksums_verified, dir) = match source {
         ImageSource::Files(dir) => {
             let file: FirmwareFile = dir.load(&release.image)?;
+            if file.bytes.is_empty() {
+                return Err(ReleaseError::Scenario(ScenarioError(format!(
+                    "release `{}`: application image {} is empty",
+                    release.name, release.image
+                ))));
+            }
             (file.bytes, file.checked, *dir)
         }
         ImageSource::Synthetic { dir, image_size } => {

@@ -324,7 +324,7 @@ impl Report {
                 let _ = write!(out, "; paused at {}", hours(paused));
             }
             if let Some(completed) = rollout.completed_s {
-                let _ = write!(out, "; complete at {}", hours(completed));
+                let _ = write!(out, "; all updated at {}", hours(completed));
             }
             let _ = writeln!(out);
         }

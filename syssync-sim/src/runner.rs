@@ -143,7 +143,15 @@ pub fn run(mut scenario: Scenario, settings: &RunSettings) -> Result<Report, Str
         if devices == 0 {
             return Err("--devices must be at least 1".into());
         }
+        let (failing, events) = (scenario.faults.failing_devices.len(), scenario.events.len());
         resize_fleet(&mut scenario, devices);
+        let dropped =
+            failing - scenario.faults.failing_devices.len() + (events - scenario.events.len());
+        if dropped > 0 {
+            eprintln!(
+                "warning: --devices {devices} drops {dropped} scenario entries (failing devices, fleet events) that name devices outside the new fleet"
+            );
+        }
     }
     if let Some(seed) = settings.seed {
         scenario.seed = seed;

@@ -317,6 +317,14 @@ fn check(condition: bool, message: impl FnOnce() -> String) -> Result<(), Scenar
     }
 }
 
+/// Longest check-in interval a scenario accepts, in seconds (a week).
+const MAX_CHECK_IN_INTERVAL_S: u32 = 7 * 24 * 3600;
+
+/// Returns the name a device stores a plain file under: its last path component.
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
 fn check_share(value: f64, what: &str) -> Result<(), ScenarioError> {
     check((0.0..=1.0).contains(&value), || {
         format!("{what} is {value}; expected a share between 0 and 1")
@@ -383,9 +391,15 @@ impl Scenario {
             !self.fleet.target.is_empty() && self.fleet.target.len() <= 32,
             || "fleet.target must have 1 to 32 bytes".into(),
         )?;
-        check(self.fleet.check_in_interval_s >= 10, || {
-            "fleet.check_in_interval_s must be at least 10 s".into()
-        })?;
+        check(
+            (10..=MAX_CHECK_IN_INTERVAL_S).contains(&self.fleet.check_in_interval_s),
+            || {
+                format!(
+                    "fleet.check_in_interval_s is {}; expected 10 to {MAX_CHECK_IN_INTERVAL_S} s (a week)",
+                    self.fleet.check_in_interval_s
+                )
+            },
+        )?;
         check_share(self.fleet.late_online_share, "fleet.late_online_share")?;
         check_hours(self.fleet.late_online_hours, "fleet.late_online_hours")?;
         if let Some(members) = self.fleet.group_members {
@@ -414,6 +428,9 @@ impl Scenario {
                 gateway.segment_loss,
                 &format!("gateway `{}` segment_loss", gateway.name),
             )?;
+            check(gateway.segment_loss < 1.0, || {
+                format!("gateway `{}` segment_loss must be below 1", gateway.name)
+            })?;
         }
         for (index, release) in self.releases.iter().enumerate() {
             parse_version(&release.version)?;
@@ -426,6 +443,20 @@ impl Scenario {
             check(release.files.len() < 16, || {
                 format!("release `{}` has more than 15 plain files", release.name)
             })?;
+            for (position, file) in release.files.iter().enumerate() {
+                let name = file_name(file);
+                check(
+                    release.files[..position]
+                        .iter()
+                        .all(|other| file_name(other) != name),
+                    || {
+                        format!(
+                            "release `{}` lists two files named `{name}`; a device stores files by name",
+                            release.name
+                        )
+                    },
+                )?;
+            }
         }
         for (index, release) in self.releases.iter().enumerate() {
             let shared = self.releases[..index]
@@ -457,9 +488,17 @@ impl Scenario {
                 "rollout attempt_limit must be at least 1".into()
             })?;
             check_share(rollout.failure_threshold, "rollout failure_threshold")?;
-            check(rollout.in_progress_timeout_hours > 0.0, || {
-                "rollout in_progress_timeout_hours must be positive".into()
-            })?;
+            check(
+                rollout.in_progress_timeout_hours.is_finite()
+                    && rollout.in_progress_timeout_hours * 3600.0 >= 1.0,
+                || {
+                    format!(
+                        "rollout in_progress_timeout_hours is {}; expected at least one second ({:.6} h)",
+                        rollout.in_progress_timeout_hours,
+                        1.0 / 3600.0
+                    )
+                },
+            )?;
             check(!rollout.phases.is_empty(), || {
                 "a rollout needs at least one phase".into()
             })?;
@@ -552,6 +591,40 @@ mod tests {
         let text = DEFAULT_SCENARIO.replace("{ share = 1.0,", "{ share = 0.9,");
         let error = Scenario::from_toml(&text).unwrap_err();
         assert!(error.0.contains("last phase"), "{error}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_rejected() {
+        // Proves that values the server or the links cannot take are scenario
+        // errors that name the field, not failures in the middle of a run.
+        let cases = [
+            (
+                "segment_loss = 0.001",
+                "segment_loss = 1.0",
+                "segment_loss must be below 1",
+            ),
+            (
+                "check_in_interval_s = 900",
+                "check_in_interval_s = 4294967295",
+                "check_in_interval_s is 4294967295",
+            ),
+            (
+                "failure_threshold = 0.2",
+                "failure_threshold = 0.2\nin_progress_timeout_hours = 0.0001",
+                "in_progress_timeout_hours is 0.0001",
+            ),
+            (
+                "files = [\"config/network.json\", \"config/telemetry.json\"]",
+                "files = [\"config/network.json\", \"other/network.json\"]",
+                "two files named `network.json`",
+            ),
+        ];
+        for (from, to, expected) in cases {
+            assert!(DEFAULT_SCENARIO.contains(from), "{from}");
+            let text = DEFAULT_SCENARIO.replacen(from, to, 1);
+            let error = Scenario::from_toml(&text).expect_err(to);
+            assert!(error.0.contains(expected), "{to}: {error}");
+        }
     }
 
     #[test]

@@ -1,0 +1,74 @@
+//! The command line keeps the user's files safe: a failed run leaves an
+//! existing JSON report alone, and `--json` never overwrites the scenario.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Returns a fresh, empty folder for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("syssync-sim-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temporary folder");
+    dir
+}
+
+fn simulator() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_syssync-sim"))
+}
+
+#[test]
+fn failed_run_keeps_old_report() {
+    // Proves that a run that fails (an image is missing) exits with an error
+    // and leaves the previous JSON report as it was.
+    let dir = scratch("keep");
+    let scenario = dir.join("missing-image.toml");
+    let text = include_str!("../scenarios/transfer.toml")
+        .replace("esp8266-20190125-v1.10.bin", "no-such-image.bin");
+    std::fs::write(&scenario, text).expect("scenario written");
+    let report = dir.join("report.json");
+    std::fs::write(&report, "previous report").expect("report written");
+
+    let output = simulator()
+        .arg("--scenario")
+        .arg(&scenario)
+        .arg("--json")
+        .arg(&report)
+        .arg("--quiet")
+        .output()
+        .expect("the simulator starts");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no-such-image.bin"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&report).expect("report kept"),
+        "previous report"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn json_never_overwrites_scenario() {
+    // Proves that `--json` naming the scenario file itself is refused before
+    // anything is written.
+    let dir = scratch("self");
+    let scenario = dir.join("transfer.toml");
+    let text = include_str!("../scenarios/transfer.toml");
+    std::fs::write(&scenario, text).expect("scenario written");
+
+    let output = simulator()
+        .arg("--scenario")
+        .arg(&scenario)
+        .arg("--json")
+        .arg(&scenario)
+        .arg("--quiet")
+        .output()
+        .expect("the simulator starts");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("would overwrite the scenario"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&scenario).expect("scenario kept"),
+        text
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
