@@ -70,6 +70,8 @@ impl<E: fmt::Debug> fmt::Display for DriverError<E> {
     }
 }
 
+impl<E: core::fmt::Debug> core::error::Error for DriverError<E> {}
+
 impl<E> From<ReadExactError<E>> for DriverError<E> {
     fn from(error: ReadExactError<E>) -> Self {
         match error {

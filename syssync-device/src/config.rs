@@ -101,6 +101,8 @@ impl fmt::Display for ConfigError {
     }
 }
 
+impl core::error::Error for ConfigError {}
+
 impl Config {
     /// Creates the default configuration trusting `trusted_keys`.
     pub fn new(trusted_keys: &[TrustedKey]) -> Result<Self, ConfigError> {

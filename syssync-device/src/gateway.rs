@@ -48,6 +48,8 @@ impl fmt::Display for GatewayError {
     }
 }
 
+impl core::error::Error for GatewayError {}
+
 impl From<SegmentError> for GatewayError {
     fn from(error: SegmentError) -> Self {
         GatewayError::Segment(error)

@@ -71,6 +71,73 @@
 //! journal from the file store, and carries on from there. That construction
 //! is the "reset done" input.
 //!
+//! # Building the engine
+//!
+//! With rollback-fsm's application side (feature `rollback-fsm`) and the NOR
+//! file store. `flash-sim` stands in for the chip's flash drivers here; each
+//! partition may be its own driver or a window of one chip.
+//!
+//! ```
+//! # #[cfg(all(feature = "rollback-fsm", feature = "rustcrypto"))]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use flash_sim::{FlashConfig, FlashSim, PowerRail};
+//! use rollback_fsm::{Layout, Partition, Settings};
+//! use syssync_device::boot::setting;
+//! use syssync_device::rollback::RollbackFsmBoot;
+//! use syssync_device::{Config, Engine, Instant, NorFileStore};
+//! use syssync_proto::{RustCrypto, TrustedKey};
+//!
+//! type Flash = FlashSim<4096, 4>;
+//! let rail = PowerRail::new();
+//! let flash = |bytes: usize| Flash::new(FlashConfig::new(bytes), rail.clone());
+//! let image = 256 * 1024;
+//! let (mut staging, mut state, mut settings) = (flash(image)?, flash(8192)?, flash(8192)?);
+//! let mut files = flash(64 * 1024)?;
+//!
+//! // In the factory: the device's identity goes into the settings store.
+//! let mut store = Settings::new(&mut settings, Partition::new(0, 8192))?;
+//! store.write(setting::DEVICE_ID, &1_000_042u64.to_le_bytes())?;
+//! store.write(setting::DEVICE_KEY, &[7; 32])?;
+//! store.write(setting::TARGET_TYPE, b"esp8266-4m")?;
+//!
+//! // After every reset: the bootloader's configuration, the boot side, the
+//! // file store (one scratch sector) and the engine.
+//! let layout = Layout {
+//!     active: Partition::new(0, image as u32),
+//!     staging: Partition::new(0, image as u32),
+//!     recovery: Partition::new(0, image as u32),
+//!     state: Partition::new(0, 8192),
+//! };
+//! let boot_config = rollback_fsm::Config::try_new(layout, "esp8266-4m")?;
+//! let boot = RollbackFsmBoot::new(
+//!     boot_config,
+//!     &mut staging,
+//!     &mut state,
+//!     &mut settings,
+//!     Partition::new(0, 8192),
+//! )?;
+//! let store = NorFileStore::new(&mut files, 1)?;
+//! let release_key = TrustedKey { id: 1, public_key: [0x5a; 32] };
+//! let config = Config::new(&[release_key])?;
+//! let mut now = Instant(0);
+//! let mut engine = Engine::new(config, boot, store, RustCrypto, now, 1_000_042)?;
+//!
+//! // The drive loop above takes over from here: the first check-in goes out
+//! // when the engine's timer expires.
+//! engine.set_network(now, true);
+//! if let Some(wake) = engine.poll_timeout() {
+//!     now = wake;
+//! }
+//! engine.handle_timeout(now);
+//! let mut frame = [0u8; syssync_proto::MAX_FRAME_LEN];
+//! let check_in = engine.poll_transmit(now, &mut frame).ok_or("no check-in")?;
+//! assert!(check_in <= 40, "a check-in is {check_in} bytes");
+//! # Ok(())
+//! # }
+//! # #[cfg(not(all(feature = "rollback-fsm", feature = "rustcrypto")))]
+//! # fn main() {}
+//! ```
+//!
 //! # Check-ins
 //!
 //! The engine checks in every 900 s by default, plus a jitter of up to 10 %

@@ -90,6 +90,8 @@ impl core::fmt::Display for LayoutError {
     }
 }
 
+impl core::error::Error for LayoutError {}
+
 /// A pending file of a [`NorFileStore`]: its extent and size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PendingFile {

@@ -33,6 +33,27 @@ pub enum RollbackFsmError {
     InvalidTarget,
 }
 
+impl core::fmt::Display for RollbackFsmError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RollbackFsmError::App(error) => write!(f, "rollback-fsm application side: {error}"),
+            RollbackFsmError::Config(error) => write!(f, "rollback-fsm layout: {error}"),
+            RollbackFsmError::Staging(kind) => write!(f, "staging flash access failed: {kind:?}"),
+            RollbackFsmError::OutOfRange => {
+                f.write_str("staging access outside the staging partition")
+            }
+            RollbackFsmError::CannotCancelInstall => f.write_str(
+                "an install request cannot be withdrawn; the next boot installs the image",
+            ),
+            RollbackFsmError::InvalidTarget => {
+                f.write_str("the image's target type is not a valid rollback-fsm target type")
+            }
+        }
+    }
+}
+
+impl core::error::Error for RollbackFsmError {}
+
 impl From<AppError> for RollbackFsmError {
     fn from(error: AppError) -> Self {
         RollbackFsmError::App(error)

@@ -69,6 +69,8 @@ impl<E: fmt::Debug> fmt::Display for StoreError<E> {
     }
 }
 
+impl<E: core::fmt::Debug> core::error::Error for StoreError<E> {}
+
 /// Files, pending files and the download journal.
 ///
 /// A pending file is created with its final size, written in place, and made

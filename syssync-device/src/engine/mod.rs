@@ -160,6 +160,8 @@ impl core::fmt::Display for InitError {
     }
 }
 
+impl core::error::Error for InitError {}
+
 /// Logs an event with its ids and codes.
 fn log_event(event: &Event) {
     match *event {
