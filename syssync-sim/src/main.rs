@@ -27,7 +27,7 @@ struct Args {
     #[arg(long, value_name = "N", value_parser = parse_devices, allow_negative_numbers = true)]
     devices: Option<u32>,
     /// Seed of all random choices, overriding the scenario's.
-    #[arg(long, value_name = "S")]
+    #[arg(long, value_name = "S", value_parser = parse_seed, allow_negative_numbers = true)]
     seed: Option<u64>,
     /// Writes the full report as JSON to FILE.
     #[arg(long, value_name = "FILE")]
@@ -85,6 +85,16 @@ fn parse_threads(text: &str) -> Result<usize, String> {
             "expected 0 (one thread per core) or a number of threads from 1 to {MAX_THREADS}, got '{text}'"
         )),
     }
+}
+
+/// Parses `--seed`, with an error message that names the accepted range.
+fn parse_seed(text: &str) -> Result<u64, String> {
+    text.trim().parse::<u64>().map_err(|_| {
+        format!(
+            "expected a whole number from 0 to {}, got '{text}'",
+            u64::MAX
+        )
+    })
 }
 
 /// Parses `--devices`, with an error message that names the accepted range.
@@ -239,6 +249,9 @@ mod tests {
             assert!(error.contains("from 1 to 256"), "{error}");
         }
         assert_eq!(parse_threads("0"), Ok(0));
+        assert_eq!(parse_seed("7"), Ok(7));
+        let error = parse_seed("-1").expect_err("a negative seed is refused");
+        assert!(error.contains("from 0 to"), "{error}");
         assert_eq!(parse_threads("256"), Ok(256));
         let args = Args::try_parse_from(["syssync-sim", "--devices", "-5"])
             .expect_err("a negative fleet is refused");

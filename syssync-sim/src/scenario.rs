@@ -317,6 +317,9 @@ fn check(condition: bool, message: impl FnOnce() -> String) -> Result<(), Scenar
     }
 }
 
+/// Longest simulated run a scenario accepts, in hours (ten years).
+const MAX_DURATION_HOURS: f64 = 87_600.0;
+
 /// Longest check-in interval a scenario accepts, in seconds (a week).
 const MAX_CHECK_IN_INTERVAL_S: u32 = 7 * 24 * 3600;
 
@@ -386,6 +389,15 @@ impl Scenario {
     /// Checks every rule that the TOML types do not.
     pub fn validate(&self) -> Result<(), ScenarioError> {
         check_hours(self.duration_hours, "duration_hours")?;
+        check(
+            self.duration_hours > 0.0 && self.duration_hours <= MAX_DURATION_HOURS,
+            || {
+                format!(
+                    "duration_hours is {}; expected more than 0 and at most {MAX_DURATION_HOURS} (ten years)",
+                    self.duration_hours
+                )
+            },
+        )?;
         check(self.fleet.devices > 0, || "fleet.devices is 0".into())?;
         check(
             !self.fleet.target.is_empty() && self.fleet.target.len() <= 32,
@@ -602,6 +614,16 @@ mod tests {
                 "segment_loss = 0.001",
                 "segment_loss = 1.0",
                 "segment_loss must be below 1",
+            ),
+            (
+                "duration_hours = 72",
+                "duration_hours = 1e12",
+                "duration_hours is 1000000000000",
+            ),
+            (
+                "duration_hours = 72",
+                "duration_hours = 0",
+                "duration_hours is 0",
             ),
             (
                 "check_in_interval_s = 900",
