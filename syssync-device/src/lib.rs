@@ -74,7 +74,7 @@
 //! # Building the engine
 //!
 //! With rollback-fsm's application side (feature `rollback-fsm`) and the NOR
-//! file store. `flash-sim` stands in for the chip's flash drivers here; each
+//! file store. Here `flash-sim` replaces the chip's flash drivers; each
 //! partition may be its own driver or a window of one chip.
 //!
 //! ```

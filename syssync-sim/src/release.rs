@@ -23,7 +23,7 @@ pub const MANIFEST_LIFETIME_S: u64 = 365 * 24 * 3600;
 #[derive(Clone)]
 pub struct ReleaseKey {
     secret: [u8; 32],
-    /// Derived once: every provisioned device asks for it.
+    /// The public key, derived once because every provisioned device needs it.
     public: [u8; 32],
 }
 

@@ -317,10 +317,10 @@ fn check(condition: bool, message: impl FnOnce() -> String) -> Result<(), Scenar
     }
 }
 
-/// Longest simulated run a scenario accepts, in hours (ten years).
+/// Maximum simulated duration a scenario accepts, in hours (ten years).
 const MAX_DURATION_HOURS: f64 = 87_600.0;
 
-/// Longest check-in interval a scenario accepts, in seconds (a week).
+/// Maximum check-in interval a scenario accepts, in seconds (a week).
 const MAX_CHECK_IN_INTERVAL_S: u32 = 7 * 24 * 3600;
 
 /// Returns the name a device stores a plain file under: its last path component.
