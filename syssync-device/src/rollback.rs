@@ -196,6 +196,9 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> BootControl for RollbackFsmBoot<S, T
             // The same image after a reset: keep what is staged.
             return Ok(());
         }
+        // NOTE: the evidence is empty, so a bootloader built with rollback-fsm's
+        // `authentication` feature rejects this image at install. The engine
+        // would have to pass the signed manifest it accepted.
         Ok(app.begin_staging(&descriptor, &[])?)
     }
 
