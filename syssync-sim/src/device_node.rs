@@ -120,7 +120,8 @@ impl<const E: usize> FleetDevice<E> {
     /// active partition, identity and application settings in the settings
     /// store, everything else erased. The device is powered off until the
     /// first [`DeviceModel::reset`].
-    /// `memo` holds the signature checks that the devices of a run share.
+    ///
+    /// `memo` contains the signature checks that the devices of a run share.
     pub fn provision(
         spec: &DeviceSpec<'_>,
         check_in_interval_s: u32,

@@ -67,8 +67,8 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
 }
 
 /// Returns the number of worker threads that `--threads` requests.
-fn threads(asked: usize) -> usize {
-    match asked {
+fn threads(requested: usize) -> usize {
+    match requested {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n,
     }

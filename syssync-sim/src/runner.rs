@@ -162,14 +162,7 @@ pub fn run(mut scenario: Scenario, settings: &RunSettings) -> Result<Report, Str
     let real = build_releases(&scenario, &ImageSource::Files(&dir), &key)?;
 
     let max_image = real.iter().map(|r| r.image.len() as u32).max().unwrap_or(0);
-    let max_files = real
-        .iter()
-        .map(|r| r.files.iter().map(|f| f.bytes.len() as u32).sum::<u32>())
-        .max()
-        .unwrap_or(0);
-    let file_count = real.iter().map(|r| r.files.len() as u32).max().unwrap_or(0) + 4;
-    let per_device =
-        Geometry::for_release_sizes(REAL_SECTOR as u32, max_image, max_files, file_count).total();
+    let per_device = flash_per_device(&real, REAL_SECTOR as u32);
     let fits = per_device * u64::from(scenario.fleet.devices) <= FLASH_MEMORY_BUDGET;
     if fits && !settings.force_synthetic && !scenario.synthetic_images {
         let fidelity = Fidelity {
@@ -217,6 +210,25 @@ fn check_memory(scenario: &Scenario, releases: &[BuiltRelease]) -> Result<(), St
     let Some(available) = available_memory_bytes() else {
         return Ok(());
     };
+    let flash = flash_per_device(releases, SYNTHETIC_SECTOR as u32);
+    let per_device = flash + DEVICE_OVERHEAD_BYTES;
+    let needed = per_device.saturating_mul(u64::from(scenario.fleet.devices));
+    if needed > available {
+        return Err(format!(
+            "a fleet of {} devices needs about {} MiB of memory ({} KiB per device), but {} MiB are available; use fewer devices (at most about {})",
+            scenario.fleet.devices,
+            needed >> 20,
+            per_device >> 10,
+            available >> 20,
+            available / per_device
+        ));
+    }
+    Ok(())
+}
+
+/// Returns the simulated flash of one device, in bytes, for the largest image
+/// and file set of `releases` and erase size `sector`.
+fn flash_per_device(releases: &[BuiltRelease], sector: u32) -> u64 {
     let max_image = releases
         .iter()
         .map(|r| r.image.len() as u32)
@@ -233,22 +245,7 @@ fn check_memory(scenario: &Scenario, releases: &[BuiltRelease]) -> Result<(), St
         .max()
         .unwrap_or(0)
         + 4;
-    let flash =
-        Geometry::for_release_sizes(SYNTHETIC_SECTOR as u32, max_image, max_files, file_count)
-            .total();
-    let per_device = flash + DEVICE_OVERHEAD_BYTES;
-    let needed = per_device.saturating_mul(u64::from(scenario.fleet.devices));
-    if needed > available {
-        return Err(format!(
-            "a fleet of {} devices needs about {} MiB of memory ({} KiB per device), but {} MiB are available; use fewer devices (at most about {})",
-            scenario.fleet.devices,
-            needed >> 20,
-            per_device >> 10,
-            available >> 20,
-            available / per_device
-        ));
-    }
-    Ok(())
+    Geometry::for_release_sizes(sector, max_image, max_files, file_count).total()
 }
 
 /// Returns the memory available to new processes in bytes, where the

@@ -1,10 +1,10 @@
 //! The discrete-event fleet simulation: devices, links, gateways, power cuts
 //! and the server, driven in simulated time.
 //!
-//! All randomness comes from ChaCha8 generators: two per device (one for what
-//! the device and its uplink do, one for its downlink), seeded from the
-//! scenario seed and the device index, so that adding devices does not change
-//! the others' random choices.
+//! All randomness comes from ChaCha8 generators, two per device: one for the
+//! device's own choices and its uplink, one for its downlink. They are seeded
+//! from the scenario seed and the device index, so adding devices does not
+//! change the others' random choices.
 //!
 //! # Parallel windows
 //!
@@ -713,6 +713,10 @@ pub struct Simulation<D, S> {
     fleet_wide: EventQueue<FleetWide>,
     /// Shortest time any frame takes over any link, in milliseconds (at least 1).
     lookahead: SimTime,
+    /// Length of the largest application image, where power cuts are placed.
+    image_len: u64,
+    /// Worker threads, built once for provisioning, the run and the final checks.
+    pool: std::sync::Arc<rayon::ThreadPool>,
     jobs: Vec<Option<JobId>>,
     phase_opened: Vec<Vec<Option<u64>>>,
     paused: Vec<Option<u64>>,
@@ -819,7 +823,7 @@ impl<D: DeviceModel + Send, S: ServerModel + Send> Simulation<D, S> {
                 powered: false,
             })
         };
-        let pool = thread_pool(options.threads)?;
+        let pool = std::sync::Arc::new(thread_pool(options.threads)?);
         let shards: Vec<Shard<D>> = pool.install(|| {
             (0..SHARDS)
                 .into_par_iter()
@@ -858,6 +862,7 @@ impl<D: DeviceModel + Send, S: ServerModel + Send> Simulation<D, S> {
             .collect();
         // A direct frame takes at least the latency; a gateway adds bus time.
         let lookahead = SimTime::from(scenario.faults.latency_ms).max(1);
+        let image_len = max_image_len(&releases);
         Ok(Self {
             releases,
             fidelity,
@@ -873,6 +878,8 @@ impl<D: DeviceModel + Send, S: ServerModel + Send> Simulation<D, S> {
             },
             fleet_wide: EventQueue::new(),
             lookahead,
+            image_len,
+            pool,
             jobs: vec![None; rollouts],
             phase_opened,
             paused: vec![None; rollouts],
@@ -902,14 +909,8 @@ impl<D: DeviceModel + Send, S: ServerModel + Send> Simulation<D, S> {
     }
 
     /// Runs the scenario to its end and returns the report.
-    pub fn run(mut self) -> Report {
-        let pool = match thread_pool(self.options.threads) {
-            Ok(pool) => pool,
-            Err(error) => {
-                self.errors.push(error);
-                return self.finish(0);
-            }
-        };
+    pub fn run(self) -> Report {
+        let pool = std::sync::Arc::clone(&self.pool);
         pool.install(|| self.run_windows())
     }
 
@@ -958,7 +959,7 @@ impl<D: DeviceModel + Send, S: ServerModel + Send> Simulation<D, S> {
             scenario: &self.scenario,
             releases: &self.releases,
             jobs: &self.jobs,
-            image_len: max_image_len(&self.releases),
+            image_len: self.image_len,
         };
         let due = |time: Option<SimTime>| time.is_some_and(|time| time < until);
         let busy = self
@@ -1307,10 +1308,7 @@ impl<D: DeviceModel + Send, S: ServerModel + Send> Simulation<D, S> {
                 })
                 .collect()
         };
-        let checked: Vec<Vec<(bool, bool)>> = match thread_pool(self.options.threads) {
-            Ok(pool) => pool.install(|| self.shards.par_iter_mut().map(checks).collect()),
-            Err(_) => self.shards.iter_mut().map(checks).collect(),
-        };
+        let checked: Vec<Vec<(bool, bool)>> = self.shards.par_iter_mut().map(checks).collect();
         let mut running: BTreeMap<String, u64> = BTreeMap::new();
         let mut gateways: Vec<GatewayReport> = self
             .scenario
