@@ -10,6 +10,7 @@ use crate::config::{
     Region, MAX_CHUNK,
 };
 use crate::core::{check_descriptor, decide, Action, Event, Halt, Policy};
+use crate::descriptor::ImageDescriptor;
 use crate::hash::Sha256Hasher;
 use crate::log::{Loaded, StateLog};
 use crate::record::{Rejection, StateRecord};
@@ -251,47 +252,41 @@ where
             return Ok(Step::Continue(job.action));
         }
 
-        let (loaded, event) = match (self.loaded, self.event.take()) {
+        let (loaded, event) = match (&mut self.loaded, self.event.take()) {
             (Some(loaded), Some(event)) => (loaded, event),
-            _ => {
-                let loaded = self.log.load(&mut self.flashes.state)?;
-                self.loaded = Some(loaded);
-                (loaded, Event::PowerOn)
-            }
+            (slot, _) => (
+                slot.insert(self.log.load(&mut self.flashes.state)?),
+                Event::PowerOn,
+            ),
         };
-        let record = loaded.record;
-        let action = decide(&record, &event, &self.policy);
-
+        let action = decide(&loaded.record, &event, &self.policy);
+        // The arms below copy out only the fields they need, so the record is
+        // not copied whole on every step.
         match action {
             Action::WriteRecord(next) => {
-                let mut loaded = loaded;
-                let written = self
-                    .log
-                    .append(&mut self.flashes.state, &mut loaded, &next)?;
+                self.log.append(&mut self.flashes.state, loaded, &next)?;
                 log_info!(
                     "state record {} written: phase {}",
-                    written.seq,
-                    written.phase as u8
+                    loaded.record.seq,
+                    loaded.record.phase as u8
                 );
-                self.loaded = Some(loaded);
                 self.event = Some(Event::RecordWritten);
             }
             Action::VerifyStaged => {
-                let result = self.verify_staged(&record)?;
+                let (staged, floor) = (loaded.record.spare, loaded.record.security_floor);
+                let result = self.verify_staged(staged, floor)?;
                 if let Err(rejection) = result {
                     log_warn!("staged image rejected: reason {}", rejection as u8);
                 }
                 self.event = Some(Event::StagedChecked(result));
             }
             Action::BackupActive => {
-                let size = record
-                    .active
-                    .map_or(self.policy.active_size, |image| image.size);
+                let size = size_of_image(&loaded.record.active).unwrap_or(self.policy.active_size);
                 self.hasher.reset();
                 self.start_copy(CopyKind::Backup, size, action, Event::BackupDone(None));
             }
             Action::InstallStaged => {
-                let size = record.active.map_or(0, |image| image.size);
+                let size = size_of_image(&loaded.record.active).unwrap_or(0);
                 self.start_copy(
                     CopyKind::Install,
                     size,
@@ -300,25 +295,15 @@ where
                 );
             }
             Action::RevertFromRecovery => {
-                let size = record.spare.map_or(0, |image| image.size);
+                let size = size_of_image(&loaded.record.spare).unwrap_or(0);
                 self.start_copy(CopyKind::Revert, size, action, Event::RevertChecked(false));
             }
             Action::CheckRecovery => {
-                let ok = match record.spare {
-                    Some(image) => {
-                        self.region_matches(Checked::Recovery, image.size, &image.sha256)?
-                    }
-                    None => false,
-                };
+                let ok = self.image_matches(Checked::Recovery, Checked::Recovery)?;
                 self.event = Some(Event::RecoveryChecked(ok));
             }
             Action::CheckActive => {
-                let ok = match record.active {
-                    Some(image) => {
-                        self.region_matches(Checked::Active, image.size, &image.sha256)?
-                    }
-                    None => false,
-                };
+                let ok = self.image_matches(Checked::Active, Checked::Active)?;
                 self.event = Some(Event::ActiveChecked(ok));
             }
             Action::BootActive => {
@@ -399,35 +384,42 @@ where
         }
 
         self.copy = None;
-        let record = self
-            .loaded
-            .map(|loaded| loaded.record)
-            .unwrap_or(StateRecord::safe());
         let event = match job.kind {
             CopyKind::Backup => {
                 let digest = self.hasher.finish();
                 let ok = self.region_matches(Checked::Recovery, job.size, &digest)?;
                 Event::BackupDone(ok.then_some(digest))
             }
+            // The installed copy must match the new image, which the record
+            // now describes as active.
             CopyKind::Install => {
-                let expected = record.active.map(|image| image.sha256);
-                let ok = match expected {
-                    Some(digest) => self.region_matches(Checked::Active, job.size, &digest)?,
-                    None => false,
-                };
-                Event::InstallChecked(ok)
+                Event::InstallChecked(self.image_matches(Checked::Active, Checked::Active)?)
             }
+            // The reverted copy must match the recovery image (`spare`).
             CopyKind::Revert => {
-                let expected = record.spare.map(|image| image.sha256);
-                let ok = match expected {
-                    Some(digest) => self.region_matches(Checked::Active, job.size, &digest)?,
-                    None => false,
-                };
-                Event::RevertChecked(ok)
+                Event::RevertChecked(self.image_matches(Checked::Active, Checked::Recovery)?)
             }
         };
         self.event = Some(event);
         Ok(())
+    }
+
+    /// Hashes `partition` over the size of the image the record describes as
+    /// `described` (`Active` for `active`, `Recovery` for `spare`) and compares
+    /// it with that image's SHA-256. False if the record describes no such image.
+    fn image_matches(
+        &mut self,
+        partition: Checked,
+        described: Checked,
+    ) -> Result<bool, FlashError> {
+        let image = self.loaded.as_ref().and_then(|loaded| match described {
+            Checked::Active => loaded.record.active.as_ref(),
+            Checked::Recovery => loaded.record.spare.as_ref(),
+        });
+        let Some((size, digest)) = image.map(|image| (image.size, image.sha256)) else {
+            return Ok(false);
+        };
+        self.region_matches(partition, size, &digest)
     }
 
     /// Hashes the first `size` bytes of `partition` and compares them with `expected`.
@@ -437,46 +429,52 @@ where
         size: u32,
         expected: &[u8; 32],
     ) -> Result<bool, FlashError> {
-        let digest = match partition {
-            Checked::Recovery => hash_region(
+        match partition {
+            Checked::Recovery => hash_matches(
                 &mut self.flashes.recovery,
                 self.recovery,
                 size,
                 &mut self.buf,
                 self.chunk,
                 &mut self.hasher,
-            )?,
-            Checked::Active => hash_region(
+                expected,
+            ),
+            Checked::Active => hash_matches(
                 &mut self.flashes.active,
                 self.active,
                 size,
                 &mut self.buf,
                 self.chunk,
                 &mut self.hasher,
-            )?,
-        };
-        Ok(digest == Some(*expected))
+                expected,
+            ),
+        }
     }
 
-    fn verify_staged(&mut self, record: &StateRecord) -> Result<Result<(), Rejection>, FlashError> {
-        let Some(staged) = record.spare else {
+    fn verify_staged(
+        &mut self,
+        staged: Option<ImageDescriptor>,
+        security_floor: u32,
+    ) -> Result<Result<(), Rejection>, FlashError> {
+        let Some(staged) = staged else {
             return Ok(Err(Rejection::Missing));
         };
-        if let Err(rejection) = check_descriptor(&staged, &self.policy, record.security_floor) {
+        if let Err(rejection) = check_descriptor(&staged, &self.policy, security_floor) {
             return Ok(Err(rejection));
         }
         if staged.size > self.evidence_offset {
             return Ok(Err(Rejection::Size));
         }
-        let digest = hash_region(
+        let digest_ok = hash_matches(
             &mut self.flashes.staging,
             self.staging,
             staged.size,
             &mut self.buf,
             self.chunk,
             &mut self.hasher,
+            &staged.sha256,
         )?;
-        if digest != Some(staged.sha256) {
+        if !digest_ok {
             return Ok(Err(Rejection::Digest));
         }
         #[cfg(feature = "authentication")]
@@ -488,7 +486,7 @@ where
 
     /// Reads the evidence stored after the staged image and checks it.
     #[cfg(feature = "authentication")]
-    fn authenticate(&mut self, staged: &crate::ImageDescriptor) -> Result<bool, FlashError> {
+    fn authenticate(&mut self, staged: &ImageDescriptor) -> Result<bool, FlashError> {
         use crate::config::MAX_EVIDENCE_LEN;
 
         let Some(authenticator) = self.authenticator else {
@@ -520,6 +518,11 @@ where
             .authenticate(staged, &evidence[2..2 + len])
             .is_ok())
     }
+}
+
+/// Returns the size of the described image, if there is one.
+fn size_of_image(image: &Option<ImageDescriptor>) -> Option<u32> {
+    image.as_ref().map(|image| image.size)
 }
 
 fn check_chunk<F: NorFlash>(chunk: u32, name: PartitionName) -> Result<(), ConfigError> {
@@ -578,17 +581,19 @@ impl ChunkCopy<'_> {
     }
 }
 
-/// Hashes the first `size` bytes of `region`; returns `None` if `size` does not fit.
-fn hash_region<F: ReadNorFlash, H: Sha256Hasher>(
+/// Hashes the first `size` bytes of `region` and compares the digest with
+/// `expected`; false if `size` is zero or does not fit the region.
+fn hash_matches<F: ReadNorFlash, H: Sha256Hasher>(
     flash: &mut F,
     region: Region,
     size: u32,
     buf: &mut [u8; MAX_CHUNK as usize],
     chunk: u32,
     hasher: &mut H,
-) -> Result<Option<[u8; 32]>, FlashError> {
+    expected: &[u8; 32],
+) -> Result<bool, FlashError> {
     if size == 0 || size > region.part.size {
-        return Ok(None);
+        return Ok(false);
     }
     hasher.reset();
     let mut at = 0;
@@ -598,7 +603,7 @@ fn hash_region<F: ReadNorFlash, H: Sha256Hasher>(
         hasher.update(&buf[..valid]);
         at += chunk;
     }
-    Ok(Some(hasher.finish()))
+    Ok(hasher.finish() == *expected)
 }
 
 impl core::error::Error for BootError {}

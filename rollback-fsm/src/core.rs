@@ -90,25 +90,36 @@ pub enum Halt {
 /// [`Action::Halt`] after a bounded number of steps: no event sequence leads
 /// back to an earlier copy without a new record from the application.
 pub fn decide(state: &StateRecord, event: &Event, policy: &Policy) -> Action {
+    // Every record the bootloader writes starts as a copy of the current one
+    // with the bootloader as writer; each arm changes only what it must.
+    let mut next = StateRecord {
+        writer: Writer::Bootloader,
+        ..*state
+    };
     match *event {
-        Event::PowerOn if needs_seal(state) => {
-            // The record may come from a torn write whose unstable bits read
-            // as valid now and as invalid later. Rewriting it fixes how it is
-            // read from now on, before anything acts on it.
-            Action::WriteRecord(StateRecord {
-                writer: Writer::Bootloader,
-                ..*state
-            })
+        // The record may come from a torn write whose unstable bits read as
+        // valid now and as invalid later. Rewriting it unchanged fixes how it
+        // is read from now on, before anything acts on it.
+        Event::PowerOn if needs_seal(state) => {}
+        Event::PowerOn | Event::RecordWritten => match state.phase {
+            Phase::Idle | Phase::Staging => return Action::BootActive,
+            Phase::InstallRequested => return Action::VerifyStaged,
+            Phase::Backup => return Action::BackupActive,
+            Phase::Install => return Action::InstallStaged,
+            // Trial boots are counted at power-on only.
+            Phase::Trial if *event == Event::RecordWritten => return Action::BootActive,
+            Phase::Trial if state.trial_boots >= policy.trial_boots => {
+                start_revert(&mut next, RevertReason::TrialLimit)
+            }
+            Phase::Trial => next.trial_boots += 1,
+            Phase::Revert => return Action::CheckRecovery,
+        },
+        Event::StagedChecked(Ok(())) => {
+            next.phase = Phase::Backup;
+            next.revert_reason = None;
+            next.rejection = None;
         }
-        Event::PowerOn => on_phase(state, true, policy),
-        Event::RecordWritten => on_phase(state, false, policy),
-        Event::StagedChecked(Ok(())) => Action::WriteRecord(StateRecord {
-            phase: Phase::Backup,
-            revert_reason: None,
-            rejection: None,
-            ..boot_record(state)
-        }),
-        Event::StagedChecked(Err(rejection)) => abandon(state, rejection),
+        Event::StagedChecked(Err(rejection)) => abandon(&mut next, rejection),
         Event::BackupDone(Some(digest)) => {
             let old = match state.active {
                 Some(old) => ImageDescriptor {
@@ -123,37 +134,32 @@ pub fn decide(state: &StateRecord, event: &Event, policy: &Policy) -> Action {
                     security_counter: 0,
                 },
             };
-            Action::WriteRecord(StateRecord {
-                phase: Phase::Install,
-                active: state.spare,
-                spare: Some(old),
-                ..boot_record(state)
-            })
+            next.phase = Phase::Install;
+            next.active = state.spare;
+            next.spare = Some(old);
         }
-        Event::BackupDone(None) => abandon(state, Rejection::BackupFailed),
-        Event::InstallChecked(true) => Action::WriteRecord(StateRecord {
-            phase: Phase::Trial,
-            trial_boots: 1,
-            ..boot_record(state)
-        }),
-        Event::InstallChecked(false) => start_revert(state, RevertReason::InstallVerifyFailed),
-        Event::RecoveryChecked(true) => Action::RevertFromRecovery,
-        Event::RecoveryChecked(false) => Action::CheckActive,
-        Event::ActiveChecked(true) => Action::WriteRecord(StateRecord {
-            phase: Phase::Idle,
-            trial_boots: 0,
-            rejection: Some(Rejection::RecoveryInvalid),
-            ..boot_record(state)
-        }),
-        Event::ActiveChecked(false) => Action::Halt(Halt::NoValidImage),
-        Event::RevertChecked(true) => Action::WriteRecord(StateRecord {
-            phase: Phase::Idle,
-            trial_boots: 0,
-            active: state.spare,
-            ..boot_record(state)
-        }),
-        Event::RevertChecked(false) => Action::Halt(Halt::RevertFailed),
+        Event::BackupDone(None) => abandon(&mut next, Rejection::BackupFailed),
+        Event::InstallChecked(true) => {
+            next.phase = Phase::Trial;
+            next.trial_boots = 1;
+        }
+        Event::InstallChecked(false) => start_revert(&mut next, RevertReason::InstallVerifyFailed),
+        Event::RecoveryChecked(true) => return Action::RevertFromRecovery,
+        Event::RecoveryChecked(false) => return Action::CheckActive,
+        Event::ActiveChecked(true) => {
+            next.phase = Phase::Idle;
+            next.trial_boots = 0;
+            next.rejection = Some(Rejection::RecoveryInvalid);
+        }
+        Event::ActiveChecked(false) => return Action::Halt(Halt::NoValidImage),
+        Event::RevertChecked(true) => {
+            next.phase = Phase::Idle;
+            next.trial_boots = 0;
+            next.active = state.spare;
+        }
+        Event::RevertChecked(false) => return Action::Halt(Halt::RevertFailed),
     }
+    Action::WriteRecord(next)
 }
 
 /// Returns whether the record must be rewritten before it is acted on at power-on.
@@ -166,48 +172,17 @@ fn needs_seal(state: &StateRecord) -> bool {
         || matches!(state.phase, Phase::Backup | Phase::Install | Phase::Revert)
 }
 
-fn on_phase(state: &StateRecord, power_on: bool, policy: &Policy) -> Action {
-    match state.phase {
-        Phase::Idle | Phase::Staging => Action::BootActive,
-        Phase::InstallRequested => Action::VerifyStaged,
-        Phase::Backup => Action::BackupActive,
-        Phase::Install => Action::InstallStaged,
-        Phase::Trial if !power_on => Action::BootActive,
-        Phase::Trial if state.trial_boots >= policy.trial_boots => {
-            start_revert(state, RevertReason::TrialLimit)
-        }
-        Phase::Trial => Action::WriteRecord(StateRecord {
-            trial_boots: state.trial_boots + 1,
-            ..boot_record(state)
-        }),
-        Phase::Revert => Action::CheckRecovery,
-    }
-}
-
-fn boot_record(state: &StateRecord) -> StateRecord {
-    StateRecord {
-        writer: Writer::Bootloader,
-        ..*state
-    }
-}
-
-fn start_revert(state: &StateRecord, reason: RevertReason) -> Action {
-    Action::WriteRecord(StateRecord {
-        phase: Phase::Revert,
-        revert_reason: Some(reason),
-        ..boot_record(state)
-    })
+fn start_revert(next: &mut StateRecord, reason: RevertReason) {
+    next.phase = Phase::Revert;
+    next.revert_reason = Some(reason);
 }
 
 /// Gives up the staged image before the active partition was touched.
-fn abandon(state: &StateRecord, rejection: Rejection) -> Action {
-    Action::WriteRecord(StateRecord {
-        phase: Phase::Idle,
-        trial_boots: 0,
-        rejection: Some(rejection),
-        spare: None,
-        ..boot_record(state)
-    })
+fn abandon(next: &mut StateRecord, rejection: Rejection) {
+    next.phase = Phase::Idle;
+    next.trial_boots = 0;
+    next.rejection = Some(rejection);
+    next.spare = None;
 }
 
 /// Checks the fields of a staged descriptor that need no flash access.

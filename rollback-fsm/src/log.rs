@@ -72,38 +72,42 @@ impl StateLog {
     /// Unless the newest valid record is of this format version and fully
     /// understood, the record is the safe state ([`StateRecord::safe`]).
     pub(crate) fn load<F: ReadNorFlash>(&self, flash: &mut F) -> Result<Loaded, FlashError> {
-        let mut best: Option<(u32, SlotPosition, Option<StateRecord>)> = None;
+        // Highest sequence number and slot so far; the body read from that
+        // slot is kept and decoded once, so every decision uses the same read.
+        let mut best: Option<(u32, SlotPosition)> = None;
+        let mut best_body = [0u8; RECORD_LEN];
         let mut body = [0u8; RECORD_LEN];
         for sector in 0..self.sectors {
             for slot in 0..self.slots_per_sector {
                 let position = SlotPosition { sector, slot };
                 let at = self.slot_offset(position) + self.write_size;
                 self.region.read(flash, at, &mut body)?;
-                let (seq, record) = match StateRecord::decode(&body) {
-                    Decoded::Record(record) => (record.seq, Some(record)),
-                    Decoded::Unrecognised { seq } => (seq, None),
-                    Decoded::Invalid => continue,
+                let Some(seq) = StateRecord::checked_seq(&body) else {
+                    continue;
                 };
-                if best.as_ref().is_none_or(|(best_seq, _, _)| seq > *best_seq) {
-                    best = Some((seq, position, record));
+                if best.is_none_or(|(best_seq, _)| seq > best_seq) {
+                    best = Some((seq, position));
+                    best_body = body;
                 }
             }
         }
-        Ok(match best {
-            Some((seq, position, record)) => Loaded {
-                record: record.unwrap_or(StateRecord::safe()),
-                last_seq: seq,
-                position: Some(position),
-            },
-            None => Loaded {
-                record: StateRecord::safe(),
-                last_seq: 0,
-                position: None,
-            },
+        let (last_seq, position) = match best {
+            Some((seq, position)) => (seq, Some(position)),
+            None => (0, None),
+        };
+        let record = match StateRecord::decode(&best_body) {
+            Decoded::Record(record) => record,
+            Decoded::Unrecognised { .. } | Decoded::Invalid => StateRecord::safe(),
+        };
+        Ok(Loaded {
+            record,
+            last_seq,
+            position,
         })
     }
 
-    /// Appends `record` with the next sequence number and makes it current.
+    /// Appends `record` with the next sequence number and makes it current
+    /// in `loaded`.
     ///
     /// NOTE: a slot whose torn marker reads as all `0xFF` can be written again.
     /// Bits that the new record leaves at 1 can then stay unstable, and the
@@ -118,48 +122,53 @@ impl StateLog {
         flash: &mut F,
         loaded: &mut Loaded,
         record: &StateRecord,
-    ) -> Result<StateRecord, FlashError> {
-        let (sector, first_slot) = match loaded.position {
+    ) -> Result<(), FlashError> {
+        let (mut sector, mut slot) = match loaded.position {
             Some(position) => (position.sector, position.slot + 1),
             None => (0, 0),
         };
+        // Whether `sector` was erased by this call; then its slots need no check.
+        let mut erased = false;
+        let mut body = record.to_bytes();
 
         // Every slot passed over raises the sequence number by one more, so the
         // new record outranks any torn record in those slots, even one whose
         // unstable bits later read as valid.
-        let mut skipped = 0u32;
+        let mut seq = loaded.last_seq.wrapping_add(1);
         let mut last_error = None;
-        for slot in first_slot..self.slots_per_sector {
+        loop {
+            if slot == self.slots_per_sector {
+                if erased {
+                    break;
+                }
+                // The next sector in the ring holds only older records.
+                // Without a current record, sector 0 itself is erased.
+                if loaded.position.is_some() {
+                    sector = (sector + 1) % self.sectors;
+                }
+                let from = sector * self.sector_size;
+                self.region.erase(flash, from, from + self.sector_size)?;
+                erased = true;
+                slot = 0;
+            }
             let position = SlotPosition { sector, slot };
-            let record = with_seq(record, loaded.last_seq, skipped);
-            if !self.slot_is_erased(flash, position)? {
-                skipped += 1;
+            slot += 1;
+            if !erased && !self.slot_is_erased(flash, position)? {
+                seq = seq.wrapping_add(1);
                 continue;
             }
-            match self.write_slot(flash, position, &record.to_bytes()) {
-                Ok(true) => return Ok(commit(loaded, position, record)),
+            StateRecord::set_seq(&mut body, seq);
+            match self.write_slot(flash, position, &body) {
+                Ok(true) => {
+                    loaded.record = StateRecord { seq, ..*record };
+                    loaded.last_seq = seq;
+                    loaded.position = Some(position);
+                    return Ok(());
+                }
                 Ok(false) => {}
                 Err(error) => last_error = Some(error),
             }
-            skipped += 1;
-        }
-
-        let next = if loaded.position.is_some() {
-            (sector + 1) % self.sectors
-        } else {
-            sector
-        };
-        let from = next * self.sector_size;
-        self.region.erase(flash, from, from + self.sector_size)?;
-        for slot in 0..self.slots_per_sector {
-            let position = SlotPosition { sector: next, slot };
-            let record = with_seq(record, loaded.last_seq, skipped);
-            match self.write_slot(flash, position, &record.to_bytes()) {
-                Ok(true) => return Ok(commit(loaded, position, record)),
-                Ok(false) => {}
-                Err(error) => last_error = Some(error),
-            }
-            skipped += 1;
+            seq = seq.wrapping_add(1);
         }
         Err(last_error.unwrap_or(FlashError {
             partition: self.region.name,
@@ -211,18 +220,4 @@ impl StateLog {
             .read(flash, start + self.write_size, &mut check)?;
         Ok(&check == body)
     }
-}
-
-fn with_seq(record: &StateRecord, last_seq: u32, skipped: u32) -> StateRecord {
-    StateRecord {
-        seq: last_seq.wrapping_add(1).wrapping_add(skipped),
-        ..*record
-    }
-}
-
-fn commit(loaded: &mut Loaded, position: SlotPosition, record: StateRecord) -> StateRecord {
-    loaded.record = record;
-    loaded.last_seq = record.seq;
-    loaded.position = Some(position);
-    record
 }

@@ -201,27 +201,38 @@ impl StateRecord {
         out[5] = self.writer as u8;
         out[6] = self.phase as u8;
         out[7] = self.trial_boots;
-        out[8..12].copy_from_slice(&self.seq.to_le_bytes());
         out[12] = self.revert_reason.map_or(0, |r| r as u8);
         out[13] = self.rejection.map_or(0, |r| r as u8);
         out[16..20].copy_from_slice(&self.security_floor.to_le_bytes());
         encode_descriptor(&mut out[20..104], self.active.as_ref());
         encode_descriptor(&mut out[104..188], self.spare.as_ref());
-        let crc = crc32(&out[..188]);
-        out[188..192].copy_from_slice(&crc.to_le_bytes());
+        Self::set_seq(&mut out, self.seq);
         out
     }
 
     /// Decodes a record body.
     pub fn decode(bytes: &[u8; RECORD_LEN]) -> Decoded {
-        if bytes[0..4] != RECORD_MAGIC || crc32(&bytes[..188]) != read_u32(bytes, 188) {
+        let Some(seq) = Self::checked_seq(bytes) else {
             return Decoded::Invalid;
-        }
-        let seq = read_u32(bytes, 8);
+        };
         match Self::decode_fields(bytes, seq) {
             Some(record) => Decoded::Record(record),
             None => Decoded::Unrecognised { seq },
         }
+    }
+
+    /// Returns the sequence number of a record body whose magic and CRC are
+    /// valid, whether or not its fields can be interpreted.
+    pub(crate) fn checked_seq(bytes: &[u8; RECORD_LEN]) -> Option<u32> {
+        (bytes[0..4] == RECORD_MAGIC && crc32(&bytes[..188]) == read_u32(bytes, 188))
+            .then(|| read_u32(bytes, 8))
+    }
+
+    /// Sets the sequence number of an encoded record body and updates its CRC.
+    pub(crate) fn set_seq(bytes: &mut [u8; RECORD_LEN], seq: u32) {
+        bytes[8..12].copy_from_slice(&seq.to_le_bytes());
+        let crc = crc32(&bytes[..188]);
+        bytes[188..192].copy_from_slice(&crc.to_le_bytes());
     }
 
     fn decode_fields(bytes: &[u8; RECORD_LEN], seq: u32) -> Option<Self> {
