@@ -134,6 +134,27 @@ impl Config {
     ///
     /// Sizes that need no flash geometry are checked here; the drivers check the
     /// rest against their flash devices when they are built.
+    ///
+    /// A firmware with a fixed layout can do this check at build time, where
+    /// it costs no code:
+    ///
+    /// ```
+    /// use rollback_fsm::{Config, Layout, Partition};
+    ///
+    /// const CONFIG: Config = match Config::try_new(
+    ///     Layout {
+    ///         active: Partition::new(0x0000_8000, 0x0003_8000),
+    ///         staging: Partition::new(0x0004_0000, 0x0003_8000),
+    ///         recovery: Partition::new(0x0000_0000, 0x0003_8000),
+    ///         state: Partition::new(0x0007_8000, 0x0000_8000),
+    ///     },
+    ///     "sensor-v2",
+    /// ) {
+    ///     Ok(config) => config,
+    ///     Err(_) => panic!("invalid partition layout"),
+    /// };
+    /// assert_eq!(CONFIG.trial_boots(), 3);
+    /// ```
     pub const fn try_new(layout: Layout, target_type: &str) -> Result<Self, ConfigError> {
         let target_type = match TargetType::new(target_type) {
             Ok(target_type) => target_type,

@@ -129,6 +129,13 @@ impl ImageDescriptor {
     /// signed for the `signature` feature.
     pub fn to_bytes(&self) -> [u8; DESCRIPTOR_LEN] {
         let mut out = [0u8; DESCRIPTOR_LEN];
+        self.write_to(&mut out);
+        out
+    }
+
+    /// Writes the canonical form into the first 84 bytes of `out`, which
+    /// hold zeros.
+    pub(crate) fn write_to(&self, out: &mut [u8]) {
         out[0..4].copy_from_slice(&self.size.to_le_bytes());
         out[4..36].copy_from_slice(&self.sha256);
         out[36..40].copy_from_slice(&self.security_counter.to_le_bytes());
@@ -138,7 +145,6 @@ impl ImageDescriptor {
         out[46..50].copy_from_slice(&self.version.build.to_le_bytes());
         out[50] = self.target_type.len;
         out[51..83].copy_from_slice(&self.target_type.bytes);
-        out
     }
 
     /// Decodes a descriptor, returning `None` for an absent (erased) or invalid one.

@@ -260,7 +260,7 @@ impl StateRecord {
 
 fn encode_descriptor(out: &mut [u8], descriptor: Option<&ImageDescriptor>) {
     match descriptor {
-        Some(descriptor) => out.copy_from_slice(&descriptor.to_bytes()),
+        Some(descriptor) => descriptor.write_to(out),
         None => out.fill(0xFF),
     }
 }

@@ -87,11 +87,15 @@ impl NorFlash for InternalFlash {
     }
 }
 
+/// Checked at compile time: a layout error stops the build.
+const CONFIG: Config = match Config::try_new(LAYOUT, "probe-board") {
+    Ok(config) => config,
+    Err(_) => panic!("invalid partition layout"),
+};
+
 #[entry]
 fn main() -> ! {
-    let Ok(config) = Config::try_new(LAYOUT, "probe-board") else {
-        loop {}
-    };
+    let config = CONFIG;
     let flashes = BootFlashes {
         active: InternalFlash,
         staging: InternalFlash,
