@@ -206,6 +206,13 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> AppSide<S, T, G> {
         })
     }
 
+    /// Returns the largest image `begin_staging` accepts: the smallest of the
+    /// active and recovery partitions and the staging partition without its
+    /// evidence area.
+    pub fn max_image_size(&self) -> u32 {
+        self.policy.max_image_size
+    }
+
     /// Consumes the driver and returns the staging and state devices and the settings store.
     pub fn into_parts(self) -> (S, T, Settings<G>) {
         (self.staging_flash, self.state_flash, self.settings)
@@ -255,13 +262,27 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> AppSide<S, T, G> {
         let end = self.staging.part.size;
         self.staging.erase(&mut self.staging_flash, start, end)?;
 
+        // A two-byte length, then the evidence, written in pieces of whole
+        // write words so the stack holds no copy of the whole evidence.
         let write_size = S::WRITE_SIZE as u32;
-        let mut buf = [0xFFu8; 2 + MAX_EVIDENCE_LEN + 256];
-        buf[0..2].copy_from_slice(&(evidence.len() as u16).to_le_bytes());
-        buf[2..2 + evidence.len()].copy_from_slice(evidence);
-        let len = round_up(2 + evidence.len() as u32, write_size) as usize;
-        self.staging
-            .write(&mut self.staging_flash, start, &buf[..len])
+        let piece = (crate::config::MAX_CHUNK / write_size * write_size) as usize;
+        let length = (evidence.len() as u16).to_le_bytes();
+        let mut bytes = length.iter().chain(evidence).copied();
+        let total = 2 + evidence.len();
+        let mut buf = [0xFFu8; crate::config::MAX_CHUNK as usize];
+        let mut done = 0;
+        while done < total {
+            let n = (total - done).min(piece);
+            for (slot, byte) in buf[..n].iter_mut().zip(&mut bytes) {
+                *slot = byte;
+            }
+            let padded = round_up(n as u32, write_size) as usize;
+            buf[n..padded].fill(0xFF);
+            self.staging
+                .write(&mut self.staging_flash, start + done as u32, &buf[..padded])?;
+            done += n;
+        }
+        Ok(())
     }
 
     #[cfg(not(feature = "authentication"))]

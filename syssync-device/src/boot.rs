@@ -7,7 +7,7 @@
 
 use core::fmt;
 
-use syssync_proto::{RevertReason, Sha256Digest, TargetType, Version};
+use syssync_proto::{RevertReason, Sha256Digest, SignedManifest, TargetType, Version};
 
 /// The image the device runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,7 +104,16 @@ pub trait BootControl {
     fn staging_write_size(&self) -> u32;
 
     /// Starts staging `image`, or continues staging it after a reset.
-    fn begin_staging(&mut self, image: &StagedImage) -> Result<(), Self::Error>;
+    ///
+    /// `manifest` is the signed release manifest the engine accepted for the
+    /// job. A bootloader that authenticates images keeps it next to the
+    /// staged image (for rollback-fsm, the evidence its `authentication`
+    /// feature checks); others can ignore it.
+    fn begin_staging(
+        &mut self,
+        image: &StagedImage,
+        manifest: &SignedManifest<'_>,
+    ) -> Result<(), Self::Error>;
 
     /// Erases the staging sector that starts at `offset`.
     fn erase_staging(&mut self, offset: u32) -> Result<(), Self::Error>;

@@ -10,7 +10,10 @@
 //! - [`Gateway`]: forwards a CAN device's segmented frames, which it can
 //!   neither read nor forge.
 //! - `rollback::RollbackFsmBoot` (feature `rollback-fsm`): [`BootControl`]
-//!   for `rollback-fsm`'s application side.
+//!   for `rollback-fsm`'s application side. It stores the job's signed
+//!   manifest next to the staged image, where a bootloader built with
+//!   rollback-fsm's `authentication` (feature `authentication` here) checks
+//!   it before installing.
 //! - `blocking::BlockingDriver` (feature `blocking`): runs the engine over
 //!   any `embedded-io` stream with length-delimited frames.
 //!

@@ -12,7 +12,7 @@ use rollback_fsm::{
     AppError, AppSide, Config, ConfigError, ImageDescriptor, Partition, Phase, Settings,
     StagedImage as FsmStaged,
 };
-use syssync_proto::{RevertReason, Version};
+use syssync_proto::{RevertReason, SignedManifest, Version, MAX_SIGNED_MANIFEST_LEN};
 
 use crate::boot::{BootControl, BootPhase, BootStatus, RunningImage, StagedImage};
 
@@ -31,6 +31,8 @@ pub enum RollbackFsmError {
     CannotCancelInstall,
     /// The target type of the image is not a valid `rollback-fsm` target type.
     InvalidTarget,
+    /// The signed manifest does not fit the evidence area.
+    EvidenceTooLong,
 }
 
 impl core::fmt::Display for RollbackFsmError {
@@ -47,6 +49,9 @@ impl core::fmt::Display for RollbackFsmError {
             ),
             RollbackFsmError::InvalidTarget => {
                 f.write_str("the image's target type is not a valid rollback-fsm target type")
+            }
+            RollbackFsmError::EvidenceTooLong => {
+                f.write_str("the signed manifest does not fit the evidence area of staging")
             }
         }
     }
@@ -74,6 +79,8 @@ pub struct RollbackFsmBoot<S, T, G> {
     state: T,
     settings: G,
     settings_partition: Partition,
+    /// Largest image the application side accepts, read once from it.
+    max_image_size: u32,
 }
 
 fn version(version: rollback_fsm::Version) -> Version {
@@ -96,9 +103,10 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> RollbackFsmBoot<S, T, G> {
             state,
             settings,
             settings_partition,
+            max_image_size: 0,
         };
         // Checks the layout against the devices once, up front.
-        boot.app()?;
+        boot.max_image_size = boot.app()?.max_image_size();
         Ok(boot)
     }
 
@@ -163,10 +171,7 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> BootControl for RollbackFsmBoot<S, T
     }
 
     fn staging_capacity(&self) -> u32 {
-        // NOTE: with rollback-fsm's `authentication` feature the end of staging
-        // contains the evidence; `begin_staging` then rejects an image that
-        // reaches into it, and the engine reports the job as failed.
-        self.config.layout().staging.size
+        self.max_image_size
     }
 
     fn staging_erase_size(&self) -> u32 {
@@ -177,7 +182,11 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> BootControl for RollbackFsmBoot<S, T
         S::WRITE_SIZE as u32
     }
 
-    fn begin_staging(&mut self, image: &StagedImage) -> Result<(), RollbackFsmError> {
+    fn begin_staging(
+        &mut self,
+        image: &StagedImage,
+        manifest: &SignedManifest<'_>,
+    ) -> Result<(), RollbackFsmError> {
         let descriptor = ImageDescriptor {
             size: image.size,
             sha256: image.sha256,
@@ -196,10 +205,14 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> BootControl for RollbackFsmBoot<S, T
             // The same image after a reset: keep what is staged.
             return Ok(());
         }
-        // NOTE: the evidence is empty, so a bootloader built with rollback-fsm's
-        // `authentication` feature rejects this image at install. The engine
-        // would have to pass the signed manifest it accepted.
-        Ok(app.begin_staging(&descriptor, &[])?)
+        // The signed manifest is the evidence that a bootloader built with
+        // rollback-fsm's `authentication` feature checks; without the feature
+        // rollback-fsm ignores it.
+        let mut evidence = [0u8; MAX_SIGNED_MANIFEST_LEN];
+        let evidence = manifest
+            .encode(&mut evidence)
+            .map_err(|_| RollbackFsmError::EvidenceTooLong)?;
+        Ok(app.begin_staging(&descriptor, evidence)?)
     }
 
     fn erase_staging(&mut self, offset: u32) -> Result<(), RollbackFsmError> {

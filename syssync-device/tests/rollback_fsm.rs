@@ -11,6 +11,8 @@ use rollback_fsm::{BootFlashes, BootSide, Layout, Partition, Settings, Sha256, S
 use syssync_device::boot::setting;
 use syssync_device::rollback::RollbackFsmBoot;
 use syssync_device::{BootControl, BootPhase, Engine, Event, Instant, NorFileStore};
+#[cfg(feature = "authentication")]
+use syssync_proto::message::JobOutcome;
 use syssync_proto::{JobId, RustCrypto, MAX_FRAME_LEN};
 
 type Flash = FlashSim<1024, 4>;
@@ -51,6 +53,8 @@ struct Rig {
     events: Vec<Event>,
     resets: u32,
     cuts: u32,
+    /// Release keys rollback-fsm's bootloader trusts (with authentication).
+    boot_keys: Vec<syssync_proto::TrustedKey>,
 }
 
 impl Rig {
@@ -91,6 +95,7 @@ impl Rig {
             events: Vec::new(),
             resets: 0,
             cuts: 0,
+            boot_keys: vec![common::trusted_key()],
         }
     }
 
@@ -110,6 +115,13 @@ impl Rig {
                 state: &mut state,
             };
             let mut side = BootSide::new(&layout(), flashes, Sha256::default()).unwrap();
+            // With authentication the bootloader installs only an image that
+            // the stored signed manifest describes, signed by a trusted key.
+            #[cfg(feature = "authentication")]
+            let authenticator =
+                rollback_fsm::ManifestAuthenticator::with_crypto(&self.boot_keys, RustCrypto);
+            #[cfg(feature = "authentication")]
+            side.set_authenticator(&authenticator);
             let booted = loop {
                 match side.step() {
                     Ok(Step::Continue(_)) => {}
@@ -256,4 +268,38 @@ fn power_cut_sweep_on_rollback_fsm() {
         let repeated = counts.values().filter(|count| **count > 1).count();
         assert!(repeated <= 1, "cut after {ops} operations: {counts:?}");
     }
+}
+
+#[cfg(feature = "authentication")]
+#[test]
+fn bootloader_rejects_a_manifest_it_does_not_trust() {
+    // Proves that the staged image reaches rollback-fsm's bootloader with the
+    // signed manifest as evidence and that the bootloader checks it: one that
+    // trusts another release key refuses to install, keeps the running
+    // image, and the device reports the job as failed.
+    let release = standard_release();
+    let mut rig = Rig::new(release.clone());
+    rig.boot_keys = vec![syssync_proto::TrustedKey {
+        id: common::trusted_key().id,
+        public_key: syssync_proto::manifest::public_key(&[0x22; 32]),
+    }];
+    for _ in 0..5_000 {
+        if !rig.server.reports.is_empty() {
+            break;
+        }
+        rig.step();
+    }
+    let report = rig.server.reports.first().expect("no job report");
+    assert!(
+        matches!(report.outcome, JobOutcome::Failed(_)),
+        "report {report:?}"
+    );
+    assert!(!rig.confirmed());
+    assert_ne!(
+        &rig.active.raw()[..release.files[0].len()],
+        &release.files[0][..]
+    );
+    let (mut boot, _) = rig.device.take().unwrap().into_parts();
+    let status = boot.status().unwrap();
+    assert!(status.last_install_rejected, "status {status:?}");
 }

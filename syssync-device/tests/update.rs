@@ -7,7 +7,7 @@ use common::*;
 use syssync_device::boot::setting;
 use syssync_device::{BootPhase, ConfirmPolicy, Event};
 use syssync_proto::message::JobOutcome;
-use syssync_proto::{JobId, RustCrypto, Version};
+use syssync_proto::{JobId, RustCrypto, SignedManifest, Version};
 
 #[test]
 fn full_update_confirmed_by_server() {
@@ -66,6 +66,28 @@ fn full_update_confirmed_by_server() {
     assert!(matches!(order[1], Event::FilesChanging { job: JobId(1) }));
     assert!(matches!(order[2], Event::ResetWanted { job: JobId(1), .. }));
     assert!(matches!(order[3], Event::Confirmed { job: JobId(1) }));
+}
+
+#[test]
+fn staging_carries_the_signed_manifest() {
+    // Proves that the engine hands the boot side the signed manifest of the
+    // job with the staged image, byte for byte as the server signed it, so a
+    // bootloader can authenticate the image against it.
+    let mut world = World::new();
+    let release = standard_release();
+    world.server.assign(1, release.clone());
+    assert!(world.run_until(2_000, |w| w.confirmed(1)));
+
+    let evidence = world
+        .model()
+        .evidence
+        .expect("no evidence passed to the boot side");
+    let signed = SignedManifest::decode(&evidence).unwrap();
+    assert_eq!(signed.body, &release.body[..]);
+    assert_eq!(signed.signature, release.signature);
+    assert_eq!(signed.key_id, trusted_key().id);
+    let manifest = signed.verify(&RustCrypto, &[trusted_key()]).unwrap();
+    assert_eq!(manifest, release.manifest);
 }
 
 #[test]

@@ -83,7 +83,9 @@ pub use crypto::{Crypto, Sha256Hasher};
 pub use error::{BodyError, EncodeError, FrameError, ManifestError};
 pub use frame::{Binding, Frame};
 pub use limits::*;
-pub use manifest::{FileKind, Manifest, ManifestFile, SignedManifest, TrustedKey};
+pub use manifest::{
+    FileKind, Manifest, ManifestFile, SignedManifest, TrustedKey, MAX_SIGNED_MANIFEST_LEN,
+};
 pub use message::{DeviceMessage, MessageType, ServerMessage, UplinkHeader};
 pub use types::{
     AccountId, DeviceId, DeviceKey, FileName, InventoryDigest, JobId, Location, Sha256Digest,

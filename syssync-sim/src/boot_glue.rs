@@ -9,6 +9,7 @@
 //! only across a reset, after which the simulator builds a new `CachedBoot`.
 
 use syssync_device::boot::{BootControl, BootStatus, StagedImage};
+use syssync_proto::SignedManifest;
 
 /// A [`BootControl`] that caches [`BootControl::status`] between writes.
 #[derive(Debug)]
@@ -58,8 +59,12 @@ impl<B: BootControl> BootControl for CachedBoot<B> {
         self.inner.staging_write_size()
     }
 
-    fn begin_staging(&mut self, image: &StagedImage) -> Result<(), Self::Error> {
-        self.write(|inner| inner.begin_staging(image))
+    fn begin_staging(
+        &mut self,
+        image: &StagedImage,
+        manifest: &SignedManifest<'_>,
+    ) -> Result<(), Self::Error> {
+        self.write(|inner| inner.begin_staging(image, manifest))
     }
 
     fn erase_staging(&mut self, offset: u32) -> Result<(), Self::Error> {

@@ -12,11 +12,13 @@
 //! fetched twice.
 
 use syssync_proto::message::JobOutcome;
-use syssync_proto::{Crypto, FailureCode, FileKind, Sha256Hasher};
+use syssync_proto::{
+    Crypto, FailureCode, FileKind, JobId, Sha256Hasher, SignedManifest, MAX_MANIFEST_LEN,
+};
 
 use super::record::{Phase, Relocation, FLAG_STAGING};
 use super::{Dest, Engine, Event};
-use crate::boot::BootControl;
+use crate::boot::{BootControl, StagedImage};
 use crate::store::FileStore;
 use crate::time::Instant;
 
@@ -115,6 +117,22 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         self.persist();
     }
 
+    /// Starts staging `image` of job `id`, with the job's signed manifest as
+    /// the bootloader's evidence. The manifest is read back from the store,
+    /// whose buffer lives only in this call.
+    #[inline(never)]
+    fn begin_staging(&mut self, id: JobId, image: &StagedImage) -> Result<(), Fault> {
+        let mut body = [0u8; MAX_MANIFEST_LEN];
+        let stored = self.store.load_manifest(&mut body).map_err(|_| Fault)?;
+        let stored = stored.filter(|stored| stored.job == id).ok_or(Fault)?;
+        let manifest = SignedManifest {
+            key_id: stored.key_id,
+            body: body.get(..stored.len).ok_or(Fault)?,
+            signature: stored.signature,
+        };
+        self.boot.begin_staging(image, &manifest).map_err(|_| Fault)
+    }
+
     /// Returns the destination of manifest file `index`, starting staging or
     /// creating the pending file on first use.
     fn dest(&mut self, index: u8) -> Result<Dest<S::Handle>, Fault> {
@@ -125,7 +143,8 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             FileKind::Application => {
                 if !job.staging_begun {
                     let image = self.staged_image(manifest).ok_or(Fault)?;
-                    self.boot.begin_staging(&image).map_err(|_| Fault)?;
+                    let id = job.record.job;
+                    self.begin_staging(id, &image)?;
                     let job = self.job.as_mut().ok_or(Fault)?;
                     job.staging_begun = true;
                     if !job.record.has_flag(FLAG_STAGING) {

@@ -29,7 +29,7 @@ use syssync_proto::message::{
 };
 use syssync_proto::{
     Crypto, DeviceId, DeviceKey, FileName, JobId, RefusalCode, RevertReason, RustCrypto,
-    TrustedKey, Version, MAX_FRAME_LEN,
+    TrustedKey, Version, MAX_FRAME_LEN, MAX_SIGNED_MANIFEST_LEN,
 };
 
 pub type StoreFlash = FlashSim<1024, 4>;
@@ -82,6 +82,8 @@ pub struct BootModel {
     pub running_counter: u32,
     pub previous: Option<(RunningImage, u32)>,
     pub staged: Option<StagedImage>,
+    /// The signed manifest passed with the staged image, encoded.
+    pub evidence: Option<Vec<u8>>,
     pub floor: u32,
     pub last_revert: Option<RevertReason>,
     pub last_install_rejected: bool,
@@ -190,7 +192,11 @@ impl BootControl for SimBoot {
         StagingFlash::WRITE_SIZE as u32
     }
 
-    fn begin_staging(&mut self, image: &StagedImage) -> Result<(), BootError> {
+    fn begin_staging(
+        &mut self,
+        image: &StagedImage,
+        manifest: &SignedManifest<'_>,
+    ) -> Result<(), BootError> {
         self.check_power()?;
         let mut model = self.model.borrow_mut();
         match model.phase {
@@ -199,6 +205,8 @@ impl BootControl for SimBoot {
         }
         model.phase = BootPhase::Staging;
         model.staged = Some(image.clone());
+        let mut evidence = [0u8; MAX_SIGNED_MANIFEST_LEN];
+        model.evidence = Some(manifest.encode(&mut evidence).unwrap().to_vec());
         model.last_revert = None;
         model.last_install_rejected = false;
         Ok(())
@@ -703,6 +711,7 @@ pub fn initial_model() -> BootModel {
         running_counter: 1,
         previous: None,
         staged: None,
+        evidence: None,
         floor: 1,
         last_revert: None,
         last_install_rejected: false,
