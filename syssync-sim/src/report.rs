@@ -195,11 +195,12 @@ pub struct TransferReport {
     pub to_account: u32,
     /// Simulated second of the handover.
     pub at_s: u64,
-    /// Whether the device had exactly one owner at every check.
+    /// Whether the device had exactly one owner at every check. The checks
+    /// of a handover end where the device's next handover begins.
     pub never_ownerless: bool,
     /// Whether the old owner could still see the device after the handover.
     pub visible_to_old_owner: bool,
-    /// Whether the new owner sees the device.
+    /// Whether the new owner saw the device at every check.
     pub visible_to_new_owner: bool,
     /// Whether the device kept checking in after the handover.
     pub kept_checking_in: bool,

@@ -724,6 +724,9 @@ pub struct Simulation<D, S> {
     notifications: Vec<NotificationRecord>,
     transfers: Vec<TransferReport>,
     transfer_check_ins: Vec<u64>,
+    /// Per handover: whether it is the device's latest one. Only the latest
+    /// is checked further; an earlier one was checked until the next began.
+    transfer_open: Vec<bool>,
     options: RunOptions,
     started: Instant,
     errors: Vec<String>,
@@ -887,6 +890,7 @@ impl<D: DeviceModel + Send, S: ServerModel + Send> Simulation<D, S> {
             notifications: Vec::new(),
             transfers: Vec::new(),
             transfer_check_ins: Vec::new(),
+            transfer_open: Vec::new(),
             options,
             started: Instant::now(),
             errors: Vec::new(),
@@ -1146,6 +1150,11 @@ impl<D: DeviceModel + Send, S: ServerModel + Send> Simulation<D, S> {
             } => {
                 let id = self.device(device).id;
                 let unix = unix_seconds(now);
+                for (transfer, open) in self.transfers.iter().zip(&mut self.transfer_open) {
+                    if transfer.device == device {
+                        *open = false;
+                    }
+                }
                 let before = self.server.server.owners_seeing(unix, id);
                 if let Err(error) = self.server.server.transfer(unix, id, to_account) {
                     self.errors.push(error);
@@ -1165,6 +1174,7 @@ impl<D: DeviceModel + Send, S: ServerModel + Send> Simulation<D, S> {
                 });
                 let check_ins = self.device(device).check_ins;
                 self.transfer_check_ins.push(check_ins);
+                self.transfer_open.push(true);
             }
         }
     }
@@ -1217,7 +1227,12 @@ impl<D: DeviceModel + Send, S: ServerModel + Send> Simulation<D, S> {
 
     /// Checks every handed-over device: exactly one account, the new owner, lists it.
     fn check_transfers(&mut self, now: SimTime) {
-        for transfer in &mut self.transfers {
+        for (transfer, _) in self
+            .transfers
+            .iter_mut()
+            .zip(&self.transfer_open)
+            .filter(|(_, open)| **open)
+        {
             let id = self.shards[shard_of(transfer.device)].devices[slot_of(transfer.device)].id;
             let owners = self.server.server.owners_seeing(unix_seconds(now), id);
             transfer.never_ownerless &= owners.len() == 1;
@@ -1392,8 +1407,16 @@ impl<D: DeviceModel + Send, S: ServerModel + Send> Simulation<D, S> {
             rollouts.push(report);
         }
         let mut transfers = std::mem::take(&mut self.transfers);
-        for (transfer, check_ins_before) in transfers.iter_mut().zip(&self.transfer_check_ins) {
+        for ((transfer, check_ins_before), open) in transfers
+            .iter_mut()
+            .zip(&self.transfer_check_ins)
+            .zip(&self.transfer_open)
+        {
             let device = self.device(transfer.device);
+            transfer.kept_checking_in = device.check_ins > *check_ins_before;
+            if !open {
+                continue;
+            }
             let owners = self
                 .server
                 .server
@@ -1401,7 +1424,6 @@ impl<D: DeviceModel + Send, S: ServerModel + Send> Simulation<D, S> {
             transfer.never_ownerless &= owners.len() == 1;
             transfer.visible_to_old_owner |= owners.contains(&transfer.from_account);
             transfer.visible_to_new_owner &= owners.contains(&transfer.to_account);
-            transfer.kept_checking_in = device.check_ins > *check_ins_before;
         }
         let mut notification_counts = BTreeMap::new();
         for notification in &self.notifications {

@@ -37,3 +37,27 @@ fn handed_over_device_has_one_owner() {
     assert_eq!(rollout.updated, 15);
     assert_eq!(rollout.never_reached, 0);
 }
+
+#[test]
+fn device_handed_over_twice_is_checked_per_owner() {
+    // Proves that each handover is checked until the next one of the same
+    // device: the first new owner saw the device until it passed it on, and
+    // the second sees it to the end.
+    let text = format!(
+        "{}\n[[events]]\nkind = \"transfer\"\nat_hours = 4\ndevice = 5\nto_account = 2\n",
+        include_str!("../scenarios/transfer.toml")
+    );
+    let report = run_scenario(&text, false);
+    assert_safe(&report);
+
+    assert_eq!(report.transfers.len(), 2);
+    let (first, second) = (&report.transfers[0], &report.transfers[1]);
+    assert_eq!((first.from_account, first.to_account), (0, 1));
+    assert_eq!((second.from_account, second.to_account), (1, 2));
+    for transfer in [first, second] {
+        assert!(transfer.never_ownerless, "{transfer:?}");
+        assert!(!transfer.visible_to_old_owner, "{transfer:?}");
+        assert!(transfer.visible_to_new_owner, "{transfer:?}");
+        assert!(transfer.kept_checking_in, "{transfer:?}");
+    }
+}
