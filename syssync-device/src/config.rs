@@ -49,6 +49,15 @@ pub struct Config {
     pub jitter_percent: u8,
     /// Seconds between check-ins while an image runs on trial. Default 60.
     pub trial_interval_s: u32,
+    /// Seconds a trial image may run unconfirmed after the engine starts.
+    /// Then the engine reports it unhealthy ([`RevertReason::TRIAL_TIMEOUT`])
+    /// and asks for a reset, so the bootloader reverts it. This catches a new
+    /// image that runs but never reaches the server. 0 waits forever, and the
+    /// image is reverted only if the device resets through all its trial
+    /// boots. Otherwise at least `trial_interval_s`. Default 3 600.
+    ///
+    /// [`RevertReason::TRIAL_TIMEOUT`]: syssync_proto::RevertReason::TRIAL_TIMEOUT
+    pub trial_timeout_s: u32,
     /// Milliseconds without a reply before a request is sent again. Default 10 000.
     pub request_timeout_ms: u64,
     /// First retry delay after a timeout or refusal, in milliseconds; it doubles
@@ -77,6 +86,8 @@ pub enum ConfigError {
     Jitter(u8),
     /// A timeout or retry delay is zero, or the initial retry delay exceeds the maximum.
     Timeouts,
+    /// The trial timeout is neither 0 nor at least the trial interval.
+    TrialTimeout(u32),
 }
 
 impl fmt::Display for ConfigError {
@@ -97,6 +108,10 @@ impl fmt::Display for ConfigError {
             ConfigError::Timeouts => f.write_str(
                 "request timeout and retry delays must be non-zero, with the initial delay at most the maximum",
             ),
+            ConfigError::TrialTimeout(seconds) => write!(
+                f,
+                "trial timeout of {seconds} s is shorter than the trial interval: use 0 to wait forever"
+            ),
         }
     }
 }
@@ -116,6 +131,7 @@ impl Config {
             max_interval_s: 86_400,
             jitter_percent: 10,
             trial_interval_s: 60,
+            trial_timeout_s: 3_600,
             request_timeout_ms: 10_000,
             retry_initial_ms: 2_000,
             retry_max_ms: 300_000,
@@ -141,6 +157,9 @@ impl Config {
             && (self.min_interval_s..=self.max_interval_s).contains(&self.trial_interval_s);
         if !ordered {
             return Err(ConfigError::Intervals);
+        }
+        if self.trial_timeout_s != 0 && self.trial_timeout_s < self.trial_interval_s {
+            return Err(ConfigError::TrialTimeout(self.trial_timeout_s));
         }
         if self.jitter_percent > 50 {
             return Err(ConfigError::Jitter(self.jitter_percent));

@@ -210,8 +210,10 @@
 //! the server cancelled is never confirmed: on trial the engine reports
 //! failure to the boot side so the next boot reverts. A revert is reported as
 //! `Reverted(reason)`, never as `Installed`. A job report is retried until
-//! the server answers it, and its delivery never changes what the bootloader
-//! does.
+//! the server answers it. An image not confirmed within
+//! [`Config::trial_timeout_s`] (an hour by default), for example one that
+//! cannot reach the server, is reported to the boot side as failed, and the
+//! engine asks for the reset that reverts it.
 //!
 //! # RAM
 //!
@@ -229,8 +231,9 @@
 //!
 //! The engine builds an inventory (2396 bytes) on the stack for each
 //! check-in and inventory report, and a manifest body buffer (1536 bytes) at
-//! construction. NOTE: peak stack use is estimated from these sizes, not
-//! measured.
+//! construction and when staging starts; `RollbackFsmBoot` adds the encoded
+//! signed manifest (up to 1603 bytes) to the latter. NOTE: peak stack use is
+//! estimated from these sizes, not measured.
 //!
 //! # Panics
 //!
@@ -243,6 +246,8 @@
 //! - `rustcrypto` (default): the software [`Crypto`](syssync_proto::Crypto)
 //!   of `syssync-proto`.
 //! - `rollback-fsm`: `rollback::RollbackFsmBoot`.
+//! - `authentication`: `rollback-fsm` with rollback-fsm's `authentication`,
+//!   for a bootloader that checks the signed manifest before installing.
 //! - `blocking`: `blocking::BlockingDriver`.
 //! - `log` or `defmt`: logs every event the engine raises (jobs at info
 //!   level, rejected frames, refusals and flash failures at warn level)

@@ -78,9 +78,12 @@ fn trial_limit_revert_reported() {
 fn undelivered_report_never_activates_image() {
     // Proves that while the install report cannot be delivered the image
     // stays on trial (neither confirmed nor reverted by the engine), the
-    // report is retried, and once delivered the update completes.
+    // report is retried, and once delivered the update completes. The trial
+    // timeout is off here; the next test covers it.
     let release = standard_release();
-    let mut world = World::new();
+    let mut config = config();
+    config.trial_timeout_s = 0;
+    let mut world = World::with_config(config);
     world.server.assign(1, release.clone());
     world.uplink = Some(Box::new(|frame: &[u8]| {
         if frame[1] == 0x04 {
@@ -108,6 +111,68 @@ fn undelivered_report_never_activates_image() {
     );
     assert_eq!(world.model().running.sha256, sha256(&release.files[0]));
     assert_eq!(outcomes(&world, 1), vec![JobOutcome::Installed]);
+}
+
+#[test]
+fn trial_that_never_reaches_the_server_is_reverted() {
+    // Proves that a new image which runs but cannot reach the server is
+    // given up when the trial timeout passes, not before: the engine has the
+    // bootloader revert it, the device resets into the previous image, and
+    // the server later learns why.
+    let release = standard_release();
+    let mut config = config();
+    config.trial_timeout_s = 600;
+    let mut world = World::with_config(config);
+    world.server.assign(1, release.clone());
+    // The install report (message 0x04) never arrives: the new image's
+    // network path is broken.
+    world.uplink = Some(Box::new(|frame: &[u8]| {
+        if frame[1] == 0x04 {
+            LinkAction::Drop
+        } else {
+            LinkAction::Deliver
+        }
+    }));
+    assert!(world.run_until(2_000, |w| w.model().phase == BootPhase::Trial));
+    let trial_start = world.now;
+    let resets = world.resets;
+
+    assert!(world.run_until(2_000, |w| w.resets > resets));
+    let model = world.model();
+    assert_eq!(model.phase, BootPhase::Idle);
+    assert_ne!(model.running.sha256, sha256(&release.files[0]));
+    assert_eq!(model.confirms, 0);
+    let reverted_at = world.now;
+    assert!(
+        reverted_at.0 >= trial_start.0 + 600_000,
+        "reverted {} ms after the trial began",
+        reverted_at.0 - trial_start.0
+    );
+    assert!(world.events.contains(&Event::Reverted {
+        job: JobId(1),
+        reason: RevertReason::TRIAL_TIMEOUT
+    }));
+
+    world.uplink = None;
+    assert!(world.run_until(2_000, |w| !w.server.reports.is_empty()));
+    assert_eq!(
+        outcomes(&world, 1),
+        vec![JobOutcome::Reverted(RevertReason::TRIAL_TIMEOUT)]
+    );
+}
+
+#[test]
+fn trial_timeout_shorter_than_the_trial_interval_is_refused() {
+    // Proves that a trial timeout that would give up before the first trial
+    // check-in is refused, and that 0 (wait forever) is accepted.
+    let mut config = config();
+    config.trial_timeout_s = config.trial_interval_s - 1;
+    assert_eq!(
+        config.validate(),
+        Err(syssync_device::ConfigError::TrialTimeout(59))
+    );
+    config.trial_timeout_s = 0;
+    assert_eq!(config.validate(), Ok(()));
 }
 
 #[test]

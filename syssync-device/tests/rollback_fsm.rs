@@ -53,7 +53,8 @@ struct Rig {
     events: Vec<Event>,
     resets: u32,
     cuts: u32,
-    /// Release keys rollback-fsm's bootloader trusts (with authentication).
+    /// Release keys rollback-fsm's bootloader trusts.
+    #[cfg(feature = "authentication")]
     boot_keys: Vec<syssync_proto::TrustedKey>,
 }
 
@@ -95,6 +96,7 @@ impl Rig {
             events: Vec::new(),
             resets: 0,
             cuts: 0,
+            #[cfg(feature = "authentication")]
             boot_keys: vec![common::trusted_key()],
         }
     }

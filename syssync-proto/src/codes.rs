@@ -95,6 +95,8 @@ code_type! {
         /// The bootloader refused to install the staged image.
         INSTALL_REFUSED = 6, "install refused by the bootloader";
         /// The new image booted but the server's confirm did not arrive in time.
+        /// syssync-device reports that case as reverted, with
+        /// [`RevertReason::TRIAL_TIMEOUT`], because the bootloader goes back.
         CONFIRM_TIMEOUT = 7, "confirm timed out";
     }
 }
@@ -108,6 +110,8 @@ code_type! {
         APPLICATION_FAILURE = 2, "application reported failure";
         /// The staged image failed verification at boot.
         VERIFICATION_FAILED = 3, "staged image failed verification";
+        /// The trial image was not confirmed within the device's trial timeout.
+        TRIAL_TIMEOUT = 4, "not confirmed within the trial timeout";
     }
 }
 

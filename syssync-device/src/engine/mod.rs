@@ -262,6 +262,8 @@ pub struct Engine<B, S: FileStore, C: Crypto> {
     events: Deque<Event, EVENT_CAPACITY>,
     last_now: Instant,
     storage_failures: u8,
+    /// When an image still on trial is given up; set at start-up on trial.
+    trial_deadline: Option<Instant>,
 }
 
 fn read_fixed<B: BootControl, const N: usize>(
@@ -376,9 +378,14 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             events: Deque::new(),
             last_now: now,
             storage_failures: 0,
+            trial_deadline: None,
         };
         engine.restore_job(now)?;
         engine.revert_orphan_trial();
+        let timeout_s = engine.config.trial_timeout_s;
+        if engine.status.phase == BootPhase::Trial && timeout_s != 0 {
+            engine.trial_deadline = Some(now + Duration(u64::from(timeout_s) * 1000));
+        }
         Ok(engine)
     }
 
@@ -464,6 +471,13 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
     /// engine reports the revert to the server.
     pub fn report_unhealthy(&mut self, now: Instant) {
         self.last_now = now;
+        self.revert_trial(RevertReason::APPLICATION_FAILURE);
+    }
+
+    /// Makes the next boot revert the trial image, for `reason`, and asks for
+    /// that reset.
+    fn revert_trial(&mut self, reason: RevertReason) {
+        self.trial_deadline = None;
         if self.status.phase != BootPhase::Trial {
             return;
         }
@@ -473,7 +487,6 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         }
         self.refresh_status();
         if let Some(id) = self.job.as_ref().map(|job| job.record.job) {
-            let reason = RevertReason::APPLICATION_FAILURE;
             self.set_outcome(JobOutcome::Reverted(reason));
             self.push(Event::Reverted { job: id, reason });
             self.push(Event::ResetWanted {
@@ -537,6 +550,9 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 self.backoff_ms = delay.saturating_mul(2).min(self.config.retry_max_ms);
             }
         }
+        if self.trial_deadline.is_some_and(|deadline| now >= deadline) {
+            self.revert_trial(RevertReason::TRIAL_TIMEOUT);
+        }
         if !self.network_up && !self.network_wanted && self.next_request(now).is_some() {
             self.network_wanted = true;
             self.push(Event::NetworkWanted);
@@ -585,6 +601,18 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
     /// Returns when [`handle_timeout`](Self::handle_timeout) should be called
     /// next. An instant in the past means "now": background work is pending.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        // The trial deadline counts only while the image is still on trial.
+        let trial = self
+            .trial_deadline
+            .filter(|_| self.status.phase == BootPhase::Trial);
+        match (self.next_wake(), trial) {
+            (Some(wake), Some(trial)) => Some(wake.min(trial)),
+            (wake, trial) => wake.or(trial),
+        }
+    }
+
+    /// Returns when requests or work next need a call, without the trial deadline.
+    fn next_wake(&self) -> Option<Instant> {
         if self.has_work() {
             return Some(self.last_now);
         }
