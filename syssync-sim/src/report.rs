@@ -256,8 +256,8 @@ impl Report {
         let _ = writeln!(out, "scenario   {}", self.scenario);
         let _ = writeln!(
             out,
-            "fleet      {} devices, seed {}, {} simulated",
-            self.devices,
+            "fleet      {}, seed {}, {} simulated",
+            count(self.devices.into(), "device", "devices"),
             self.seed,
             hours(self.simulated_s)
         );
@@ -342,13 +342,16 @@ impl Report {
                 .iter()
                 .map(|(release, count)| format!("{release}: {count}"))
                 .collect();
+            let devices = count(gateway.devices, "device", "devices");
+            let running = if running.is_empty() {
+                String::new()
+            } else {
+                format!(", running {}", running.join(", "))
+            };
             let _ = writeln!(
                 out,
-                "gateway    {} (CAN, {}-byte frames): {} devices, running {}",
-                gateway.name,
-                gateway.mtu,
-                gateway.devices,
-                running.join(", ")
+                "gateway    {} (CAN, {}-byte frames): {devices}{running}",
+                gateway.name, gateway.mtu,
             );
         }
         let _ = writeln!(
@@ -408,7 +411,10 @@ impl Report {
                 if devices.is_empty() || devices.len() as u64 == *count {
                     format!("{kind} {count}")
                 } else {
-                    format!("{kind} {count} ({} devices)", devices.len())
+                    format!(
+                        "{kind} {count} ({})",
+                        self::count(devices.len() as u64, "device", "devices")
+                    )
                 }
             })
             .collect();
@@ -444,4 +450,9 @@ impl Report {
         }
         out
     }
+}
+
+/// Returns `n` with the singular or plural noun.
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
