@@ -263,7 +263,7 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> AppSide<S, T, G> {
         self.staging.erase(&mut self.staging_flash, start, end)?;
 
         // A two-byte length, then the evidence, written in pieces of whole
-        // write words so the stack holds no copy of the whole evidence.
+        // write words, so no copy of the whole evidence is made on the stack.
         let write_size = S::WRITE_SIZE as u32;
         let piece = (crate::config::MAX_CHUNK / write_size * write_size) as usize;
         let length = (evidence.len() as u16).to_le_bytes();

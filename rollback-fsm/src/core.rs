@@ -91,7 +91,7 @@ pub enum Halt {
 /// back to an earlier copy without a new record from the application.
 pub fn decide(state: &StateRecord, event: &Event, policy: &Policy) -> Action {
     // Every record the bootloader writes starts as a copy of the current one
-    // with the bootloader as writer; each arm changes only what it must.
+    // with the bootloader as writer, and each arm changes only what it must.
     let mut next = StateRecord {
         writer: Writer::Bootloader,
         ..*state

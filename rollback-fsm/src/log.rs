@@ -72,7 +72,7 @@ impl StateLog {
     /// Unless the newest valid record is of this format version and fully
     /// understood, the record is the safe state ([`StateRecord::safe`]).
     pub(crate) fn load<F: ReadNorFlash>(&self, flash: &mut F) -> Result<Loaded, FlashError> {
-        // Highest sequence number and slot so far; the body read from that
+        // Highest sequence number and slot so far. The body read from that
         // slot is kept and decoded once, so every decision uses the same read.
         let mut best: Option<(u32, SlotPosition)> = None;
         let mut best_body = [0u8; RECORD_LEN];
@@ -127,7 +127,7 @@ impl StateLog {
             Some(position) => (position.sector, position.slot + 1),
             None => (0, 0),
         };
-        // Whether `sector` was erased by this call; then its slots need no check.
+        // Whether this call erased `sector`, so that its slots need no check.
         let mut erased = false;
         let mut body = record.to_bytes();
 

@@ -51,7 +51,7 @@ pub struct Config {
     pub trial_interval_s: u32,
     /// Seconds a trial image may run unconfirmed after the engine starts.
     /// Then the engine reports it unhealthy ([`RevertReason::TRIAL_TIMEOUT`])
-    /// and asks for a reset, so the bootloader reverts it. This catches a new
+    /// and requests a reset, so the bootloader reverts it. This catches a new
     /// image that runs but never reaches the server. 0 waits forever, and the
     /// image is reverted only if the device resets through all its trial
     /// boots. Otherwise at least `trial_interval_s`. Default 3 600.

@@ -115,10 +115,10 @@ fn undelivered_report_never_activates_image() {
 
 #[test]
 fn trial_that_never_reaches_the_server_is_reverted() {
-    // Proves that a new image which runs but cannot reach the server is
-    // given up when the trial timeout passes, not before: the engine has the
+    // Proves that a new image which runs but cannot reach the server is given
+    // up when the trial timeout passes, not before. The engine has the
     // bootloader revert it, the device resets into the previous image, and
-    // the server later learns why.
+    // the server later receives the reason.
     let release = standard_release();
     let mut config = config();
     config.trial_timeout_s = 600;
@@ -162,9 +162,9 @@ fn trial_that_never_reaches_the_server_is_reverted() {
 }
 
 #[test]
-fn trial_timeout_shorter_than_the_trial_interval_is_refused() {
+fn trial_timeout_below_interval_rejected() {
     // Proves that a trial timeout that would give up before the first trial
-    // check-in is refused, and that 0 (wait forever) is accepted.
+    // check-in is rejected, and that 0 (wait forever) is accepted.
     let mut config = config();
     config.trial_timeout_s = config.trial_interval_s - 1;
     assert_eq!(

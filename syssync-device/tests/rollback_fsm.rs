@@ -276,9 +276,9 @@ fn power_cut_sweep_on_rollback_fsm() {
 #[test]
 fn bootloader_rejects_a_manifest_it_does_not_trust() {
     // Proves that the staged image reaches rollback-fsm's bootloader with the
-    // signed manifest as evidence and that the bootloader checks it: one that
-    // trusts another release key refuses to install, keeps the running
-    // image, and the device reports the job as failed.
+    // signed manifest as evidence, and that the bootloader checks it. A
+    // bootloader that trusts another release key rejects the image and keeps
+    // the running one, and the device reports the job as failed.
     let release = standard_release();
     let mut rig = Rig::new(release.clone());
     rig.boot_keys = vec![syssync_proto::TrustedKey {

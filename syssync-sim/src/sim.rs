@@ -725,7 +725,8 @@ pub struct Simulation<D, S> {
     transfers: Vec<TransferReport>,
     transfer_check_ins: Vec<u64>,
     /// Per handover: whether it is the device's latest one. Only the latest
-    /// is checked further; an earlier one was checked until the next began.
+    /// is checked further, because an earlier one was checked until the next
+    /// began.
     transfer_open: Vec<bool>,
     options: RunOptions,
     started: Instant,

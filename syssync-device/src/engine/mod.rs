@@ -262,7 +262,8 @@ pub struct Engine<B, S: FileStore, C: Crypto> {
     events: Deque<Event, EVENT_CAPACITY>,
     last_now: Instant,
     storage_failures: u8,
-    /// When an image still on trial is given up; set at start-up on trial.
+    /// Instant at which an image still on trial is given up, set when the
+    /// engine starts with an image on trial.
     trial_deadline: Option<Instant>,
 }
 
@@ -474,7 +475,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         self.revert_trial(RevertReason::APPLICATION_FAILURE);
     }
 
-    /// Makes the next boot revert the trial image, for `reason`, and asks for
+    /// Makes the next boot revert the trial image, for `reason`, and requests
     /// that reset.
     fn revert_trial(&mut self, reason: RevertReason) {
         self.trial_deadline = None;
