@@ -264,6 +264,12 @@ pub struct Engine<B, S: FileStore, C: Crypto> {
     storage_failures: u8,
 }
 
+/// Returns `percent` % of `interval_s` seconds in milliseconds:
+/// `interval_s * 1000 * percent / 100` without the 64-bit division.
+fn jitter_spread_ms(interval_s: u32, percent: u8) -> u64 {
+    u64::from(interval_s) * 10 * u64::from(percent)
+}
+
 fn read_fixed<B: BootControl, const N: usize>(
     boot: &mut B,
     key: u16,
@@ -345,8 +351,8 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
 
         let mut jitter = Jitter::new(seed);
         let interval_s = config.check_in_interval_s;
-        let first_delay = jitter
-            .below_or_equal(u64::from(interval_s) * 1000 * u64::from(config.jitter_percent) / 100);
+        let first_delay =
+            jitter.below_or_equal(jitter_spread_ms(interval_s, config.jitter_percent));
         let backoff_ms = config.retry_initial_ms;
         let mut engine = Engine {
             config,
@@ -850,7 +856,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             self.interval_s
         };
         let base = u64::from(interval_s) * 1000;
-        let spread = base * u64::from(self.config.jitter_percent) / 100;
+        let spread = jitter_spread_ms(interval_s, self.config.jitter_percent);
         let jitter = self.jitter.below_or_equal(spread);
         self.next_check_in = now + Duration(base + jitter);
     }

@@ -60,8 +60,10 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         if manifest.target != self.target {
             return Err(RejectReason::WRONG_TARGET);
         }
-        match self.unix_now_s(now) {
-            Some(unix_s) if unix_s > manifest.expires_at => return Err(RejectReason::EXPIRED),
+        match self.unix_now_ms(now) {
+            Some(unix_ms) if expired(unix_ms, manifest.expires_at) => {
+                return Err(RejectReason::EXPIRED)
+            }
             None if self.config.expiry_without_clock == ExpiryWithoutClock::Reject => {
                 return Err(RejectReason::EXPIRED)
             }
@@ -114,7 +116,9 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         Ok(())
     }
 
-    fn unix_now_s(&self, now: Instant) -> Option<u64> {
+    /// Returns the Unix time at `now` in milliseconds, or `None` without a
+    /// wall clock or before 1970.
+    fn unix_now_ms(&self, now: Instant) -> Option<u64> {
         let offset = self.unix_offset_ms?;
         // 64-bit arithmetic, because a 128-bit division takes about 700 bytes
         // of code on a Cortex-M4. Times beyond i64::MAX milliseconds (292
@@ -122,7 +126,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         let unix_ms = i64::try_from(now.0)
             .unwrap_or(i64::MAX)
             .saturating_add(offset);
-        u64::try_from(unix_ms).ok().map(|ms| ms / 1000)
+        u64::try_from(unix_ms).ok()
     }
 
     fn reject(&mut self, job: JobId, reason: RejectReason) {
@@ -196,5 +200,46 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             job: offer.job,
             bytes,
         });
+    }
+}
+
+/// Returns `true` once the whole second `unix_ms / 1000` is past
+/// `expires_at_s`, compared in milliseconds because a 64-bit division costs
+/// a Cortex-M4 about 860 bytes of code.
+fn expired(unix_ms: u64, expires_at_s: u64) -> bool {
+    // `floor(ms / 1000) > s` holds exactly when `ms >= (s + 1) * 1000`. An
+    // expiry too large for that product lies beyond every representable time.
+    match expires_at_s
+        .checked_add(1)
+        .and_then(|second| second.checked_mul(1000))
+    {
+        Some(limit) => unix_ms >= limit,
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expired;
+
+    #[test]
+    fn expiry_at_second_boundaries() {
+        // Proves that the comparison in milliseconds equals `ms / 1000 > s`.
+        for (unix_ms, expires_at_s) in [
+            (0, 0),
+            (999, 0),
+            (1000, 0),
+            (1_800_000_000_999, 1_800_000_000),
+            (1_800_000_001_000, 1_800_000_000),
+            (u64::MAX, u64::MAX / 1000 - 1),
+            (u64::MAX, u64::MAX / 1000),
+            (u64::MAX, u64::MAX),
+        ] {
+            assert_eq!(
+                expired(unix_ms, expires_at_s),
+                unix_ms / 1000 > expires_at_s,
+                "{unix_ms} ms against {expires_at_s} s"
+            );
+        }
     }
 }
