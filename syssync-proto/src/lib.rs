@@ -64,6 +64,7 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+mod codec;
 pub mod codes;
 pub mod crypto;
 pub mod error;

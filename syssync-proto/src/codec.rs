@@ -1,0 +1,477 @@
+//! Hand-written postcard encoding of what a device handles: the server
+//! replies and the manifest it decodes, the requests and the inventory it
+//! encodes.
+//!
+//! The bytes are exactly those of postcard 1 with serde's derived
+//! implementations, and so are the errors: the tests in `tests/codec.rs`
+//! check both against the serde path, which servers and tools keep using.
+//! The serde path inlines every field read through several layers of
+//! generic code, so here each field is one call instead. In the Cortex-M4
+//! device-side size probe of `benches/footprint` that takes about 2.7 KiB
+//! less code.
+//!
+//! Postcard's rules as used here: `u8` and fixed-size byte arrays are raw
+//! bytes; `u16`, `u32`, `u64` and lengths are LEB128 varints (`i32` after a
+//! zigzag step) that postcard also accepts in non-minimal form; an `Option`
+//! is a tag byte 0 or 1; an enum variant is its index as a varint; strings
+//! and byte slices are a length followed by the bytes.
+
+use crate::crypto::Sha256Hasher;
+use crate::error::{BodyError, EncodeError};
+use crate::limits::{MAX_CHUNK_LEN, MAX_MANIFEST_LEN};
+use crate::manifest::{FileKind, Manifest, ManifestFile, SignedManifest};
+use crate::message::{Cancel, Confirm, Idle, JobOffer, MessageType, Refusal};
+use crate::message::{
+    CheckIn, Chunk, ChunkRequest, InstalledApplication, Inventory, JobOutcome, JobReport, JobState,
+    RegistrationRequest, RegistrationResult, ResetWindow, ServerMessage, UplinkHeader,
+};
+use crate::types::{AccountId, DeviceId, FileName, JobId, Signature, Version};
+use crate::{FailureCode, RefusalCode, RejectReason, RevertReason};
+
+/// A cursor over received bytes.
+pub(crate) struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Reader { bytes }
+    }
+
+    /// Takes the next `len` bytes.
+    fn take(&mut self, len: usize) -> Result<&'a [u8], BodyError> {
+        if len > self.bytes.len() {
+            return Err(BodyError::Truncated);
+        }
+        let (head, rest) = self.bytes.split_at(len);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8, BodyError> {
+        Ok(self.take(1)?[0])
+    }
+
+    /// Fills `out` with raw bytes, as postcard encodes a byte array.
+    fn fill(&mut self, out: &mut [u8]) -> Result<(), BodyError> {
+        out.copy_from_slice(self.take(out.len())?);
+        Ok(())
+    }
+
+    /// Reads a varint of an integer type of `bits` bits (16, 32 or 64).
+    ///
+    /// Like postcard, it accepts non-minimal encodings, and rejects an
+    /// encoding longer than `ceil(bits / 7)` bytes or a last byte with bits
+    /// beyond the type's width.
+    fn varint(&mut self, bits: u32) -> Result<u64, BodyError> {
+        let max_len = bits.div_ceil(7);
+        let last_max = (1u16 << (bits - 7 * (max_len - 1))) - 1;
+        let mut value = 0u64;
+        for index in 0..max_len {
+            let byte = self.u8()?;
+            value |= u64::from(byte & 0x7F) << (7 * index);
+            if byte & 0x80 == 0 {
+                if index == max_len - 1 && u16::from(byte) > last_max {
+                    return Err(BodyError::BadVarint);
+                }
+                return Ok(value);
+            }
+        }
+        Err(BodyError::BadVarint)
+    }
+
+    fn u16(&mut self) -> Result<u16, BodyError> {
+        Ok(self.varint(16)? as u16)
+    }
+
+    fn u32(&mut self) -> Result<u32, BodyError> {
+        Ok(self.varint(32)? as u32)
+    }
+
+    fn u64(&mut self) -> Result<u64, BodyError> {
+        self.varint(64)
+    }
+
+    /// Reads a length, a varint as wide as the platform's `usize`, as postcard does.
+    fn len(&mut self) -> Result<usize, BodyError> {
+        Ok(self.varint(usize::BITS)? as usize)
+    }
+
+    /// Reads an `Option` tag: `true` for `Some`.
+    fn option(&mut self) -> Result<bool, BodyError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(BodyError::BadTag),
+        }
+    }
+
+    /// Reads a length-prefixed byte slice, borrowed from the input.
+    fn bytes(&mut self) -> Result<&'a [u8], BodyError> {
+        let len = self.len()?;
+        self.take(len)
+    }
+
+    /// Reads a target type or file name: UTF-8 of at most
+    /// [`MAX_NAME_LEN`](crate::limits::MAX_NAME_LEN) bytes.
+    fn name(&mut self) -> Result<FileName, BodyError> {
+        let text = core::str::from_utf8(self.bytes()?).map_err(|_| BodyError::BadUtf8)?;
+        FileName::try_from(text).map_err(|()| BodyError::InvalidValue)
+    }
+
+    fn job(&mut self) -> Result<JobId, BodyError> {
+        Ok(JobId(self.u32()?))
+    }
+
+    /// Fails with [`BodyError::TrailingBytes`] unless every byte was read.
+    pub(crate) fn finish(self) -> Result<(), BodyError> {
+        if self.bytes.is_empty() {
+            Ok(())
+        } else {
+            Err(BodyError::TrailingBytes)
+        }
+    }
+}
+
+/// An output for encoded bytes: a caller's buffer or a hash computation.
+pub(crate) trait Sink {
+    fn put(&mut self, bytes: &[u8]) -> Result<(), EncodeError>;
+}
+
+/// Writes into a caller's buffer.
+pub(crate) struct SliceSink<'a> {
+    out: &'a mut [u8],
+    len: usize,
+}
+
+impl<'a> SliceSink<'a> {
+    pub(crate) fn new(out: &'a mut [u8]) -> Self {
+        SliceSink { out, len: 0 }
+    }
+
+    /// Returns the number of bytes written.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Sink for SliceSink<'_> {
+    fn put(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
+        let end = self.len + bytes.len();
+        let slot = self
+            .out
+            .get_mut(self.len..end)
+            .ok_or(EncodeError::BufferTooSmall)?;
+        slot.copy_from_slice(bytes);
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// Feeds a SHA-256 computation, so that a value is hashed in its wire
+/// encoding without a buffer for the whole of it.
+pub(crate) struct HashSink<H: Sha256Hasher>(pub(crate) H);
+
+impl<H: Sha256Hasher> Sink for HashSink<H> {
+    fn put(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
+        self.0.update(bytes);
+        Ok(())
+    }
+}
+
+/// Appends values to a [`Sink`]. It keeps a trait object, so that each
+/// encoder is compiled once whatever the sink.
+pub(crate) struct Writer<'s> {
+    sink: &'s mut dyn Sink,
+}
+
+impl<'s> Writer<'s> {
+    pub(crate) fn new(sink: &'s mut dyn Sink) -> Self {
+        Writer { sink }
+    }
+
+    fn raw(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
+        self.sink.put(bytes)
+    }
+
+    fn u8(&mut self, value: u8) -> Result<(), EncodeError> {
+        self.raw(&[value])
+    }
+
+    /// Writes the minimal varint of `value`, as postcard does for every
+    /// unsigned integer type.
+    fn varint(&mut self, mut value: u64) -> Result<(), EncodeError> {
+        let mut buf = [0u8; 10];
+        let mut len = 0;
+        loop {
+            let byte = (value & 0x7F) as u8;
+            value >>= 7;
+            if value == 0 {
+                buf[len] = byte;
+                len += 1;
+                break;
+            }
+            buf[len] = byte | 0x80;
+            len += 1;
+        }
+        self.raw(&buf[..len])
+    }
+
+    fn u32(&mut self, value: u32) -> Result<(), EncodeError> {
+        self.varint(u64::from(value))
+    }
+
+    /// Writes an `i32` as postcard does: zigzag, then a varint.
+    fn i32(&mut self, value: i32) -> Result<(), EncodeError> {
+        self.u32(((value << 1) ^ (value >> 31)) as u32)
+    }
+
+    fn option(&mut self, some: bool) -> Result<(), EncodeError> {
+        self.u8(u8::from(some))
+    }
+
+    /// Writes a length-prefixed byte string.
+    fn bytes(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
+        self.varint(bytes.len() as u64)?;
+        self.raw(bytes)
+    }
+
+    fn version(&mut self, version: &Version) -> Result<(), EncodeError> {
+        self.varint(u64::from(version.major))?;
+        self.varint(u64::from(version.minor))?;
+        self.varint(u64::from(version.patch))?;
+        self.u32(version.build)
+    }
+}
+
+fn version(reader: &mut Reader<'_>) -> Result<Version, BodyError> {
+    Ok(Version {
+        major: reader.u16()?,
+        minor: reader.u16()?,
+        patch: reader.u16()?,
+        build: reader.u32()?,
+    })
+}
+
+/// Decodes a whole manifest body (without the checks of [`Manifest::validate`]).
+pub(crate) fn decode_manifest(body: &[u8]) -> Result<Manifest, BodyError> {
+    let mut reader = Reader::new(body);
+    let mut manifest = Manifest {
+        target: reader.name()?,
+        version: version(&mut reader)?,
+        security_counter: reader.u32()?,
+        expires_at: reader.u64()?,
+        files: heapless::Vec::new(),
+        remove: heapless::Vec::new(),
+    };
+    // Like heapless' serde support, a list one element longer than its
+    // capacity fails only after that element has decoded.
+    let files = reader.len()?;
+    for _ in 0..files {
+        let kind = match reader.u32()? {
+            0 => FileKind::Application,
+            1 => FileKind::Plain,
+            _ => return Err(BodyError::InvalidValue),
+        };
+        let name = reader.name()?;
+        let size = reader.u32()?;
+        let mut sha256 = [0u8; 32];
+        reader.fill(&mut sha256)?;
+        let file = ManifestFile {
+            kind,
+            name,
+            size,
+            sha256,
+        };
+        manifest
+            .files
+            .push(file)
+            .map_err(|_| BodyError::InvalidValue)?;
+    }
+    let removals = reader.len()?;
+    for _ in 0..removals {
+        let name = reader.name()?;
+        manifest
+            .remove
+            .push(name)
+            .map_err(|_| BodyError::InvalidValue)?;
+    }
+    reader.finish()?;
+    Ok(manifest)
+}
+
+/// Decodes a key id, a borrowed body and a signature, as they appear in a
+/// job offer and in [`SignedManifest::encode`]'s output.
+pub(crate) fn decode_signed_manifest<'a>(
+    reader: &mut Reader<'a>,
+) -> Result<SignedManifest<'a>, BodyError> {
+    let key_id = reader.u8()?;
+    let body = reader.bytes()?;
+    let mut signature = [0u8; 64];
+    reader.fill(&mut signature)?;
+    Ok(SignedManifest {
+        key_id,
+        body,
+        signature: Signature(signature),
+    })
+}
+
+/// Decodes a refusal body.
+pub(crate) fn decode_refusal(reader: &mut Reader<'_>) -> Result<Refusal, BodyError> {
+    Ok(Refusal {
+        code: RefusalCode(reader.u16()?),
+        retry_after_s: reader.u32()?,
+        detail: reader.u32()?,
+    })
+}
+
+/// Decodes the body of a server message of type `kind`, and checks the
+/// length limits of a job offer's manifest and of a chunk.
+pub(crate) fn decode_server_message(
+    kind: MessageType,
+    body: &[u8],
+) -> Result<ServerMessage<'_>, BodyError> {
+    let mut reader = Reader::new(body);
+    let message = match kind {
+        MessageType::Idle => ServerMessage::Idle(Idle {
+            interval_s: reader.u32()?,
+        }),
+        MessageType::InventoryRequest => ServerMessage::InventoryRequest,
+        MessageType::JobOffer => {
+            let job = reader.job()?;
+            let reset_window = if reader.option()? {
+                Some(ResetWindow {
+                    opens_in_s: reader.u32()?,
+                    closes_in_s: reader.u32()?,
+                })
+            } else {
+                None
+            };
+            let manifest = decode_signed_manifest(&mut reader)?;
+            reader.finish()?;
+            if manifest.body.len() > MAX_MANIFEST_LEN {
+                return Err(BodyError::LimitExceeded);
+            }
+            return Ok(ServerMessage::JobOffer(JobOffer {
+                job,
+                reset_window,
+                manifest,
+            }));
+        }
+        MessageType::Chunk => {
+            let data = reader.bytes()?;
+            reader.finish()?;
+            if data.len() > MAX_CHUNK_LEN {
+                return Err(BodyError::LimitExceeded);
+            }
+            return Ok(ServerMessage::Chunk(Chunk { data }));
+        }
+        MessageType::Confirm => ServerMessage::Confirm(Confirm { job: reader.job()? }),
+        MessageType::Cancel => ServerMessage::Cancel(Cancel { job: reader.job()? }),
+        MessageType::RegistrationResult => ServerMessage::RegistrationResult(RegistrationResult {
+            account: AccountId(reader.u64()?),
+            interval_s: reader.u32()?,
+        }),
+        MessageType::Refusal => ServerMessage::Refusal(decode_refusal(&mut reader)?),
+        _ => return Err(BodyError::BadTag),
+    };
+    reader.finish()?;
+    Ok(message)
+}
+
+/// Encodes the header that starts every device message body.
+pub(crate) fn encode_uplink_header(
+    writer: &mut Writer<'_>,
+    header: &UplinkHeader,
+) -> Result<(), EncodeError> {
+    let DeviceId(device) = header.device;
+    writer.varint(device)?;
+    writer.u32(header.counter)
+}
+
+pub(crate) fn encode_check_in(
+    writer: &mut Writer<'_>,
+    check_in: &CheckIn,
+) -> Result<(), EncodeError> {
+    writer.option(check_in.job.is_some())?;
+    if let Some(progress) = &check_in.job {
+        writer.u32(progress.job.0)?;
+        let state = match progress.state {
+            JobState::Downloading => 0,
+            JobState::Staged => 1,
+            JobState::Trial => 2,
+        };
+        writer.u32(state)?;
+        writer.u32(progress.bytes_done)?;
+    }
+    writer.raw(&check_in.inventory)?;
+    writer.option(check_in.location.is_some())?;
+    if let Some(location) = &check_in.location {
+        writer.i32(location.latitude_e7)?;
+        writer.i32(location.longitude_e7)?;
+        writer.u32(location.accuracy_m)?;
+    }
+    Ok(())
+}
+
+/// Encodes an inventory; its files must already be in the order to send.
+pub(crate) fn encode_inventory(
+    writer: &mut Writer<'_>,
+    inventory: &Inventory,
+) -> Result<(), EncodeError> {
+    writer.bytes(inventory.target.as_bytes())?;
+    let InstalledApplication {
+        version,
+        size,
+        sha256,
+    } = &inventory.application;
+    writer.version(version)?;
+    writer.u32(*size)?;
+    writer.raw(sha256)?;
+    writer.u32(inventory.security_counter)?;
+    writer.varint(inventory.files.len() as u64)?;
+    for file in &inventory.files {
+        writer.bytes(file.name.as_bytes())?;
+        writer.u32(file.size)?;
+        writer.raw(&file.sha256)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn encode_chunk_request(
+    writer: &mut Writer<'_>,
+    request: &ChunkRequest,
+) -> Result<(), EncodeError> {
+    writer.u32(request.job.0)?;
+    writer.u8(request.file)?;
+    writer.u32(request.offset)?;
+    writer.varint(u64::from(request.length))
+}
+
+pub(crate) fn encode_job_report(
+    writer: &mut Writer<'_>,
+    report: &JobReport,
+) -> Result<(), EncodeError> {
+    writer.u32(report.job.0)?;
+    let (variant, code) = match report.outcome {
+        JobOutcome::Installed => (0, None),
+        JobOutcome::Failed(FailureCode(code)) => (1, Some(code)),
+        JobOutcome::Reverted(RevertReason(code)) => (2, Some(code)),
+        JobOutcome::Rejected(RejectReason(code)) => (3, Some(code)),
+        JobOutcome::Cancelled => (4, None),
+    };
+    writer.u32(variant)?;
+    match code {
+        Some(code) => writer.varint(u64::from(code)),
+        None => Ok(()),
+    }
+}
+
+pub(crate) fn encode_registration_request(
+    writer: &mut Writer<'_>,
+    request: &RegistrationRequest,
+) -> Result<(), EncodeError> {
+    writer.varint(request.account.0)?;
+    writer.bytes(request.target.as_bytes())?;
+    writer.version(&request.version)
+}
