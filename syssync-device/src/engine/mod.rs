@@ -340,11 +340,11 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             }
             Err(error) => return Err(error),
         };
-        let reserved = match boot.read_setting(setting::COUNTER_RESERVED, &mut [0u8; 4]) {
+        let mut reserved_bytes = [0u8; 4];
+        let reserved = match boot.read_setting(setting::COUNTER_RESERVED, &mut reserved_bytes) {
             Ok(None) => 0,
-            Ok(Some(_)) => {
-                u32::from_le_bytes(read_fixed::<B, 4>(&mut boot, setting::COUNTER_RESERVED)?)
-            }
+            Ok(Some(4)) => u32::from_le_bytes(reserved_bytes),
+            Ok(Some(_)) => return Err(InitError::MissingIdentity(setting::COUNTER_RESERVED)),
             Err(_) => return Err(InitError::Storage),
         };
         let status = boot.status().map_err(|_| InitError::Storage)?;
