@@ -10,11 +10,14 @@
 //! device-side size probe of `benches/footprint` that takes about 2.7 KiB
 //! less code.
 //!
-//! Postcard's rules as used here: `u8` and fixed-size byte arrays are raw
-//! bytes; `u16`, `u32`, `u64` and lengths are LEB128 varints (`i32` after a
-//! zigzag step) that postcard also accepts in non-minimal form; an `Option`
-//! is a tag byte 0 or 1; an enum variant is its index as a varint; strings
-//! and byte slices are a length followed by the bytes.
+//! Postcard's rules as used here:
+//!
+//! - `u8` and fixed-size byte arrays are raw bytes.
+//! - `u16`, `u32`, `u64` and lengths are LEB128 varints, which postcard also
+//!   accepts in non-minimal form. An `i32` is zigzag-encoded first.
+//! - An `Option` is a tag byte, 0 or 1, and an enum variant is its index as
+//!   a varint.
+//! - Strings and byte slices are a length followed by the bytes.
 
 use crate::crypto::Sha256Hasher;
 use crate::error::{BodyError, EncodeError};
@@ -29,33 +32,53 @@ use crate::types::{AccountId, DeviceId, FileName, JobId, Signature, Version};
 use crate::{FailureCode, RefusalCode, RejectReason, RevertReason};
 
 /// A cursor over received bytes.
+///
+/// A failed read records its error, empties the cursor and returns a zero
+/// value, so that a decoder reads every field without a branch and calls
+/// [`Reader::finish`] once for the outcome. Later reads then fail too, but
+/// the first error is the one reported, as with `?` after every field.
 pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
+    error: Option<BodyError>,
 }
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(bytes: &'a [u8]) -> Self {
-        Reader { bytes }
+        Reader { bytes, error: None }
     }
 
-    /// Takes the next `len` bytes.
-    fn take(&mut self, len: usize) -> Result<&'a [u8], BodyError> {
+    /// Records `error` unless an earlier one is recorded, and ends the input.
+    fn fail(&mut self, error: BodyError) {
+        self.error.get_or_insert(error);
+        self.bytes = &[];
+    }
+
+    /// Returns `true` once a read has failed.
+    fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+
+    /// Takes the next `len` bytes, or none if fewer are left.
+    fn take(&mut self, len: usize) -> &'a [u8] {
         if len > self.bytes.len() {
-            return Err(BodyError::Truncated);
+            self.fail(BodyError::Truncated);
+            return &[];
         }
         let (head, rest) = self.bytes.split_at(len);
         self.bytes = rest;
-        Ok(head)
+        head
     }
 
-    fn u8(&mut self) -> Result<u8, BodyError> {
-        Ok(self.take(1)?[0])
+    fn u8(&mut self) -> u8 {
+        self.take(1).first().copied().unwrap_or(0)
     }
 
     /// Fills `out` with raw bytes, as postcard encodes a byte array.
-    fn fill(&mut self, out: &mut [u8]) -> Result<(), BodyError> {
-        out.copy_from_slice(self.take(out.len())?);
-        Ok(())
+    fn fill(&mut self, out: &mut [u8]) {
+        let bytes = self.take(out.len());
+        if bytes.len() == out.len() {
+            out.copy_from_slice(bytes);
+        }
     }
 
     /// Reads a varint of an integer type of `bits` bits (16, 32 or 64).
@@ -63,72 +86,84 @@ impl<'a> Reader<'a> {
     /// Like postcard, it accepts non-minimal encodings, and rejects an
     /// encoding longer than `ceil(bits / 7)` bytes or a last byte with bits
     /// beyond the type's width.
-    fn varint(&mut self, bits: u32) -> Result<u64, BodyError> {
+    fn varint(&mut self, bits: u32) -> u64 {
         let max_len = bits.div_ceil(7);
         let last_max = (1u16 << (bits - 7 * (max_len - 1))) - 1;
         let mut value = 0u64;
         for index in 0..max_len {
-            let byte = self.u8()?;
+            let byte = self.u8();
             value |= u64::from(byte & 0x7F) << (7 * index);
             if byte & 0x80 == 0 {
                 if index == max_len - 1 && u16::from(byte) > last_max {
-                    return Err(BodyError::BadVarint);
+                    break;
                 }
-                return Ok(value);
+                return value;
             }
         }
-        Err(BodyError::BadVarint)
+        self.fail(BodyError::BadVarint);
+        0
     }
 
-    fn u16(&mut self) -> Result<u16, BodyError> {
-        Ok(self.varint(16)? as u16)
+    fn u16(&mut self) -> u16 {
+        self.varint(16) as u16
     }
 
-    fn u32(&mut self) -> Result<u32, BodyError> {
-        Ok(self.varint(32)? as u32)
+    fn u32(&mut self) -> u32 {
+        self.varint(32) as u32
     }
 
-    fn u64(&mut self) -> Result<u64, BodyError> {
+    fn u64(&mut self) -> u64 {
         self.varint(64)
     }
 
     /// Reads a length, a varint as wide as the platform's `usize`, as postcard does.
-    fn len(&mut self) -> Result<usize, BodyError> {
-        Ok(self.varint(usize::BITS)? as usize)
+    fn len(&mut self) -> usize {
+        self.varint(usize::BITS) as usize
     }
 
     /// Reads an `Option` tag: `true` for `Some`.
-    fn option(&mut self) -> Result<bool, BodyError> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            _ => Err(BodyError::BadTag),
+    fn option(&mut self) -> bool {
+        match self.u8() {
+            0 => false,
+            1 => true,
+            _ => {
+                self.fail(BodyError::BadTag);
+                false
+            }
         }
     }
 
     /// Reads a length-prefixed byte slice, borrowed from the input.
-    fn bytes(&mut self) -> Result<&'a [u8], BodyError> {
-        let len = self.len()?;
+    fn bytes(&mut self) -> &'a [u8] {
+        let len = self.len();
         self.take(len)
     }
 
     /// Reads a target type or file name: UTF-8 of at most
     /// [`MAX_NAME_LEN`](crate::limits::MAX_NAME_LEN) bytes.
-    fn name(&mut self) -> Result<FileName, BodyError> {
-        let text = core::str::from_utf8(self.bytes()?).map_err(|_| BodyError::BadUtf8)?;
-        FileName::try_from(text).map_err(|()| BodyError::InvalidValue)
+    fn name(&mut self) -> FileName {
+        let bytes = self.bytes();
+        let Ok(text) = core::str::from_utf8(bytes) else {
+            self.fail(BodyError::BadUtf8);
+            return FileName::new();
+        };
+        FileName::try_from(text).unwrap_or_else(|()| {
+            self.fail(BodyError::InvalidValue);
+            FileName::new()
+        })
     }
 
-    fn job(&mut self) -> Result<JobId, BodyError> {
-        Ok(JobId(self.u32()?))
+    fn job(&mut self) -> JobId {
+        JobId(self.u32())
     }
 
-    /// Fails with [`BodyError::TrailingBytes`] unless every byte was read.
+    /// Returns the first error of the reads, or
+    /// [`BodyError::TrailingBytes`] unless every byte was read.
     pub(crate) fn finish(self) -> Result<(), BodyError> {
-        if self.bytes.is_empty() {
-            Ok(())
-        } else {
-            Err(BodyError::TrailingBytes)
+        match self.error {
+            Some(error) => Err(error),
+            None if !self.bytes.is_empty() => Err(BodyError::TrailingBytes),
+            None => Ok(()),
         }
     }
 }
@@ -244,57 +279,65 @@ impl<'s> Writer<'s> {
     }
 }
 
-fn version(reader: &mut Reader<'_>) -> Result<Version, BodyError> {
-    Ok(Version {
-        major: reader.u16()?,
-        minor: reader.u16()?,
-        patch: reader.u16()?,
-        build: reader.u32()?,
-    })
+fn version(reader: &mut Reader<'_>) -> Version {
+    Version {
+        major: reader.u16(),
+        minor: reader.u16(),
+        patch: reader.u16(),
+        build: reader.u32(),
+    }
 }
 
 /// Decodes a whole manifest body (without the checks of [`Manifest::validate`]).
 pub(crate) fn decode_manifest(body: &[u8]) -> Result<Manifest, BodyError> {
     let mut reader = Reader::new(body);
     let mut manifest = Manifest {
-        target: reader.name()?,
-        version: version(&mut reader)?,
-        security_counter: reader.u32()?,
-        expires_at: reader.u64()?,
+        target: reader.name(),
+        version: version(&mut reader),
+        security_counter: reader.u32(),
+        expires_at: reader.u64(),
         files: heapless::Vec::new(),
         remove: heapless::Vec::new(),
     };
     // Like heapless' serde support, a list one element longer than its
-    // capacity fails only after that element has decoded.
-    let files = reader.len()?;
+    // capacity fails only after that element has decoded. No list is read
+    // past that element, nor past a failed read.
+    let files = reader.len();
     for _ in 0..files {
-        let kind = match reader.u32()? {
+        let kind = match reader.u32() {
             0 => FileKind::Application,
             1 => FileKind::Plain,
-            _ => return Err(BodyError::InvalidValue),
+            _ => {
+                reader.fail(BodyError::InvalidValue);
+                FileKind::Plain
+            }
         };
-        let name = reader.name()?;
-        let size = reader.u32()?;
+        let name = reader.name();
+        let size = reader.u32();
         let mut sha256 = [0u8; 32];
-        reader.fill(&mut sha256)?;
+        reader.fill(&mut sha256);
         let file = ManifestFile {
             kind,
             name,
             size,
             sha256,
         };
-        manifest
-            .files
-            .push(file)
-            .map_err(|_| BodyError::InvalidValue)?;
+        if manifest.files.push(file).is_err() {
+            reader.fail(BodyError::InvalidValue);
+        }
+        if reader.failed() {
+            break;
+        }
     }
-    let removals = reader.len()?;
+    let removals = reader.len();
     for _ in 0..removals {
-        let name = reader.name()?;
-        manifest
-            .remove
-            .push(name)
-            .map_err(|_| BodyError::InvalidValue)?;
+        let name = reader.name();
+        if manifest.remove.push(name).is_err() {
+            reader.fail(BodyError::InvalidValue);
+        }
+        if reader.failed() {
+            break;
+        }
     }
     reader.finish()?;
     Ok(manifest)
@@ -302,27 +345,25 @@ pub(crate) fn decode_manifest(body: &[u8]) -> Result<Manifest, BodyError> {
 
 /// Decodes a key id, a borrowed body and a signature, as they appear in a
 /// job offer and in [`SignedManifest::encode`]'s output.
-pub(crate) fn decode_signed_manifest<'a>(
-    reader: &mut Reader<'a>,
-) -> Result<SignedManifest<'a>, BodyError> {
-    let key_id = reader.u8()?;
-    let body = reader.bytes()?;
+pub(crate) fn decode_signed_manifest<'a>(reader: &mut Reader<'a>) -> SignedManifest<'a> {
+    let key_id = reader.u8();
+    let body = reader.bytes();
     let mut signature = [0u8; 64];
-    reader.fill(&mut signature)?;
-    Ok(SignedManifest {
+    reader.fill(&mut signature);
+    SignedManifest {
         key_id,
         body,
         signature: Signature(signature),
-    })
+    }
 }
 
 /// Decodes a refusal body.
-pub(crate) fn decode_refusal(reader: &mut Reader<'_>) -> Result<Refusal, BodyError> {
-    Ok(Refusal {
-        code: RefusalCode(reader.u16()?),
-        retry_after_s: reader.u32()?,
-        detail: reader.u32()?,
-    })
+pub(crate) fn decode_refusal(reader: &mut Reader<'_>) -> Refusal {
+    Refusal {
+        code: RefusalCode(reader.u16()),
+        retry_after_s: reader.u32(),
+        detail: reader.u32(),
+    }
 }
 
 /// Decodes the body of a server message of type `kind`, and checks the
@@ -334,20 +375,16 @@ pub(crate) fn decode_server_message(
     let mut reader = Reader::new(body);
     let message = match kind {
         MessageType::Idle => ServerMessage::Idle(Idle {
-            interval_s: reader.u32()?,
+            interval_s: reader.u32(),
         }),
         MessageType::InventoryRequest => ServerMessage::InventoryRequest,
         MessageType::JobOffer => {
-            let job = reader.job()?;
-            let reset_window = if reader.option()? {
-                Some(ResetWindow {
-                    opens_in_s: reader.u32()?,
-                    closes_in_s: reader.u32()?,
-                })
-            } else {
-                None
-            };
-            let manifest = decode_signed_manifest(&mut reader)?;
+            let job = reader.job();
+            let reset_window = reader.option().then(|| ResetWindow {
+                opens_in_s: reader.u32(),
+                closes_in_s: reader.u32(),
+            });
+            let manifest = decode_signed_manifest(&mut reader);
             reader.finish()?;
             if manifest.body.len() > MAX_MANIFEST_LEN {
                 return Err(BodyError::LimitExceeded);
@@ -359,20 +396,20 @@ pub(crate) fn decode_server_message(
             }));
         }
         MessageType::Chunk => {
-            let data = reader.bytes()?;
+            let data = reader.bytes();
             reader.finish()?;
             if data.len() > MAX_CHUNK_LEN {
                 return Err(BodyError::LimitExceeded);
             }
             return Ok(ServerMessage::Chunk(Chunk { data }));
         }
-        MessageType::Confirm => ServerMessage::Confirm(Confirm { job: reader.job()? }),
-        MessageType::Cancel => ServerMessage::Cancel(Cancel { job: reader.job()? }),
+        MessageType::Confirm => ServerMessage::Confirm(Confirm { job: reader.job() }),
+        MessageType::Cancel => ServerMessage::Cancel(Cancel { job: reader.job() }),
         MessageType::RegistrationResult => ServerMessage::RegistrationResult(RegistrationResult {
-            account: AccountId(reader.u64()?),
-            interval_s: reader.u32()?,
+            account: AccountId(reader.u64()),
+            interval_s: reader.u32(),
         }),
-        MessageType::Refusal => ServerMessage::Refusal(decode_refusal(&mut reader)?),
+        MessageType::Refusal => ServerMessage::Refusal(decode_refusal(&mut reader)),
         _ => return Err(BodyError::BadTag),
     };
     reader.finish()?;

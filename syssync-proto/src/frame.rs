@@ -355,7 +355,7 @@ impl<'a> Frame<'a> {
         if !constant_time_eq(&expected, self.tag) {
             if self.message_type == MessageType::Refusal && self.tag.iter().all(|byte| *byte == 0) {
                 let mut reader = Reader::new(self.body);
-                let refusal = codec::decode_refusal(&mut reader)?;
+                let refusal = codec::decode_refusal(&mut reader);
                 reader.finish()?;
                 return Err(FrameError::UnauthenticatedRefusal(refusal));
             }

@@ -150,7 +150,7 @@ impl<'a> SignedManifest<'a> {
             return Err(ManifestError::TooLong);
         }
         let mut reader = crate::codec::Reader::new(bytes);
-        let signed = crate::codec::decode_signed_manifest(&mut reader)?;
+        let signed = crate::codec::decode_signed_manifest(&mut reader);
         reader.finish()?;
         if signed.body.len() > MAX_MANIFEST_LEN {
             return Err(ManifestError::TooLong);

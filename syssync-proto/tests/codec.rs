@@ -191,6 +191,42 @@ fn overlong_lists_fail_like_serde() {
         }
         check_manifest_body(&bytes);
     }
+
+    // The same for the file list, with the bytes of one file repeated.
+    manifest.remove.clear();
+    let empty = manifest.encode(&mut buffer).unwrap().to_vec();
+    let prefix = &empty[..empty.len() - 2];
+    manifest
+        .files
+        .push(example_manifest().files[0].clone())
+        .unwrap();
+    let one = manifest.encode(&mut buffer).unwrap().to_vec();
+    let file = &one[prefix.len() + 1..one.len() - 1];
+    for count in [16u8, 17, 18, 127] {
+        let mut bytes = prefix.to_vec();
+        bytes.push(count);
+        for _ in 0..count.min(17) {
+            bytes.extend_from_slice(file);
+        }
+        bytes.push(0);
+        check_manifest_body(&bytes);
+        // Sixteen copies of the application image decode, then fail validation.
+        let expected = if count == 16 {
+            Err(ManifestError::SeveralApplications)
+        } else {
+            Err(ManifestError::Body(BodyError::InvalidValue))
+        };
+        assert_eq!(Manifest::decode(&bytes), expected, "{count} files");
+    }
+
+    // A count of 2^32 - 1 with no file after it stops at the first missing byte.
+    let mut bytes = prefix.to_vec();
+    bytes.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+    check_manifest_body(&bytes);
+    assert_eq!(
+        Manifest::decode(&bytes),
+        Err(ManifestError::Body(BodyError::Truncated))
+    );
 }
 
 #[test]
