@@ -170,36 +170,47 @@ impl<'a> Reader<'a> {
 
 /// An output for encoded bytes: a caller's buffer or a hash computation.
 pub(crate) trait Sink {
-    fn put(&mut self, bytes: &[u8]) -> Result<(), EncodeError>;
+    fn put(&mut self, bytes: &[u8]);
 }
 
-/// Writes into a caller's buffer.
+/// Writes into a caller's buffer. Bytes that do not fit are dropped and
+/// make [`SliceSink::finish`] fail, so that encoders need no error path.
 pub(crate) struct SliceSink<'a> {
     out: &'a mut [u8],
     len: usize,
+    overflow: bool,
 }
 
 impl<'a> SliceSink<'a> {
     pub(crate) fn new(out: &'a mut [u8]) -> Self {
-        SliceSink { out, len: 0 }
+        SliceSink {
+            out,
+            len: 0,
+            overflow: false,
+        }
     }
 
-    /// Returns the number of bytes written.
-    pub(crate) fn len(&self) -> usize {
-        self.len
+    /// Returns the number of bytes written, or
+    /// [`EncodeError::BufferTooSmall`] if any did not fit.
+    pub(crate) fn finish(&self) -> Result<usize, EncodeError> {
+        if self.overflow {
+            Err(EncodeError::BufferTooSmall)
+        } else {
+            Ok(self.len)
+        }
     }
 }
 
 impl Sink for SliceSink<'_> {
-    fn put(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
+    fn put(&mut self, bytes: &[u8]) {
         let end = self.len + bytes.len();
-        let slot = self
-            .out
-            .get_mut(self.len..end)
-            .ok_or(EncodeError::BufferTooSmall)?;
-        slot.copy_from_slice(bytes);
-        self.len = end;
-        Ok(())
+        match self.out.get_mut(self.len..end) {
+            Some(slot) if !self.overflow => {
+                slot.copy_from_slice(bytes);
+                self.len = end;
+            }
+            _ => self.overflow = true,
+        }
     }
 }
 
@@ -208,9 +219,8 @@ impl Sink for SliceSink<'_> {
 pub(crate) struct HashSink<H: Sha256Hasher>(pub(crate) H);
 
 impl<H: Sha256Hasher> Sink for HashSink<H> {
-    fn put(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
+    fn put(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
-        Ok(())
     }
 }
 
@@ -225,17 +235,17 @@ impl<'s> Writer<'s> {
         Writer { sink }
     }
 
-    fn raw(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
-        self.sink.put(bytes)
+    fn raw(&mut self, bytes: &[u8]) {
+        self.sink.put(bytes);
     }
 
-    fn u8(&mut self, value: u8) -> Result<(), EncodeError> {
-        self.raw(&[value])
+    fn u8(&mut self, value: u8) {
+        self.raw(&[value]);
     }
 
     /// Writes the minimal varint of `value`, as postcard does for every
     /// unsigned integer type.
-    fn varint(&mut self, mut value: u64) -> Result<(), EncodeError> {
+    fn varint(&mut self, mut value: u64) {
         let mut buf = [0u8; 10];
         let mut len = 0;
         loop {
@@ -249,33 +259,33 @@ impl<'s> Writer<'s> {
             buf[len] = byte | 0x80;
             len += 1;
         }
-        self.raw(&buf[..len])
+        self.raw(&buf[..len]);
     }
 
-    fn u32(&mut self, value: u32) -> Result<(), EncodeError> {
-        self.varint(u64::from(value))
+    fn u32(&mut self, value: u32) {
+        self.varint(u64::from(value));
     }
 
     /// Writes an `i32` as postcard does: zigzag, then a varint.
-    fn i32(&mut self, value: i32) -> Result<(), EncodeError> {
-        self.u32(((value << 1) ^ (value >> 31)) as u32)
+    fn i32(&mut self, value: i32) {
+        self.u32(((value << 1) ^ (value >> 31)) as u32);
     }
 
-    fn option(&mut self, some: bool) -> Result<(), EncodeError> {
-        self.u8(u8::from(some))
+    fn option(&mut self, some: bool) {
+        self.u8(u8::from(some));
     }
 
     /// Writes a length-prefixed byte string.
-    fn bytes(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
-        self.varint(bytes.len() as u64)?;
-        self.raw(bytes)
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.varint(bytes.len() as u64);
+        self.raw(bytes);
     }
 
-    fn version(&mut self, version: &Version) -> Result<(), EncodeError> {
-        self.varint(u64::from(version.major))?;
-        self.varint(u64::from(version.minor))?;
-        self.varint(u64::from(version.patch))?;
-        self.u32(version.build)
+    fn version(&mut self, version: &Version) {
+        self.varint(u64::from(version.major));
+        self.varint(u64::from(version.minor));
+        self.varint(u64::from(version.patch));
+        self.u32(version.build);
     }
 }
 
@@ -417,79 +427,62 @@ pub(crate) fn decode_server_message(
 }
 
 /// Encodes the header that starts every device message body.
-pub(crate) fn encode_uplink_header(
-    writer: &mut Writer<'_>,
-    header: &UplinkHeader,
-) -> Result<(), EncodeError> {
+pub(crate) fn encode_uplink_header(writer: &mut Writer<'_>, header: &UplinkHeader) {
     let DeviceId(device) = header.device;
-    writer.varint(device)?;
-    writer.u32(header.counter)
+    writer.varint(device);
+    writer.u32(header.counter);
 }
 
-pub(crate) fn encode_check_in(
-    writer: &mut Writer<'_>,
-    check_in: &CheckIn,
-) -> Result<(), EncodeError> {
-    writer.option(check_in.job.is_some())?;
+pub(crate) fn encode_check_in(writer: &mut Writer<'_>, check_in: &CheckIn) {
+    writer.option(check_in.job.is_some());
     if let Some(progress) = &check_in.job {
-        writer.u32(progress.job.0)?;
+        writer.u32(progress.job.0);
         let state = match progress.state {
             JobState::Downloading => 0,
             JobState::Staged => 1,
             JobState::Trial => 2,
         };
-        writer.u32(state)?;
-        writer.u32(progress.bytes_done)?;
+        writer.u32(state);
+        writer.u32(progress.bytes_done);
     }
-    writer.raw(&check_in.inventory)?;
-    writer.option(check_in.location.is_some())?;
+    writer.raw(&check_in.inventory);
+    writer.option(check_in.location.is_some());
     if let Some(location) = &check_in.location {
-        writer.i32(location.latitude_e7)?;
-        writer.i32(location.longitude_e7)?;
-        writer.u32(location.accuracy_m)?;
+        writer.i32(location.latitude_e7);
+        writer.i32(location.longitude_e7);
+        writer.u32(location.accuracy_m);
     }
-    Ok(())
 }
 
 /// Encodes an inventory; its files must already be in the order to send.
-pub(crate) fn encode_inventory(
-    writer: &mut Writer<'_>,
-    inventory: &Inventory,
-) -> Result<(), EncodeError> {
-    writer.bytes(inventory.target.as_bytes())?;
+pub(crate) fn encode_inventory(writer: &mut Writer<'_>, inventory: &Inventory) {
+    writer.bytes(inventory.target.as_bytes());
     let InstalledApplication {
         version,
         size,
         sha256,
     } = &inventory.application;
-    writer.version(version)?;
-    writer.u32(*size)?;
-    writer.raw(sha256)?;
-    writer.u32(inventory.security_counter)?;
-    writer.varint(inventory.files.len() as u64)?;
+    writer.version(version);
+    writer.u32(*size);
+    writer.raw(sha256);
+    writer.u32(inventory.security_counter);
+    writer.varint(inventory.files.len() as u64);
     for file in &inventory.files {
-        writer.bytes(file.name.as_bytes())?;
-        writer.u32(file.size)?;
-        writer.raw(&file.sha256)?;
+        writer.bytes(file.name.as_bytes());
+        writer.u32(file.size);
+        writer.raw(&file.sha256);
     }
-    Ok(())
 }
 
-pub(crate) fn encode_chunk_request(
-    writer: &mut Writer<'_>,
-    request: &ChunkRequest,
-) -> Result<(), EncodeError> {
-    writer.u32(request.job.0)?;
-    writer.u8(request.file)?;
-    writer.u32(request.offset)?;
-    writer.varint(u64::from(request.length))
+pub(crate) fn encode_chunk_request(writer: &mut Writer<'_>, request: &ChunkRequest) {
+    writer.u32(request.job.0);
+    writer.u8(request.file);
+    writer.u32(request.offset);
+    writer.varint(u64::from(request.length));
 }
 
-pub(crate) fn encode_job_report(
-    writer: &mut Writer<'_>,
-    report: &JobReport,
-) -> Result<(), EncodeError> {
-    writer.u32(report.job.0)?;
+pub(crate) fn encode_job_report(writer: &mut Writer<'_>, report: &JobReport) {
+    writer.u32(report.job.0);
     let (variant, code) = match report.outcome {
         JobOutcome::Installed => (0, None),
         JobOutcome::Failed(FailureCode(code)) => (1, Some(code)),
@@ -497,18 +490,14 @@ pub(crate) fn encode_job_report(
         JobOutcome::Rejected(RejectReason(code)) => (3, Some(code)),
         JobOutcome::Cancelled => (4, None),
     };
-    writer.u32(variant)?;
-    match code {
-        Some(code) => writer.varint(u64::from(code)),
-        None => Ok(()),
+    writer.u32(variant);
+    if let Some(code) = code {
+        writer.varint(u64::from(code));
     }
 }
 
-pub(crate) fn encode_registration_request(
-    writer: &mut Writer<'_>,
-    request: &RegistrationRequest,
-) -> Result<(), EncodeError> {
-    writer.varint(request.account.0)?;
-    writer.bytes(request.target.as_bytes())?;
-    writer.version(&request.version)
+pub(crate) fn encode_registration_request(writer: &mut Writer<'_>, request: &RegistrationRequest) {
+    writer.varint(request.account.0);
+    writer.bytes(request.target.as_bytes());
+    writer.version(&request.version);
 }

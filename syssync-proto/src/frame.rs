@@ -169,9 +169,9 @@ pub fn encode_uplink<C: Crypto + ?Sized>(
 ) -> Result<usize, EncodeError> {
     let mut sink = SliceSink::new(body_space(out)?);
     let mut writer = Writer::new(&mut sink);
-    codec::encode_uplink_header(&mut writer, &header)?;
-    message.encode_body(&mut writer)?;
-    let body_len = sink.len();
+    codec::encode_uplink_header(&mut writer, &header);
+    message.encode_body(&mut writer);
+    let body_len = sink.finish()?;
     out[0] = PROTOCOL_VERSION;
     out[1] = message.message_type() as u8;
     seal(crypto, Some(key), UPLINK, header.into(), out, 2 + body_len)

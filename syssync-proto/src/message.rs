@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{self, HashSink, Writer};
 use crate::codes::{FailureCode, RefusalCode, RejectReason, RevertReason};
 use crate::crypto::{Crypto, Sha256Hasher};
-use crate::error::{BodyError, EncodeError};
+use crate::error::BodyError;
 use crate::limits::{MAX_CHUNK_LEN, MAX_INVENTORY_FILES};
 use crate::manifest::SignedManifest;
 use crate::types::{
@@ -194,14 +194,13 @@ impl Inventory {
         let mut hasher = crypto.sha256_start();
         hasher.update(INVENTORY_DIGEST_CONTEXT);
         let mut sink = HashSink(hasher);
-        // A hash computation takes every byte, so encoding cannot fail.
-        let _ = if self.is_normalized() {
-            codec::encode_inventory(&mut Writer::new(&mut sink), self)
+        if self.is_normalized() {
+            codec::encode_inventory(&mut Writer::new(&mut sink), self);
         } else {
             let mut sorted = self.clone();
             sorted.normalize();
-            codec::encode_inventory(&mut Writer::new(&mut sink), &sorted)
-        };
+            codec::encode_inventory(&mut Writer::new(&mut sink), &sorted);
+        }
         let digest = sink.0.finalize();
         let mut short = [0u8; 8];
         short.copy_from_slice(&digest[..8]);
@@ -383,7 +382,7 @@ impl DeviceMessage {
         }
     }
 
-    pub(crate) fn encode_body(&self, writer: &mut Writer<'_>) -> Result<(), EncodeError> {
+    pub(crate) fn encode_body(&self, writer: &mut Writer<'_>) {
         match self {
             DeviceMessage::CheckIn(body) => codec::encode_check_in(writer, body),
             DeviceMessage::InventoryReport(body) => codec::encode_inventory(writer, body),
