@@ -64,6 +64,8 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
     }
 
     /// Does one bounded step of background work.
+    // Out of line, like the other inputs (see "Code size" in the module docs).
+    #[inline(never)]
     pub(super) fn work_step(&mut self, now: Instant) {
         let Some(job) = self.job.as_ref() else {
             return;

@@ -11,6 +11,9 @@ use crate::store::FileStore;
 use crate::time::{Duration, Instant};
 
 impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
+    // Out of line because it decodes a 1.6 KiB manifest (see "Code size" in
+    // the engine's module docs).
+    #[inline(never)]
     pub(super) fn handle_offer(&mut self, now: Instant, offer: &JobOffer<'_>) {
         if let Some(job) = self.job.as_ref() {
             if job.record.job == offer.job {
