@@ -21,7 +21,7 @@
 
 use crate::crypto::Sha256Hasher;
 use crate::error::{BodyError, EncodeError};
-use crate::limits::{MAX_CHUNK_LEN, MAX_MANIFEST_LEN};
+use crate::limits::{MAX_CHUNK_LEN, MAX_INVENTORY_FILES, MAX_MANIFEST_LEN};
 use crate::manifest::{FileKind, Manifest, ManifestFile, SignedManifest};
 use crate::message::{Cancel, Confirm, Idle, JobOffer, MessageType, Refusal};
 use crate::message::{
@@ -454,8 +454,18 @@ pub(crate) fn encode_check_in(writer: &mut Writer<'_>, check_in: &CheckIn) {
     }
 }
 
-/// Encodes an inventory; its files must already be in the order to send.
-pub(crate) fn encode_inventory(writer: &mut Writer<'_>, inventory: &Inventory) {
+/// The order in which [`encode_inventory`] writes the files.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileOrder {
+    /// As the inventory lists them.
+    AsListed,
+    /// Sorted by name as [`Inventory::normalize`] sorts them, without
+    /// changing or copying the inventory.
+    ByName,
+}
+
+/// Encodes an inventory with its files in `order`.
+pub(crate) fn encode_inventory(writer: &mut Writer<'_>, inventory: &Inventory, order: FileOrder) {
     writer.bytes(inventory.target.as_bytes());
     let InstalledApplication {
         version,
@@ -466,8 +476,25 @@ pub(crate) fn encode_inventory(writer: &mut Writer<'_>, inventory: &Inventory) {
     writer.u32(*size);
     writer.raw(sha256);
     writer.u32(inventory.security_counter);
-    writer.varint(inventory.files.len() as u64);
-    for file in &inventory.files {
+
+    let files = &inventory.files;
+    let mut indices: [u8; MAX_INVENTORY_FILES] = core::array::from_fn(|index| index as u8);
+    let indices = &mut indices[..files.len()];
+    if order == FileOrder::ByName {
+        // The insertion sort of `Inventory::normalize`, on indices: equal
+        // names keep their order, so the bytes equal those of a normalized copy.
+        let name = |index: u8| files[usize::from(index)].name.as_bytes();
+        for next in 1..indices.len() {
+            let mut at = next;
+            while at > 0 && name(indices[at - 1]) > name(indices[at]) {
+                indices.swap(at - 1, at);
+                at -= 1;
+            }
+        }
+    }
+    writer.varint(files.len() as u64);
+    for index in indices.iter() {
+        let file = &files[usize::from(*index)];
         writer.bytes(file.name.as_bytes());
         writer.u32(file.size);
         writer.raw(&file.sha256);

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{self, HashSink, Writer};
+use crate::codec::{self, FileOrder, HashSink, Writer};
 use crate::codes::{FailureCode, RefusalCode, RejectReason, RevertReason};
 use crate::crypto::{Crypto, Sha256Hasher};
 use crate::error::BodyError;
@@ -194,13 +194,7 @@ impl Inventory {
         let mut hasher = crypto.sha256_start();
         hasher.update(INVENTORY_DIGEST_CONTEXT);
         let mut sink = HashSink(hasher);
-        if self.is_normalized() {
-            codec::encode_inventory(&mut Writer::new(&mut sink), self);
-        } else {
-            let mut sorted = self.clone();
-            sorted.normalize();
-            codec::encode_inventory(&mut Writer::new(&mut sink), &sorted);
-        }
+        codec::encode_inventory(&mut Writer::new(&mut sink), self, FileOrder::ByName);
         let digest = sink.0.finalize();
         let mut short = [0u8; 8];
         short.copy_from_slice(&digest[..8]);
@@ -385,7 +379,9 @@ impl DeviceMessage {
     pub(crate) fn encode_body(&self, writer: &mut Writer<'_>) {
         match self {
             DeviceMessage::CheckIn(body) => codec::encode_check_in(writer, body),
-            DeviceMessage::InventoryReport(body) => codec::encode_inventory(writer, body),
+            DeviceMessage::InventoryReport(body) => {
+                codec::encode_inventory(writer, body, FileOrder::AsListed)
+            }
             DeviceMessage::ChunkRequest(body) => codec::encode_chunk_request(writer, body),
             DeviceMessage::JobReport(body) => codec::encode_job_report(writer, body),
             DeviceMessage::RegistrationRequest(body) => {
