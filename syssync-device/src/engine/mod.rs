@@ -811,15 +811,8 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             security_counter: self.status.security_floor,
             files: heapless::Vec::new(),
         };
-        let count = match self.store.file_count() {
-            Ok(count) => count,
-            Err(_) => {
-                self.push(Event::StorageFailed);
-                clean = false;
-                0
-            }
-        };
-        for index in 0..count {
+        // The store lists its files from index 0 until `file` returns `None`.
+        for index in 0.. {
             match self.store.file(index) {
                 Ok(Some(file)) => {
                     let entry = InstalledFile {
