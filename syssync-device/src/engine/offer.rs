@@ -10,6 +10,16 @@ use crate::config::ExpiryWithoutClock;
 use crate::store::FileStore;
 use crate::time::{Duration, Instant};
 
+/// The files of an accepted manifest: one bit per manifest index.
+struct Plan {
+    /// Files that differ from what is installed.
+    fetch: u16,
+    /// Files already installed as the manifest lists them.
+    done: u16,
+    /// Bytes to fetch over all files.
+    bytes: u32,
+}
+
 impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
     // Out of line because it decodes a 1.6 KiB manifest (see "Code size" in
     // the engine's module docs).
@@ -52,14 +62,15 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 return;
             }
         };
-        if let Err(reason) = self.check_manifest(now, &manifest) {
-            self.reject(offer.job, reason);
-            return;
+        match self.check_manifest(now, &manifest) {
+            Ok(plan) => self.accept(now, offer, manifest, plan),
+            Err(reason) => self.reject(offer.job, reason),
         }
-        self.accept(now, offer, manifest);
     }
 
-    fn check_manifest(&mut self, now: Instant, manifest: &Manifest) -> Result<(), RejectReason> {
+    /// Checks a verified manifest against the device, and returns which
+    /// files to fetch.
+    fn check_manifest(&mut self, now: Instant, manifest: &Manifest) -> Result<Plan, RejectReason> {
         if manifest.target != self.target {
             return Err(RejectReason::WRONG_TARGET);
         }
@@ -77,12 +88,20 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         }
         let mut plain_space: u64 = 0;
         let mut new_names = 0usize;
-        for file in &manifest.files {
-            match file.kind {
+        let mut plan = Plan {
+            fetch: 0,
+            done: 0,
+            bytes: 0,
+        };
+        for (index, file) in manifest.files.iter().enumerate() {
+            let unchanged = match file.kind {
                 FileKind::Application => {
                     if file.size > self.boot.staging_capacity() {
                         return Err(RejectReason::TOO_LARGE);
                     }
+                    self.status
+                        .running
+                        .is_some_and(|image| image.sha256 == file.sha256 && image.size == file.size)
                 }
                 FileKind::Plain => {
                     let installed = self
@@ -90,16 +109,24 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                         .find(file.name.as_str())
                         .map_err(|_| RejectReason::TOO_LARGE)?;
                     match installed {
-                        Some(info) if info.sha256 == file.sha256 && info.size == file.size => {}
+                        Some(info) if info.sha256 == file.sha256 && info.size == file.size => true,
                         Some(_) => {
                             plain_space += u64::from(self.store.space_needed(file.size));
+                            false
                         }
                         None => {
                             new_names += 1;
                             plain_space += u64::from(self.store.space_needed(file.size));
+                            false
                         }
                     }
                 }
+            };
+            if unchanged {
+                plan.done |= 1 << index;
+            } else {
+                plan.fetch |= 1 << index;
+                plan.bytes = plan.bytes.saturating_add(file.size);
             }
         }
         let free = self
@@ -116,7 +143,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         if installed + new_names > syssync_proto::MAX_INVENTORY_FILES {
             return Err(RejectReason::TOO_LARGE);
         }
-        Ok(())
+        Ok(plan)
     }
 
     /// Returns the Unix time at `now` in milliseconds, or `None` without a
@@ -140,7 +167,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         });
     }
 
-    fn accept(&mut self, now: Instant, offer: &JobOffer<'_>, manifest: Manifest) {
+    fn accept(&mut self, now: Instant, offer: &JobOffer<'_>, manifest: Manifest, plan: Plan) {
         let stored = self.store.discard_pending().and_then(|()| {
             self.store.store_manifest(
                 offer.job,
@@ -162,25 +189,8 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             let _ = self.boot.cancel_staging();
         }
         let mut record = JobRecord::new(offer.job, Phase::Downloading);
-        let mut bytes = 0u32;
-        for (index, file) in manifest.files.iter().enumerate() {
-            let unchanged = match file.kind {
-                FileKind::Application => self
-                    .status
-                    .running
-                    .is_some_and(|image| image.sha256 == file.sha256 && image.size == file.size),
-                FileKind::Plain => matches!(
-                    self.store.find(file.name.as_str()),
-                    Ok(Some(info)) if info.sha256 == file.sha256 && info.size == file.size
-                ),
-            };
-            if unchanged {
-                record.done |= 1 << index;
-            } else {
-                record.fetch |= 1 << index;
-                bytes = bytes.saturating_add(file.size);
-            }
-        }
+        record.done = plan.done;
+        record.fetch = plan.fetch;
         let reset_window = offer.reset_window.map(|window| {
             (
                 now + Duration::from_secs(u64::from(window.opens_in_s)),
@@ -201,7 +211,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         self.persist();
         self.push(Event::JobAccepted {
             job: offer.job,
-            bytes,
+            bytes: plan.bytes,
         });
     }
 }
