@@ -91,8 +91,9 @@ impl Jitter {
     ///
     /// Scales a random 64-bit value by `bound + 1` and keeps the high half of
     /// the product (Lemire's method without the rejection step). This needs
-    /// no 64-bit division, which costs a Cortex-M4 about 860 bytes of code,
-    /// and its bias is below `bound / 2^64`, like that of a remainder.
+    /// no 64-bit division, which costs a Cortex-M4 about 860 bytes of code.
+    /// It is as close to uniform as a remainder: the numbers of random values
+    /// that map to any two results differ by at most one.
     pub(crate) fn below_or_equal(&mut self, bound: u64) -> u64 {
         match bound.checked_add(1) {
             Some(range) => mul_high(self.next_u64(), range),
@@ -102,8 +103,8 @@ impl Jitter {
 }
 
 /// Returns the high 64 bits of the 128-bit product `a * b`, from four
-/// 32 x 32-bit multiplications (a 128-bit multiplication is a library call
-/// on 32-bit targets).
+/// 32 x 32-bit multiplications, so that 32-bit targets need no 128-bit
+/// arithmetic.
 fn mul_high(a: u64, b: u64) -> u64 {
     let (a_high, a_low) = (a >> 32, a & 0xFFFF_FFFF);
     let (b_high, b_low) = (b >> 32, b & 0xFFFF_FFFF);

@@ -14,7 +14,7 @@
 //! The inputs and outputs that decode a manifest, build an inventory or do
 //! background work are marked `#[inline(never)]`. With LTO and `opt-level =
 //! "z"`, a firmware's drive loop otherwise inlines the whole engine into one
-//! function whose stack frame holds every large local at once: 16 KiB in
+//! function whose stack frame contains every large local at once: 16 KiB in
 //! the Cortex-M4 device-side size probe of `benches/footprint`. Thumb-2
 //! loads and stores reach only 4 KiB from the stack pointer, so most
 //! accesses in that frame took an extra instruction. Kept out of line, the

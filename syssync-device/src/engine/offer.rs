@@ -220,7 +220,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
 /// `expires_at_s`, compared in milliseconds because a 64-bit division costs
 /// a Cortex-M4 about 860 bytes of code.
 fn expired(unix_ms: u64, expires_at_s: u64) -> bool {
-    // `floor(ms / 1000) > s` holds exactly when `ms >= (s + 1) * 1000`. An
+    // `floor(ms / 1000) > s` is true exactly when `ms >= (s + 1) * 1000`. An
     // expiry too large for that product lies beyond every representable time.
     match expires_at_s
         .checked_add(1)
