@@ -164,7 +164,9 @@ impl Entry {
 }
 
 fn read_u32(bytes: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+    let mut word = [0u8; 4];
+    word.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(word)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -479,7 +481,8 @@ impl<F: NorFlash> NorFileStore<F> {
     }
 
     /// Returns the first directory entry for which `matches` returns `true`.
-    /// `matches` is a trait object for the same reason as in `rewrite`.
+    /// `matches` is a trait object for the same reason as in `rewrite`, and
+    /// callers that visit every entry pass one that returns `false`.
     fn find_entry(
         &mut self,
         matches: &mut dyn FnMut(&Entry) -> bool,
@@ -498,16 +501,14 @@ impl<F: NorFlash> NorFileStore<F> {
     /// Marks the data sectors in use; returns the bitmap.
     fn used_sectors(&mut self) -> Result<[u8; MAX_DATA_SECTORS / 8], StoreError<F::Error>> {
         let mut used = [0u8; MAX_DATA_SECTORS / 8];
-        let directory = self.directory()?;
-        for index in 0..usize::from(directory.count) {
-            if let Some(entry) = self.entry(directory, index)? {
-                let end =
-                    (u32::from(entry.first) + u32::from(entry.sectors)).min(self.data_sectors);
-                for sector in u32::from(entry.first)..end {
-                    used[sector as usize / 8] |= 1 << (sector % 8);
-                }
+        let data_sectors = self.data_sectors;
+        self.find_entry(&mut |entry| {
+            let end = (u32::from(entry.first) + u32::from(entry.sectors)).min(data_sectors);
+            for sector in u32::from(entry.first)..end {
+                used[sector as usize / 8] |= 1 << (sector % 8);
             }
-        }
+            false
+        })?;
         Ok(used)
     }
 
@@ -670,32 +671,26 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
     type Handle = PendingFile;
 
     fn file_count(&mut self) -> Result<usize, StoreError<F::Error>> {
-        let directory = self.directory()?;
         let mut count = 0;
-        for index in 0..usize::from(directory.count) {
-            if let Some(entry) = self.entry(directory, index)? {
-                if entry.state == STATE_COMMITTED {
-                    count += 1;
-                }
+        self.find_entry(&mut |entry| {
+            if entry.state == STATE_COMMITTED {
+                count += 1;
             }
-        }
+            false
+        })?;
         Ok(count)
     }
 
     fn file(&mut self, index: usize) -> Result<Option<FileInfo>, StoreError<F::Error>> {
-        let directory = self.directory()?;
         let mut seen = 0;
-        for position in 0..usize::from(directory.count) {
-            if let Some(entry) = self.entry(directory, position)? {
-                if entry.state == STATE_COMMITTED {
-                    if seen == index {
-                        return Ok(Some(entry.info()));
-                    }
-                    seen += 1;
-                }
+        let entry = self.find_entry(&mut |entry| {
+            if entry.state != STATE_COMMITTED {
+                return false;
             }
-        }
-        Ok(None)
+            seen += 1;
+            seen > index
+        })?;
+        Ok(entry.map(|entry| entry.info()))
     }
 
     fn find(&mut self, name: &str) -> Result<Option<FileInfo>, StoreError<F::Error>> {

@@ -17,6 +17,7 @@
 
 use serde::Deserialize;
 
+use crate::codec::{self, Reader, SliceSink, Writer};
 use crate::crypto::{constant_time_eq, Crypto};
 use crate::error::{BodyError, EncodeError, FrameError};
 use crate::limits::{
@@ -166,23 +167,14 @@ pub fn encode_uplink<C: Crypto + ?Sized>(
     message: &DeviceMessage,
     out: &mut [u8],
 ) -> Result<usize, EncodeError> {
-    let space = body_space(out)?;
-    let header_len = postcard::to_slice(&header, space)
-        .map_err(map_encode)?
-        .len();
-    let body_len = message
-        .encode_body(&mut space[header_len..])
-        .map_err(map_encode)?;
+    let mut sink = SliceSink::new(body_space(out)?);
+    let mut writer = Writer::new(&mut sink);
+    codec::encode_uplink_header(&mut writer, &header);
+    message.encode_body(&mut writer);
+    let body_len = sink.finish()?;
     out[0] = PROTOCOL_VERSION;
     out[1] = message.message_type() as u8;
-    seal(
-        crypto,
-        Some(key),
-        UPLINK,
-        header.into(),
-        out,
-        2 + header_len + body_len,
-    )
+    seal(crypto, Some(key), UPLINK, header.into(), out, 2 + body_len)
 }
 
 /// Encodes a server reply to the request `binding` into `out` and returns the frame length.
@@ -362,7 +354,9 @@ impl<'a> Frame<'a> {
         let expected = compute_tag(crypto, key, DOWNLINK, binding, self.signed);
         if !constant_time_eq(&expected, self.tag) {
             if self.message_type == MessageType::Refusal && self.tag.iter().all(|byte| *byte == 0) {
-                let refusal: Refusal = decode_exact(self.body)?;
+                let mut reader = Reader::new(self.body);
+                let refusal = codec::decode_refusal(&mut reader);
+                reader.finish()?;
                 return Err(FrameError::UnauthenticatedRefusal(refusal));
             }
             return Err(FrameError::BadMac);

@@ -17,7 +17,12 @@
 //!   crate, for targets short of flash.
 //!
 //! The crate is `no_std` without `alloc`; every collection is bounded by a
-//! constant in [`limits`]. `docs/PROTOCOL.md` in the repository specifies the
+//! constant in [`limits`]. The message types derive serde's traits for
+//! servers and tools. The paths a device uses read and write postcard's
+//! layout by hand, with the same bytes and errors: decoding server replies
+//! and manifests, and encoding its requests and the inventory digest.
+//! In the Cortex-M4 device-side size probe that takes about 3.4 KiB less
+//! code than serde's generated implementations. `docs/PROTOCOL.md` in the repository specifies the
 //! format byte by byte, with golden vectors that the tests check.
 //!
 //! # Example: one check-in and its reply
@@ -64,6 +69,7 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+mod codec;
 pub mod codes;
 pub mod crypto;
 pub mod error;

@@ -101,7 +101,7 @@ impl Manifest {
         if body.len() > MAX_MANIFEST_LEN {
             return Err(ManifestError::TooLong);
         }
-        let manifest: Manifest = crate::frame::decode_exact(body).map_err(ManifestError::Body)?;
+        let manifest = crate::codec::decode_manifest(body)?;
         manifest.validate()?;
         Ok(manifest)
     }
@@ -149,7 +149,9 @@ impl<'a> SignedManifest<'a> {
         if bytes.len() > MAX_SIGNED_MANIFEST_LEN {
             return Err(ManifestError::TooLong);
         }
-        let signed: SignedManifest<'a> = crate::frame::decode_exact(bytes)?;
+        let mut reader = crate::codec::Reader::new(bytes);
+        let signed = crate::codec::decode_signed_manifest(&mut reader);
+        reader.finish()?;
         if signed.body.len() > MAX_MANIFEST_LEN {
             return Err(ManifestError::TooLong);
         }

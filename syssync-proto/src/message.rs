@@ -6,8 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::codec::{self, FileOrder, HashSink, Writer};
 use crate::codes::{FailureCode, RefusalCode, RejectReason, RevertReason};
-use crate::crypto::{Crypto, HashingFlavor, Sha256Hasher};
+use crate::crypto::{Crypto, Sha256Hasher};
 use crate::error::BodyError;
 use crate::limits::{MAX_CHUNK_LEN, MAX_INVENTORY_FILES};
 use crate::manifest::SignedManifest;
@@ -192,16 +193,9 @@ impl Inventory {
     pub fn digest<C: Crypto + ?Sized>(&self, crypto: &C) -> InventoryDigest {
         let mut hasher = crypto.sha256_start();
         hasher.update(INVENTORY_DIGEST_CONTEXT);
-        let flavor = HashingFlavor::new(hasher);
-        let result = if self.is_normalized() {
-            postcard::serialize_with_flavor(self, flavor)
-        } else {
-            let mut sorted = self.clone();
-            sorted.normalize();
-            postcard::serialize_with_flavor(&sorted, flavor)
-        };
-        // The hashing output never refuses a byte, so serialization cannot fail.
-        let digest = result.unwrap_or([0; 32]);
+        let mut sink = HashSink(hasher);
+        codec::encode_inventory(&mut Writer::new(&mut sink), self, FileOrder::ByName);
+        let digest = sink.0.finalize();
         let mut short = [0u8; 8];
         short.copy_from_slice(&digest[..8]);
         short
@@ -382,15 +376,18 @@ impl DeviceMessage {
         }
     }
 
-    pub(crate) fn encode_body(&self, out: &mut [u8]) -> Result<usize, postcard::Error> {
-        let written = match self {
-            DeviceMessage::CheckIn(body) => postcard::to_slice(body, out)?.len(),
-            DeviceMessage::InventoryReport(body) => postcard::to_slice(body, out)?.len(),
-            DeviceMessage::ChunkRequest(body) => postcard::to_slice(body, out)?.len(),
-            DeviceMessage::JobReport(body) => postcard::to_slice(body, out)?.len(),
-            DeviceMessage::RegistrationRequest(body) => postcard::to_slice(body, out)?.len(),
-        };
-        Ok(written)
+    pub(crate) fn encode_body(&self, writer: &mut Writer<'_>) {
+        match self {
+            DeviceMessage::CheckIn(body) => codec::encode_check_in(writer, body),
+            DeviceMessage::InventoryReport(body) => {
+                codec::encode_inventory(writer, body, FileOrder::AsListed)
+            }
+            DeviceMessage::ChunkRequest(body) => codec::encode_chunk_request(writer, body),
+            DeviceMessage::JobReport(body) => codec::encode_job_report(writer, body),
+            DeviceMessage::RegistrationRequest(body) => {
+                codec::encode_registration_request(writer, body)
+            }
+        }
     }
 
     pub(crate) fn decode_body(kind: MessageType, body: &[u8]) -> Result<Self, BodyError> {
@@ -451,37 +448,6 @@ impl<'a> ServerMessage<'a> {
     }
 
     pub(crate) fn decode_body(kind: MessageType, body: &'a [u8]) -> Result<Self, BodyError> {
-        use crate::frame::decode_exact;
-        let message = match kind {
-            MessageType::Idle => ServerMessage::Idle(decode_exact(body)?),
-            MessageType::InventoryRequest => {
-                if !body.is_empty() {
-                    return Err(BodyError::TrailingBytes);
-                }
-                ServerMessage::InventoryRequest
-            }
-            MessageType::JobOffer => {
-                let offer: JobOffer<'a> = decode_exact(body)?;
-                if offer.manifest.body.len() > crate::limits::MAX_MANIFEST_LEN {
-                    return Err(BodyError::LimitExceeded);
-                }
-                ServerMessage::JobOffer(offer)
-            }
-            MessageType::Chunk => {
-                let chunk: Chunk<'a> = decode_exact(body)?;
-                if chunk.data.len() > MAX_CHUNK_LEN {
-                    return Err(BodyError::LimitExceeded);
-                }
-                ServerMessage::Chunk(chunk)
-            }
-            MessageType::Confirm => ServerMessage::Confirm(decode_exact(body)?),
-            MessageType::Cancel => ServerMessage::Cancel(decode_exact(body)?),
-            MessageType::RegistrationResult => {
-                ServerMessage::RegistrationResult(decode_exact(body)?)
-            }
-            MessageType::Refusal => ServerMessage::Refusal(decode_exact(body)?),
-            _ => return Err(BodyError::BadTag),
-        };
-        Ok(message)
+        codec::decode_server_message(kind, body)
     }
 }

@@ -33,6 +33,14 @@ const MAX_STORAGE_FAILURES: u8 = 3;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Fault;
 
+/// A place that a sector move reads or writes: a file's destination or the
+/// store's scratch area.
+#[derive(Clone, Copy)]
+enum Area<H> {
+    Dest(Dest<H>),
+    Scratch,
+}
+
 impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
     /// Returns `true` while background work waits for [`Engine::handle_timeout`].
     pub(super) fn has_work(&self) -> bool {
@@ -58,6 +66,8 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
     }
 
     /// Does one bounded step of background work.
+    // Out of line, like the other inputs (see "Code size" in the module docs).
+    #[inline(never)]
     pub(super) fn work_step(&mut self, now: Instant) {
         let Some(job) = self.job.as_ref() else {
             return;
@@ -271,20 +281,8 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         len: u32,
     ) -> Result<(), Fault> {
         self.store.erase_scratch().map_err(|_| Fault)?;
-        let mut digest = CRC.digest();
-        let mut done = 0u32;
-        while done < len {
-            let take = (PIECE as u32).min(len - done) as usize;
-            let mut piece = [0xFFu8; PIECE];
-            self.dest_read(dest, sector + done, &mut piece[..take])?;
-            digest.update(&piece[..take]);
-            self.store
-                .write_scratch(done, &piece[..take])
-                .map_err(|_| Fault)?;
-            done += take as u32;
-        }
-        let crc = digest.finalize();
-        if self.scratch_crc(len)? != crc {
+        let crc = self.copy_range(Area::Dest(dest), sector, Some(Area::Scratch), 0, len)?;
+        if self.area_crc(Area::Scratch, 0, len)? != crc {
             return Err(Fault);
         }
         let relocation = Relocation {
@@ -300,32 +298,54 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         self.restore_sector(dest, relocation)
     }
 
-    fn scratch_crc(&mut self, len: u32) -> Result<u32, Fault> {
+    fn area_read(
+        &mut self,
+        area: Area<S::Handle>,
+        offset: u32,
+        buf: &mut [u8],
+    ) -> Result<(), Fault> {
+        match area {
+            Area::Dest(dest) => self.dest_read(dest, offset, buf),
+            Area::Scratch => self.store.read_scratch(offset, buf).map_err(|_| Fault),
+        }
+    }
+
+    fn area_write(&mut self, area: Area<S::Handle>, offset: u32, data: &[u8]) -> Result<(), Fault> {
+        match area {
+            Area::Dest(dest) => self.dest_write(dest, offset, data),
+            Area::Scratch => self.store.write_scratch(offset, data).map_err(|_| Fault),
+        }
+    }
+
+    /// Reads `len` bytes of `from` at `from_start` piece by piece, writes
+    /// them to `to` at `to_start` unless `to` is `None`, and returns their
+    /// CRC-32.
+    fn copy_range(
+        &mut self,
+        from: Area<S::Handle>,
+        from_start: u32,
+        to: Option<Area<S::Handle>>,
+        to_start: u32,
+        len: u32,
+    ) -> Result<u32, Fault> {
         let mut digest = CRC.digest();
         let mut done = 0u32;
         while done < len {
             let take = (PIECE as u32).min(len - done) as usize;
             let mut piece = [0u8; PIECE];
-            self.store
-                .read_scratch(done, &mut piece[..take])
-                .map_err(|_| Fault)?;
+            self.area_read(from, from_start + done, &mut piece[..take])?;
             digest.update(&piece[..take]);
+            if let Some(to) = to {
+                self.area_write(to, to_start + done, &piece[..take])?;
+            }
             done += take as u32;
         }
         Ok(digest.finalize())
     }
 
-    fn dest_crc(&mut self, dest: Dest<S::Handle>, start: u32, len: u32) -> Result<u32, Fault> {
-        let mut digest = CRC.digest();
-        let mut done = 0u32;
-        while done < len {
-            let take = (PIECE as u32).min(len - done) as usize;
-            let mut piece = [0u8; PIECE];
-            self.dest_read(dest, start + done, &mut piece[..take])?;
-            digest.update(&piece[..take]);
-            done += take as u32;
-        }
-        Ok(digest.finalize())
+    /// Returns the CRC-32 of `len` bytes of `area` from `start`.
+    fn area_crc(&mut self, area: Area<S::Handle>, start: u32, len: u32) -> Result<u32, Fault> {
+        self.copy_range(area, start, None, 0, len)
     }
 
     /// Erases the sector and copies the scratch data back, then clears the
@@ -336,17 +356,9 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         relocation: Relocation,
     ) -> Result<(), Fault> {
         self.dest_erase(dest, relocation.sector)?;
-        let mut done = 0u32;
-        while done < relocation.len {
-            let take = (PIECE as u32).min(relocation.len - done) as usize;
-            let mut piece = [0u8; PIECE];
-            self.store
-                .read_scratch(done, &mut piece[..take])
-                .map_err(|_| Fault)?;
-            self.dest_write(dest, relocation.sector + done, &piece[..take])?;
-            done += take as u32;
-        }
-        if self.dest_crc(dest, relocation.sector, relocation.len)? != relocation.crc {
+        let (sector, len) = (relocation.sector, relocation.len);
+        self.copy_range(Area::Scratch, 0, Some(Area::Dest(dest)), sector, len)?;
+        if self.area_crc(Area::Dest(dest), sector, len)? != relocation.crc {
             return Err(Fault);
         }
         if let Some(job) = self.job.as_mut() {
@@ -362,10 +374,11 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             return;
         };
         let result = self.dest(relocation.file).and_then(|dest| {
-            if self.scratch_crc(relocation.len)? == relocation.crc {
+            if self.area_crc(Area::Scratch, 0, relocation.len)? == relocation.crc {
                 return self.restore_sector(dest, relocation);
             }
-            if self.dest_crc(dest, relocation.sector, relocation.len)? == relocation.crc {
+            if self.area_crc(Area::Dest(dest), relocation.sector, relocation.len)? == relocation.crc
+            {
                 // The sector was restored before the reset; only the journal lagged.
                 if let Some(job) = self.job.as_mut() {
                     job.record.relocation = None;

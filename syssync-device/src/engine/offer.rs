@@ -10,7 +10,20 @@ use crate::config::ExpiryWithoutClock;
 use crate::store::FileStore;
 use crate::time::{Duration, Instant};
 
+/// The files of an accepted manifest: one bit per manifest index.
+struct Plan {
+    /// Files that differ from what is installed.
+    fetch: u16,
+    /// Files already installed as the manifest lists them.
+    done: u16,
+    /// Bytes to fetch over all files.
+    bytes: u32,
+}
+
 impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
+    // Out of line because it decodes a 1.6 KiB manifest (see "Code size" in
+    // the engine's module docs).
+    #[inline(never)]
     pub(super) fn handle_offer(&mut self, now: Instant, offer: &JobOffer<'_>) {
         if let Some(job) = self.job.as_ref() {
             if job.record.job == offer.job {
@@ -49,19 +62,22 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 return;
             }
         };
-        if let Err(reason) = self.check_manifest(now, &manifest) {
-            self.reject(offer.job, reason);
-            return;
+        match self.check_manifest(now, &manifest) {
+            Ok(plan) => self.accept(now, offer, manifest, plan),
+            Err(reason) => self.reject(offer.job, reason),
         }
-        self.accept(now, offer, manifest);
     }
 
-    fn check_manifest(&mut self, now: Instant, manifest: &Manifest) -> Result<(), RejectReason> {
+    /// Checks a verified manifest against the device, and returns which
+    /// files to fetch.
+    fn check_manifest(&mut self, now: Instant, manifest: &Manifest) -> Result<Plan, RejectReason> {
         if manifest.target != self.target {
             return Err(RejectReason::WRONG_TARGET);
         }
-        match self.unix_now_s(now) {
-            Some(unix_s) if unix_s > manifest.expires_at => return Err(RejectReason::EXPIRED),
+        match self.unix_now_ms(now) {
+            Some(unix_ms) if expired(unix_ms, manifest.expires_at) => {
+                return Err(RejectReason::EXPIRED)
+            }
             None if self.config.expiry_without_clock == ExpiryWithoutClock::Reject => {
                 return Err(RejectReason::EXPIRED)
             }
@@ -72,12 +88,20 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         }
         let mut plain_space: u64 = 0;
         let mut new_names = 0usize;
-        for file in &manifest.files {
-            match file.kind {
+        let mut plan = Plan {
+            fetch: 0,
+            done: 0,
+            bytes: 0,
+        };
+        for (index, file) in manifest.files.iter().enumerate() {
+            let unchanged = match file.kind {
                 FileKind::Application => {
                     if file.size > self.boot.staging_capacity() {
                         return Err(RejectReason::TOO_LARGE);
                     }
+                    self.status
+                        .running
+                        .is_some_and(|image| image.sha256 == file.sha256 && image.size == file.size)
                 }
                 FileKind::Plain => {
                     let installed = self
@@ -85,16 +109,24 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                         .find(file.name.as_str())
                         .map_err(|_| RejectReason::TOO_LARGE)?;
                     match installed {
-                        Some(info) if info.sha256 == file.sha256 && info.size == file.size => {}
+                        Some(info) if info.sha256 == file.sha256 && info.size == file.size => true,
                         Some(_) => {
                             plain_space += u64::from(self.store.space_needed(file.size));
+                            false
                         }
                         None => {
                             new_names += 1;
                             plain_space += u64::from(self.store.space_needed(file.size));
+                            false
                         }
                     }
                 }
+            };
+            if unchanged {
+                plan.done |= 1 << index;
+            } else {
+                plan.fetch |= 1 << index;
+                plan.bytes = plan.bytes.saturating_add(file.size);
             }
         }
         let free = self
@@ -111,10 +143,12 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         if installed + new_names > syssync_proto::MAX_INVENTORY_FILES {
             return Err(RejectReason::TOO_LARGE);
         }
-        Ok(())
+        Ok(plan)
     }
 
-    fn unix_now_s(&self, now: Instant) -> Option<u64> {
+    /// Returns the Unix time at `now` in milliseconds, or `None` without a
+    /// wall clock or before 1970.
+    fn unix_now_ms(&self, now: Instant) -> Option<u64> {
         let offset = self.unix_offset_ms?;
         // 64-bit arithmetic, because a 128-bit division takes about 700 bytes
         // of code on a Cortex-M4. Times beyond i64::MAX milliseconds (292
@@ -122,7 +156,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         let unix_ms = i64::try_from(now.0)
             .unwrap_or(i64::MAX)
             .saturating_add(offset);
-        u64::try_from(unix_ms).ok().map(|ms| ms / 1000)
+        u64::try_from(unix_ms).ok()
     }
 
     fn reject(&mut self, job: JobId, reason: RejectReason) {
@@ -133,7 +167,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         });
     }
 
-    fn accept(&mut self, now: Instant, offer: &JobOffer<'_>, manifest: Manifest) {
+    fn accept(&mut self, now: Instant, offer: &JobOffer<'_>, manifest: Manifest, plan: Plan) {
         let stored = self.store.discard_pending().and_then(|()| {
             self.store.store_manifest(
                 offer.job,
@@ -155,25 +189,8 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             let _ = self.boot.cancel_staging();
         }
         let mut record = JobRecord::new(offer.job, Phase::Downloading);
-        let mut bytes = 0u32;
-        for (index, file) in manifest.files.iter().enumerate() {
-            let unchanged = match file.kind {
-                FileKind::Application => self
-                    .status
-                    .running
-                    .is_some_and(|image| image.sha256 == file.sha256 && image.size == file.size),
-                FileKind::Plain => matches!(
-                    self.store.find(file.name.as_str()),
-                    Ok(Some(info)) if info.sha256 == file.sha256 && info.size == file.size
-                ),
-            };
-            if unchanged {
-                record.done |= 1 << index;
-            } else {
-                record.fetch |= 1 << index;
-                bytes = bytes.saturating_add(file.size);
-            }
-        }
+        record.done = plan.done;
+        record.fetch = plan.fetch;
         let reset_window = offer.reset_window.map(|window| {
             (
                 now + Duration::from_secs(u64::from(window.opens_in_s)),
@@ -194,7 +211,48 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         self.persist();
         self.push(Event::JobAccepted {
             job: offer.job,
-            bytes,
+            bytes: plan.bytes,
         });
+    }
+}
+
+/// Returns `true` once the whole second `unix_ms / 1000` is past
+/// `expires_at_s`, compared in milliseconds because a 64-bit division costs
+/// a Cortex-M4 about 860 bytes of code.
+fn expired(unix_ms: u64, expires_at_s: u64) -> bool {
+    // `floor(ms / 1000) > s` is true exactly when `ms >= (s + 1) * 1000`. An
+    // expiry too large for that product lies beyond every representable time.
+    match expires_at_s
+        .checked_add(1)
+        .and_then(|second| second.checked_mul(1000))
+    {
+        Some(limit) => unix_ms >= limit,
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expired;
+
+    #[test]
+    fn expiry_at_second_boundaries() {
+        // Proves that the comparison in milliseconds equals `ms / 1000 > s`.
+        for (unix_ms, expires_at_s) in [
+            (0, 0),
+            (999, 0),
+            (1000, 0),
+            (1_800_000_000_999, 1_800_000_000),
+            (1_800_000_001_000, 1_800_000_000),
+            (u64::MAX, u64::MAX / 1000 - 1),
+            (u64::MAX, u64::MAX / 1000),
+            (u64::MAX, u64::MAX),
+        ] {
+            assert_eq!(
+                expired(unix_ms, expires_at_s),
+                unix_ms / 1000 > expires_at_s,
+                "{unix_ms} ms against {expires_at_s} s"
+            );
+        }
     }
 }

@@ -12,6 +12,8 @@ use crate::time::Instant;
 
 impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
     /// Rebuilds the job from the journal and the boot side's status after a reset.
+    // Out of line, like `load_manifest` (see "Code size" in the engine's module docs).
+    #[inline(never)]
     pub(super) fn restore_job(&mut self, now: Instant) -> Result<(), InitError> {
         let mut bytes = [0u8; JOB_RECORD_LEN];
         let found = self
@@ -151,6 +153,9 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         });
     }
 
+    // Out of line because of its 1.5 KiB body buffer and the 1.6 KiB manifest
+    // it decodes (see "Code size" in the engine's module docs).
+    #[inline(never)]
     fn load_manifest(&mut self, id: JobId) -> Option<Manifest> {
         let mut body = [0u8; MAX_MANIFEST_LEN];
         let stored = self.store.load_manifest(&mut body).ok()??;

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::Crypto;
 
-/// HMAC-SHA256 and SHA-256 from RustCrypto's `hmac` and `sha2`, like
+/// SHA-256 from RustCrypto's `sha2` and HMAC-SHA256 over it, like
 /// [`RustCrypto`](super::RustCrypto), and Ed25519 verification from `salty`
 /// with the same strict checks as `ed25519-dalek`'s `verify_strict`.
 ///
