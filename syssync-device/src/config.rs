@@ -77,6 +77,9 @@ pub struct Config {
 pub enum ConfigError {
     /// No trusted release key, or more than [`MAX_TRUSTED_KEYS`].
     TrustedKeys,
+    /// Two trusted release keys have this id, so a manifest naming it could
+    /// only ever be checked against the first.
+    DuplicateKeyId(u8),
     /// The chunk size is not a multiple of 64 from 64 to 4096.
     ChunkSize(u16),
     /// The intervals are not ordered `0 < min <= check-in <= max`, or the trial
@@ -96,6 +99,10 @@ impl fmt::Display for ConfigError {
             ConfigError::TrustedKeys => write!(
                 f,
                 "expected 1 to {MAX_TRUSTED_KEYS} trusted release keys"
+            ),
+            ConfigError::DuplicateKeyId(id) => write!(
+                f,
+                "two trusted release keys have id {id}: give each key its own id"
             ),
             ConfigError::ChunkSize(size) => write!(
                 f,
@@ -146,6 +153,14 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.trusted_keys.is_empty() {
             return Err(ConfigError::TrustedKeys);
+        }
+        for (index, key) in self.trusted_keys.iter().enumerate() {
+            if self.trusted_keys[index + 1..]
+                .iter()
+                .any(|other| other.id == key.id)
+            {
+                return Err(ConfigError::DuplicateKeyId(key.id));
+            }
         }
         let chunk = usize::from(self.chunk_size);
         if chunk == 0 || chunk % 64 != 0 || chunk > MAX_CHUNK_LEN {

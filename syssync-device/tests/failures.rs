@@ -176,6 +176,26 @@ fn trial_timeout_below_interval_rejected() {
 }
 
 #[test]
+fn duplicate_trusted_key_id_rejected() {
+    // Proves that two trusted keys with one id are rejected: a manifest
+    // naming that id would only ever be checked against the first key.
+    let first = trusted_key();
+    let second = syssync_proto::TrustedKey {
+        id: first.id,
+        public_key: syssync_proto::manifest::public_key(&[0x22; 32]),
+    };
+    assert_eq!(
+        syssync_device::Config::new(&[first, second]).err(),
+        Some(syssync_device::ConfigError::DuplicateKeyId(first.id))
+    );
+    let other = syssync_proto::TrustedKey {
+        id: first.id + 1,
+        ..second
+    };
+    assert!(syssync_device::Config::new(&[first, other]).is_ok());
+}
+
+#[test]
 fn older_version_update_not_failed() {
     // Proves that success is judged by digests, not by comparing versions: a
     // release with a lower version number (same security counter) and one
