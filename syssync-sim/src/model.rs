@@ -191,4 +191,6 @@ pub trait ServerModel {
     fn drain_notifications(&mut self) -> Vec<ServerNotification>;
     /// Returns the phase and status view of `job`.
     fn job_view(&self, job: JobId) -> JobView;
+    /// Returns the failed attempts of `job` per device, as the server counted them.
+    fn failed_attempts(&self, job: JobId) -> std::collections::BTreeMap<DeviceId, u32>;
 }

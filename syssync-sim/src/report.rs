@@ -24,6 +24,9 @@ pub struct Report {
     pub devices: u32,
     /// Simulated time covered, in seconds.
     pub simulated_s: u64,
+    /// Scenario duration, in seconds. A run with `stop_when_settled` ends
+    /// earlier once every rollout has settled.
+    pub duration_s: u64,
     /// Fidelity of the device model: real or synthetic images, flash size.
     pub fidelity: Fidelity,
     /// Outcome of each rollout, in scenario order.
@@ -82,7 +85,8 @@ pub struct RolloutReport {
     pub updated: u64,
     /// Devices that installed it and went back to the previous image.
     pub reverted: u64,
-    /// Devices that reached the attempt limit and stay on their old image.
+    /// Devices with as many failed attempts as the attempt limit, counted by
+    /// the server, that stay on their old image.
     pub failed_attempt_limit: u64,
     /// Devices never offered the release.
     pub never_reached: u64,
@@ -254,9 +258,17 @@ impl Report {
     pub fn to_table(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "scenario   {}", self.scenario);
+        let stopped_early = if self.simulated_s < self.duration_s {
+            format!(
+                " of {} (stopped once every rollout had settled)",
+                hours(self.duration_s)
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "fleet      {}, seed {}, {} simulated",
+            "fleet      {}, seed {}, {} simulated{stopped_early}",
             count(self.devices.into(), "device", "devices"),
             self.seed,
             hours(self.simulated_s)
@@ -329,6 +341,17 @@ impl Report {
             }
             let _ = writeln!(out);
         }
+        let _ = writeln!(
+            out,
+            "(reverted: booted the release and went back; failed: out of attempts, as the server counts them;\n \
+             unreached: never offered it; pending: offered, no outcome yet, or waiting for a paused rollout to resume)"
+        );
+        if self.rollouts.iter().any(|rollout| !rollout.healthy_release) {
+            let _ = writeln!(
+                out,
+                "(bad: a release whose application fails its health check on the device)"
+            );
+        }
         let _ = writeln!(out);
         let running: Vec<String> = self
             .running
@@ -386,14 +409,15 @@ impl Report {
         for transfer in &self.transfers {
             let _ = writeln!(
                 out,
-                "handover   device {} from account {} to {} at {}: never ownerless {}, old owner sees it {}, new owner sees it {}",
+                "handover   device {} from account {} to {} at {}: one owner at every check {}, old owner lost access {}, new owner sees it {}, kept checking in {}",
                 transfer.device,
                 transfer.from_account,
                 transfer.to_account,
                 hours(transfer.at_s),
-                transfer.never_ownerless,
-                transfer.visible_to_old_owner,
-                transfer.visible_to_new_owner
+                yes_no(transfer.never_ownerless),
+                yes_no(!transfer.visible_to_old_owner),
+                yes_no(transfer.visible_to_new_owner),
+                yes_no(transfer.kept_checking_in)
             );
         }
         // A device can be the subject of several notices (one per failed
@@ -455,4 +479,12 @@ impl Report {
 /// Returns `n` with the singular or plural noun.
 fn count(n: u64, singular: &str, plural: &str) -> String {
     format!("{n} {}", if n == 1 { singular } else { plural })
+}
+
+fn yes_no(value: bool) -> &'static str {
+    if value {
+        "yes"
+    } else {
+        "NO"
+    }
 }

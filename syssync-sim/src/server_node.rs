@@ -317,6 +317,17 @@ impl ServerModel for CoreServer {
         std::mem::take(&mut self.notifications)
     }
 
+    fn failed_attempts(&self, job: JobId) -> BTreeMap<DeviceId, u32> {
+        let mut attempts = BTreeMap::new();
+        let Some((account, _)) = self.jobs.get(&job) else {
+            return attempts;
+        };
+        for failure in self.server.job_failures(*account, job).unwrap_or_default() {
+            *attempts.entry(failure.device).or_default() += 1;
+        }
+        attempts
+    }
+
     fn job_view(&self, job: JobId) -> JobView {
         let Some((account, _)) = self.jobs.get(&job) else {
             return JobView::default();

@@ -1128,11 +1128,26 @@ impl<D: DeviceModel + Send, S: ServerModel + Send> Simulation<D, S> {
         match self.scenario.events[index].clone() {
             FleetEvent::JoinGroup { first, count, .. } => {
                 let mut joined = Vec::new();
+                let mut joined_running = Vec::new();
                 for index in first..first + count {
                     let device = self.device_mut(index);
                     if !device.in_group {
                         device.in_group = true;
                         joined.push(device.id);
+                        joined_running.push(device.running);
+                    }
+                }
+                // A rollout that had updated its whole group is not complete
+                // any more if a device joins without its release.
+                for (index, completed) in self.completed.iter_mut().enumerate() {
+                    let release = &self.scenario.rollouts[index].release;
+                    let image = self
+                        .releases
+                        .iter()
+                        .find(|r| &r.name == release)
+                        .map(|r| r.image_sha256);
+                    if joined_running.iter().any(|running| Some(*running) != image) {
+                        *completed = None;
                     }
                 }
                 // Joining devices enter every rollout that has started.
@@ -1371,6 +1386,12 @@ impl<D: DeviceModel + Send, S: ServerModel + Send> Simulation<D, S> {
                     .unwrap_or_default(),
                 ..RolloutReport::default()
             };
+            // The server decides when a device has used up its attempts; the
+            // device's own offer count also includes offers it was told to
+            // drop, such as those of a paused rollout.
+            let failed_attempts = self.jobs[index]
+                .map(|job| self.server.server.failed_attempts(job))
+                .unwrap_or_default();
             for device in self.fleet().filter(|device| device.in_group) {
                 let state = &device.rollouts[index];
                 let handed_over = self
@@ -1389,7 +1410,9 @@ impl<D: DeviceModel + Send, S: ServerModel + Send> Simulation<D, S> {
                 }
                 if state.confirmed || (Some(device.running) == image && !device.trial) {
                     report.updated += 1;
-                } else if state.offers >= u64::from(rollout.attempt_limit) {
+                } else if failed_attempts.get(&device.id).copied().unwrap_or(0)
+                    >= u32::from(rollout.attempt_limit)
+                {
                     report.failed_attempt_limit += 1;
                     if report.attempt_limit_devices.len() < MAX_LISTED_DEVICES {
                         report.attempt_limit_devices.push(DeviceOffers {
@@ -1437,6 +1460,7 @@ impl<D: DeviceModel + Send, S: ServerModel + Send> Simulation<D, S> {
             seed: self.scenario.seed,
             devices: self.scenario.fleet.devices,
             simulated_s: end / 1000,
+            duration_s: (self.scenario.duration_hours * 3600.0) as u64,
             fidelity: self.fidelity,
             rollouts,
             running,

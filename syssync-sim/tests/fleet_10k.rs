@@ -24,6 +24,8 @@ fn ten_thousand_devices_converge() {
     assert!(!bad.healthy_release);
     assert_eq!(bad.updated, 0);
     assert!(bad.paused_s.is_some(), "the bad rollout did not pause");
+    // The summary's failed column agrees with the server's count.
+    assert_eq!(bad.failed_attempt_limit, u64::from(bad.server.failed));
 
     let last = &report.rollouts[2];
     assert_eq!(last.updated, 10_000);
