@@ -30,7 +30,10 @@ const BANK_HEADER_LEN: u32 = 16;
 const ENTRY_HEADER_LEN: u32 = 8;
 const SCRATCH: usize = 256;
 
-const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+/// Bit by bit, without a 1 KiB lookup table: entries are at most 1 KiB and
+/// the store is read at start-up and written rarely.
+const CRC32: crc::Crc<u32, crc::NoTable> =
+    crc::Crc::<u32, crc::NoTable>::new(&crc::CRC_32_ISO_HDLC);
 
 /// Error returned by [`Settings`] operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

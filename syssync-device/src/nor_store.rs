@@ -54,7 +54,9 @@ const MANIFEST_MAGIC: [u8; 4] = *b"SSJM";
 const MANIFEST_HEADER: usize = 2 * UNIT;
 const MANIFEST_BYTES: usize = MANIFEST_HEADER + MAX_MANIFEST_LEN;
 
-const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+/// Bit by bit, without a 1 KiB lookup table: it covers only the directory
+/// and the stored manifest, never file contents.
+const CRC: crc::Crc<u32, crc::NoTable> = crc::Crc::<u32, crc::NoTable>::new(&crc::CRC_32_ISO_HDLC);
 
 /// Error returned by [`NorFileStore::new`] for a flash device it cannot use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

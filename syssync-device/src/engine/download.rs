@@ -25,7 +25,9 @@ use crate::time::Instant;
 /// Bytes copied per flash access when moving or hashing data.
 const PIECE: usize = 64;
 
-const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+/// Bit by bit, without a 1 KiB lookup table: it checks only the sector
+/// copies of a relocation, which follows a failed chunk write.
+const CRC: crc::Crc<u32, crc::NoTable> = crc::Crc::<u32, crc::NoTable>::new(&crc::CRC_32_ISO_HDLC);
 
 /// Number of consecutive flash failures after which a job fails.
 const MAX_STORAGE_FAILURES: u8 = 3;
