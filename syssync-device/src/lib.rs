@@ -223,7 +223,7 @@
 //!
 //! | item | bytes |
 //! |---|---|
-//! | `Engine` (the decoded manifest takes 1576 of them) | 2960 |
+//! | `Engine` (the decoded manifest takes 1576 of them) | 3000 |
 //! | of which `NorFileStore` | 60 plus the flash driver |
 //! | transmit buffer passed to `poll_transmit` | up to 4160 (an inventory report takes about 2.4 KiB; a chunk request 30 bytes) |
 //! | receive buffer for `handle_frame` | chunk size + 30 (about 1.1 KiB at the default) |
