@@ -213,6 +213,13 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> AppSide<S, T, G> {
         self.policy.max_image_size
     }
 
+    /// Returns the staging device, for a caller that writes the image itself,
+    /// for example to resume a download after a reset without erasing it again.
+    /// Such a caller skips `write_staging`'s order and alignment checks.
+    pub fn staging_flash(&mut self) -> &mut S {
+        &mut self.staging_flash
+    }
+
     /// Consumes the driver and returns the staging and state devices and the settings store.
     pub fn into_parts(self) -> (S, T, Settings<G>) {
         (self.staging_flash, self.state_flash, self.settings)

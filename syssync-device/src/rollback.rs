@@ -1,8 +1,8 @@
 //! [`BootControl`] for `rollback-fsm`'s application side (feature `rollback-fsm`).
 //!
-//! [`RollbackFsmBoot`] owns the staging, state and settings flash devices and
-//! builds a `rollback_fsm::AppSide` for each state request. Staging writes and
-//! erases go straight to the staging partition, because `AppSide` keeps its
+//! [`RollbackFsmBoot`] owns a `rollback_fsm::AppSide` over the staging, state
+//! and settings flash devices, opened once. Staging writes and erases go
+//! straight to the staging partition, because `AppSide` keeps its
 //! staging progress in RAM and starts erasing from the first sector again
 //! after a reset, which would destroy the chunks a resumed download keeps.
 //! Installation, confirm, failure reports and settings go through `AppSide`.
@@ -75,11 +75,10 @@ impl From<ConfigError> for RollbackFsmError {
 #[derive(Debug)]
 pub struct RollbackFsmBoot<S, T, G> {
     config: Config,
-    staging: S,
-    state: T,
-    settings: G,
-    settings_partition: Partition,
-    /// Largest image the application side accepts, read once from it.
+    /// The application side, opened once: it checks the layout when it is
+    /// built, and each request then reads the state from flash again.
+    app: AppSide<S, T, G>,
+    /// Largest image the application side accepts.
     max_image_size: u32,
 }
 
@@ -97,35 +96,19 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> RollbackFsmBoot<S, T, G> {
         settings: G,
         settings_partition: Partition,
     ) -> Result<Self, RollbackFsmError> {
-        let mut boot = RollbackFsmBoot {
+        let settings = Settings::new(settings, settings_partition)?;
+        let app = AppSide::new(&config, staging, state, settings)?;
+        Ok(RollbackFsmBoot {
             config,
-            staging,
-            state,
-            settings,
-            settings_partition,
-            max_image_size: 0,
-        };
-        // Checks the layout against the devices once, up front.
-        boot.max_image_size = boot.app()?.max_image_size();
-        Ok(boot)
+            max_image_size: app.max_image_size(),
+            app,
+        })
     }
 
     /// Returns the flash devices: staging, state and settings.
     pub fn into_parts(self) -> (S, T, G) {
-        (self.staging, self.state, self.settings)
-    }
-
-    /// Opens the application side over the wrapped devices. Every
-    /// `BootControl` call shares this one function, which on a Cortex-M4
-    /// takes less code than a closure-taking helper copied into each caller.
-    fn app(&mut self) -> Result<AppSide<&mut S, &mut T, &mut G>, RollbackFsmError> {
-        let settings = Settings::new(&mut self.settings, self.settings_partition)?;
-        Ok(AppSide::new(
-            &self.config,
-            &mut self.staging,
-            &mut self.state,
-            settings,
-        )?)
+        let (staging, state, settings) = self.app.into_parts();
+        (staging, state, settings.into_inner())
     }
 
     fn staging_address(&self, offset: u32, len: usize) -> Result<u32, RollbackFsmError> {
@@ -142,7 +125,7 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> BootControl for RollbackFsmBoot<S, T
     type Error = RollbackFsmError;
 
     fn status(&mut self) -> Result<BootStatus, RollbackFsmError> {
-        let status = self.app()?.status()?;
+        let status = self.app.status()?;
         let phase = match status.phase {
             Phase::Idle => BootPhase::Idle,
             Phase::Staging => BootPhase::Staging,
@@ -200,7 +183,7 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> BootControl for RollbackFsmBoot<S, T
             ),
             security_counter: image.security_counter,
         };
-        let mut app = self.app()?;
+        let app = &mut self.app;
         if app.status()?.staged == FsmStaged::Writing(descriptor) {
             // The same image after a reset: keep what is staged.
             return Ok(());
@@ -217,31 +200,34 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> BootControl for RollbackFsmBoot<S, T
 
     fn erase_staging(&mut self, offset: u32) -> Result<(), RollbackFsmError> {
         let address = self.staging_address(offset, S::ERASE_SIZE)?;
-        self.staging
+        self.app
+            .staging_flash()
             .erase(address, address + S::ERASE_SIZE as u32)
             .map_err(|error| RollbackFsmError::Staging(error.kind()))
     }
 
     fn write_staging(&mut self, offset: u32, data: &[u8]) -> Result<(), RollbackFsmError> {
         let address = self.staging_address(offset, data.len())?;
-        self.staging
+        self.app
+            .staging_flash()
             .write(address, data)
             .map_err(|error| RollbackFsmError::Staging(error.kind()))
     }
 
     fn read_staging(&mut self, offset: u32, buf: &mut [u8]) -> Result<(), RollbackFsmError> {
         let address = self.staging_address(offset, buf.len())?;
-        self.staging
+        self.app
+            .staging_flash()
             .read(address, buf)
             .map_err(|error| RollbackFsmError::Staging(error.kind()))
     }
 
     fn request_install(&mut self) -> Result<(), RollbackFsmError> {
-        Ok(self.app()?.request_install()?)
+        Ok(self.app.request_install()?)
     }
 
     fn cancel_staging(&mut self) -> Result<(), RollbackFsmError> {
-        match self.app()?.status()?.staged {
+        match self.app.status()?.staged {
             // A staging phase boots the running image; the next job's
             // `begin_staging` replaces the descriptor.
             FsmStaged::None | FsmStaged::Writing(_) | FsmStaged::Rejected(_) => Ok(()),
@@ -250,11 +236,11 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> BootControl for RollbackFsmBoot<S, T
     }
 
     fn confirm(&mut self) -> Result<(), RollbackFsmError> {
-        Ok(self.app()?.confirm()?)
+        Ok(self.app.confirm()?)
     }
 
     fn report_failure(&mut self) -> Result<(), RollbackFsmError> {
-        Ok(self.app()?.report_failure()?)
+        Ok(self.app.report_failure()?)
     }
 
     fn read_setting(
@@ -262,10 +248,10 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> BootControl for RollbackFsmBoot<S, T
         key: u16,
         buf: &mut [u8],
     ) -> Result<Option<usize>, RollbackFsmError> {
-        Ok(self.app()?.read_setting(key, buf)?)
+        Ok(self.app.read_setting(key, buf)?)
     }
 
     fn write_setting(&mut self, key: u16, value: &[u8]) -> Result<(), RollbackFsmError> {
-        Ok(self.app()?.write_setting(key, value)?)
+        Ok(self.app.write_setting(key, value)?)
     }
 }
