@@ -323,6 +323,9 @@ const MAX_DURATION_HOURS: f64 = 87_600.0;
 /// Maximum check-in interval a scenario accepts, in seconds (a week).
 const MAX_CHECK_IN_INTERVAL_S: u32 = 7 * 24 * 3600;
 
+/// Maximum link latency and jitter a scenario accepts, in milliseconds (an hour).
+const MAX_LATENCY_MS: u32 = 3_600_000;
+
 /// Returns the name a device stores a plain file under: its last path component.
 fn file_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
@@ -388,6 +391,9 @@ impl Scenario {
 
     /// Checks every rule that the TOML types do not.
     pub fn validate(&self) -> Result<(), ScenarioError> {
+        check(!self.name.trim().is_empty(), || {
+            "name is empty or only spaces; give the scenario a name for the report".into()
+        })?;
         check_hours(self.duration_hours, "duration_hours")?;
         check(
             self.duration_hours > 0.0 && self.duration_hours <= MAX_DURATION_HOURS,
@@ -429,7 +435,19 @@ impl Scenario {
                 self.fleet.devices
             )
         })?;
-        for gateway in &self.gateways {
+        for (index, gateway) in self.gateways.iter().enumerate() {
+            check(
+                self.gateways[..index]
+                    .iter()
+                    .all(|other| other.name != gateway.name),
+                || format!("gateway name `{}` appears twice", gateway.name),
+            )?;
+            check(gateway.devices > 0, || {
+                format!(
+                    "gateway `{}` has devices = 0; expected at least 1, or remove the gateway",
+                    gateway.name
+                )
+            })?;
             check((8..=64).contains(&gateway.mtu), || {
                 format!(
                     "gateway `{}` has MTU {}; expected 8 to 64 bytes",
@@ -445,6 +463,12 @@ impl Scenario {
             })?;
         }
         for (index, release) in self.releases.iter().enumerate() {
+            check(!release.name.trim().is_empty(), || {
+                format!(
+                    "release with version `{}` has an empty name; give it the name that fleet.installed or a rollout uses",
+                    release.version
+                )
+            })?;
             parse_version(&release.version)?;
             check(
                 self.releases[..index]
@@ -496,6 +520,12 @@ impl Scenario {
                 )
             })?;
             check_hours(rollout.start_hours, "rollout start_hours")?;
+            check(rollout.start_hours < self.duration_hours, || {
+                format!(
+                    "rollout of release `{}` has start_hours {}, at or after the end of the run (duration_hours {}); start it earlier or raise duration_hours",
+                    rollout.release, rollout.start_hours, self.duration_hours
+                )
+            })?;
             check(rollout.attempt_limit > 0, || {
                 "rollout attempt_limit must be at least 1".into()
             })?;
@@ -542,11 +572,22 @@ impl Scenario {
         check(faults.frame_loss < 1.0, || {
             "faults.frame_loss must be below 1".into()
         })?;
+        for (what, value) in [
+            ("faults.latency_ms", faults.latency_ms),
+            ("faults.jitter_ms", faults.jitter_ms),
+        ] {
+            check(value <= MAX_LATENCY_MS, || {
+                format!("{what} is {value}; expected at most {MAX_LATENCY_MS} ms (one hour)")
+            })?;
+        }
         check_share(faults.power_cut_download, "faults.power_cut_download")?;
         check_share(faults.power_cut_install, "faults.power_cut_install")?;
-        for device in &faults.failing_devices {
+        for (index, device) in faults.failing_devices.iter().enumerate() {
             check(*device < self.fleet.devices, || {
                 format!("faults.failing_devices names device {device}, outside the fleet")
+            })?;
+            check(!faults.failing_devices[..index].contains(device), || {
+                format!("faults.failing_devices lists device {device} twice; list each device once")
             })?;
         }
         for event in &self.events {
@@ -640,12 +681,79 @@ mod tests {
                 "files = [\"config/network.json\", \"other/network.json\"]",
                 "two files named `network.json`",
             ),
+            (
+                "name = \"line-2-canfd\"",
+                "name = \"line-1-can\"",
+                "gateway name `line-1-can` appears twice",
+            ),
+            (
+                "devices = 20",
+                "devices = 0",
+                "gateway `line-2-canfd` has devices = 0",
+            ),
+            (
+                "start_hours = 1",
+                "start_hours = 72",
+                "has start_hours 72, at or after the end of the run (duration_hours 72)",
+            ),
+            (
+                "start_hours = 1",
+                "start_hours = 100",
+                "has start_hours 100, at or after the end",
+            ),
+            (
+                "latency_ms = 80",
+                "latency_ms = 3600001",
+                "faults.latency_ms is 3600001; expected at most 3600000",
+            ),
+            (
+                "jitter_ms = 40",
+                "jitter_ms = 4294967295",
+                "faults.jitter_ms is 4294967295; expected at most 3600000",
+            ),
+            (
+                "power_cut_install = 0.05",
+                "power_cut_install = 0.05\nfailing_devices = [3, 7, 3]",
+                "faults.failing_devices lists device 3 twice",
+            ),
+            (
+                "name = \"default: MicroPython v1.10 over v1.9.4\"",
+                "name = \"\"",
+                "name is empty",
+            ),
+            (
+                "name = \"v1.10\"",
+                "name = \"\"",
+                "release with version `1.10.0` has an empty name",
+            ),
         ];
         for (from, to, expected) in cases {
             assert!(DEFAULT_SCENARIO.contains(from), "{from}");
             let text = DEFAULT_SCENARIO.replacen(from, to, 1);
             let error = Scenario::from_toml(&text).expect_err(to);
             assert!(error.0.contains(expected), "{to}: {error}");
+        }
+    }
+
+    #[test]
+    fn limit_values_are_accepted() {
+        // Proves that the latency, rollout start and failing-device checks accept
+        // values up to their limits.
+        let cases = [
+            ("latency_ms = 80", "latency_ms = 3600000"),
+            ("jitter_ms = 40", "jitter_ms = 3600000"),
+            ("start_hours = 1", "start_hours = 71.9"),
+            (
+                "power_cut_install = 0.05",
+                "power_cut_install = 0.05\nfailing_devices = [3, 7]",
+            ),
+        ];
+        for (from, to) in cases {
+            assert!(DEFAULT_SCENARIO.contains(from), "{from}");
+            let text = DEFAULT_SCENARIO.replacen(from, to, 1);
+            if let Err(error) = Scenario::from_toml(&text) {
+                panic!("{to}: {error}");
+            }
         }
     }
 
