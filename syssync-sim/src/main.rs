@@ -46,14 +46,15 @@ struct Args {
     /// `firmware/`, or $SYSSYNC_FIRMWARE_DIR).
     #[arg(long, value_name = "DIR")]
     firmware_dir: Option<PathBuf>,
-    /// Worker threads (default: one per core). The report is the same for
-    /// any number.
+    /// Worker threads, 1 to 256; 0, the default, means one per core. The
+    /// report is the same for any number.
     #[arg(
         long,
         value_name = "N",
         default_value_t = 0,
         hide_default_value = true,
-        value_parser = parse_threads
+        value_parser = parse_threads,
+        allow_negative_numbers = true
     )]
     threads: usize,
 }
@@ -258,6 +259,30 @@ mod tests {
         assert!(
             args.to_string().contains("whole number of devices"),
             "{args}"
+        );
+    }
+
+    #[test]
+    fn negative_threads_get_range_message() {
+        // Proves that `--threads -1` and `--threads=-1` both reach the range
+        // message instead of clap's "unexpected argument".
+        for command in [
+            ["syssync-sim", "--threads", "-1"].as_slice(),
+            ["syssync-sim", "--threads=-1"].as_slice(),
+        ] {
+            let error = Args::try_parse_from(command).expect_err("a negative count is rejected");
+            assert!(error.to_string().contains("from 1 to 256"), "{error}");
+        }
+    }
+
+    #[test]
+    fn threads_help_explains_zero() {
+        // Proves that the help text of --threads says what 0 means.
+        use clap::CommandFactory;
+        let help = Args::command().render_long_help().to_string();
+        assert!(
+            help.contains("0, the default, means one per core"),
+            "{help}"
         );
     }
 }
