@@ -1,7 +1,7 @@
 //! `syssync-sim`: runs a fleet simulation and prints its report.
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -88,6 +88,36 @@ fn parse_threads(text: &str) -> Result<usize, String> {
     }
 }
 
+/// Largest scenario file that `--scenario` reads, in bytes. The bundled
+/// scenarios have a few KiB, and the limit stops a read of an endless file
+/// such as `/dev/zero` before it fills the memory.
+const MAX_SCENARIO_BYTES: u64 = 16 << 20;
+
+/// Reads the scenario file at `path`, rejecting one over [`MAX_SCENARIO_BYTES`].
+fn read_scenario(path: &Path) -> Result<String, String> {
+    let cannot_read =
+        |error: std::io::Error| format!("cannot read scenario {}: {error}", path.display());
+    let file = std::fs::File::open(path).map_err(cannot_read)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SCENARIO_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot_read)?;
+    if bytes.len() as u64 > MAX_SCENARIO_BYTES {
+        return Err(format!(
+            "scenario {} is larger than {} MiB; give a TOML scenario file",
+            path.display(),
+            MAX_SCENARIO_BYTES >> 20
+        ));
+    }
+    String::from_utf8(bytes).map_err(|error| {
+        format!(
+            "scenario {} is not UTF-8 text (invalid byte at offset {}); give a TOML scenario file",
+            path.display(),
+            error.utf8_error().valid_up_to()
+        )
+    })
+}
+
 /// Parses `--seed`, with an error message that names the accepted range.
 fn parse_seed(text: &str) -> Result<u64, String> {
     text.trim().parse::<u64>().map_err(|_| {
@@ -113,10 +143,10 @@ fn main() -> ExitCode {
     let started = Instant::now();
     let args = Args::parse();
     let (scenario, scenario_dir) = match &args.scenario {
-        Some(path) => match std::fs::read_to_string(path) {
+        Some(path) => match read_scenario(path) {
             Ok(text) => (Scenario::from_toml(&text), path.parent().map(PathBuf::from)),
             Err(error) => {
-                eprintln!("error: cannot read scenario {}: {error}", path.display());
+                eprintln!("error: {error}");
                 return ExitCode::FAILURE;
             }
         },
@@ -277,7 +307,7 @@ mod tests {
 
     #[test]
     fn threads_help_explains_zero() {
-        // Proves that the help text of --threads says what 0 means.
+        // Proves that the --threads help text explains what 0 means.
         use clap::CommandFactory;
         let help = Args::command().render_long_help().to_string();
         assert!(

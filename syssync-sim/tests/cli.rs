@@ -72,3 +72,43 @@ fn json_never_overwrites_scenario() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn oversized_scenario_is_rejected() {
+    // Proves that a scenario file over 16 MiB is rejected before it is
+    // parsed or run, so that `--scenario /dev/zero` cannot fill the memory.
+    // The file is a valid scenario followed by comment lines, which the
+    // simulator would otherwise run.
+    let dir = scratch("large");
+    let scenario = dir.join("large.toml");
+    let mut text = include_str!("../scenarios/transfer.toml").to_owned();
+    let comment = format!("# {}\n", "x".repeat(1021));
+    while text.len() <= 16 << 20 {
+        text.push_str(&comment);
+    }
+    std::fs::write(&scenario, text).expect("scenario written");
+
+    let output = simulator()
+        .arg("--scenario")
+        .arg(&scenario)
+        .arg("--quiet")
+        .output()
+        .expect("the simulator starts");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is larger than 16 MiB"), "{stderr}");
+    assert!(output.stdout.is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn endless_scenario_is_rejected() {
+    // Proves that reading `/dev/zero` as a scenario stops at the size limit.
+    let output = simulator()
+        .args(["--scenario", "/dev/zero", "--quiet"])
+        .output()
+        .expect("the simulator starts");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is larger than 16 MiB"), "{stderr}");
+}
