@@ -40,7 +40,8 @@ pub struct RunSettings {
     pub scenario_dir: Option<PathBuf>,
     /// Print progress on stderr.
     pub progress: bool,
-    /// Use synthetic images even when the real ones fit.
+    /// Use synthetic images even when the real ones fit, as the scenario's
+    /// `synthetic_images = true` does.
     pub force_synthetic: bool,
     /// Worker threads; 0 uses one per core. The result does not depend on it.
     pub threads: usize,
@@ -165,6 +166,9 @@ pub fn run(mut scenario: Scenario, settings: &RunSettings) -> Result<Report, Str
     if let Some(seed) = settings.seed {
         scenario.seed = seed;
     }
+    if settings.force_synthetic {
+        scenario.synthetic_images = true;
+    }
     scenario.validate().map_err(|error| error.to_string())?;
     let dir = FirmwareDir::open(&firmware_dir(&scenario, settings)).map_err(|e| e.to_string())?;
     let key = ReleaseKey::from_seed(scenario.seed);
@@ -189,10 +193,10 @@ pub fn run(mut scenario: Scenario, settings: &RunSettings) -> Result<Report, Str
         };
         let releases = build_releases(&scenario, &source, &key)?;
         check_memory(&scenario, &releases)?;
-        let reason = if scenario.synthetic_images {
-            "the scenario asks for them"
-        } else if settings.force_synthetic {
+        let reason = if settings.force_synthetic {
             "--synthetic"
+        } else if scenario.synthetic_images {
+            "the scenario asks for them"
         } else {
             "the real ones do not fit in memory at this fleet size"
         };

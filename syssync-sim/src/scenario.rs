@@ -366,10 +366,16 @@ pub fn parse_version(text: &str) -> Result<Version, ScenarioError> {
 impl Scenario {
     /// Parses a scenario from TOML and checks it.
     pub fn from_toml(text: &str) -> Result<Self, ScenarioError> {
-        let scenario: Scenario =
-            toml::from_str(text).map_err(|error| ScenarioError(error.to_string()))?;
+        let scenario = Self::from_toml_unchecked(text)?;
         scenario.validate()?;
         Ok(scenario)
+    }
+
+    /// Parses a scenario from TOML without the checks of [`Scenario::validate`],
+    /// for a caller that changes it (as command-line options do) before
+    /// checking it.
+    pub fn from_toml_unchecked(text: &str) -> Result<Self, ScenarioError> {
+        toml::from_str(text).map_err(|error| ScenarioError(error.to_string()))
     }
 
     /// Returns the built-in default scenario.
@@ -501,7 +507,8 @@ impl Scenario {
             if let (Some(other), false) = (shared, self.synthetic_images) {
                 return Err(ScenarioError(format!(
                     "releases `{}` and `{}` use the same image; the simulator identifies a \
-                     release by its image, so set `synthetic_images = true` or use different images",
+                     release by its image, so set `synthetic_images = true` (or pass --synthetic) \
+                     or use different images",
                     other.name, release.name
                 )));
             }

@@ -112,3 +112,42 @@ fn endless_scenario_is_rejected() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("is larger than 16 MiB"), "{stderr}");
 }
+
+#[test]
+fn synthetic_flag_allows_shared_image() {
+    // Proves that --synthetic works like `synthetic_images = true`: two
+    // releases may share one image file, and without the flag the error
+    // names both ways out.
+    let dir = scratch("shared");
+    let scenario = dir.join("shared-image.toml");
+    let text = include_str!("../scenarios/transfer.toml")
+        .replace("esp8266-20190125-v1.10.bin", "esp8266-20180511-v1.9.4.bin");
+    std::fs::write(&scenario, text).expect("scenario written");
+
+    let output = simulator()
+        .arg("--scenario")
+        .arg(&scenario)
+        .arg("--quiet")
+        .output()
+        .expect("the simulator starts");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("use the same image"), "{stderr}");
+    assert!(stderr.contains("--synthetic"), "{stderr}");
+
+    let output = simulator()
+        .arg("--scenario")
+        .arg(&scenario)
+        .arg("--synthetic")
+        .arg("--quiet")
+        .output()
+        .expect("the simulator starts");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("synthetic images (--synthetic)"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
