@@ -6,8 +6,11 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
+use json_output::JsonOutput;
 use syssync_sim::runner::{peak_memory_bytes, run, RunSettings};
 use syssync_sim::scenario::Scenario;
+
+mod json_output;
 
 // A large fleet is millions of small allocations (frames, events) among a few
 // gigabytes of simulated flash; mimalloc serves both faster than the system
@@ -29,7 +32,10 @@ struct Args {
     /// Seed of all random choices, overriding the scenario's.
     #[arg(long, value_name = "S", value_parser = parse_seed, allow_negative_numbers = true)]
     seed: Option<u64>,
-    /// Writes the full report as JSON to FILE.
+    /// Writes the full report as JSON to FILE, replacing an existing regular
+    /// file only once the report is complete and writing a FIFO or device in
+    /// place. FILE is checked before the run. `-` is rejected, because the
+    /// summary goes to stdout.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
     /// Uses small synthetic images even when the real ones fit in memory, as
@@ -171,9 +177,6 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Open a temporary file beside the JSON output before the run, so that a
-    // bad path fails at once rather than after a long simulation, and an
-    // existing report is replaced only by a complete one.
     if let (Some(json), Some(scenario)) = (&args.json, &args.scenario) {
         if same_file(json, scenario) {
             eprintln!(
@@ -183,20 +186,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let json_temporary = args.json.as_ref().map(|path| {
-        let mut name = path.file_name().unwrap_or_default().to_os_string();
-        name.push(".partial");
-        path.with_file_name(name)
-    });
-    let mut json_file = match &json_temporary {
-        Some(path) => match std::fs::File::create(path) {
-            Ok(file) => Some(file),
-            Err(error) => {
-                eprintln!("error: cannot write {}: {error}", path.display());
-                return ExitCode::FAILURE;
-            }
-        },
-        None => None,
+    let json_output = match args.json.as_deref().map(JsonOutput::check).transpose() {
+        Ok(output) => output,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
     };
     let settings = RunSettings {
         devices: args.devices,
@@ -211,9 +206,6 @@ fn main() -> ExitCode {
         Ok(report) => report,
         Err(error) => {
             eprintln!("error: {error}");
-            if let Some(path) = &json_temporary {
-                let _ = std::fs::remove_file(path);
-            }
             return ExitCode::FAILURE;
         }
     };
@@ -241,16 +233,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    if let (Some(file), Some(temporary), Some(path)) =
-        (json_file.as_mut(), &json_temporary, &args.json)
-    {
-        let written = file
-            .write_all(report.to_json().as_bytes())
-            .and_then(|()| file.sync_all())
-            .and_then(|()| std::fs::rename(temporary, path));
-        if let Err(error) = written {
-            eprintln!("error: cannot write {}: {error}", path.display());
-            let _ = std::fs::remove_file(temporary);
+    if let Some(output) = &json_output {
+        if let Err(error) = output.write(&report.to_json()) {
+            eprintln!("error: {error}");
             return ExitCode::FAILURE;
         }
     }

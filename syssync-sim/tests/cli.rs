@@ -151,3 +151,107 @@ fn synthetic_flag_allows_shared_image() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs the transfer scenario with `--json path` in `dir` and returns the output.
+fn run_with_json(dir: &std::path::Path, path: &str) -> std::process::Output {
+    let scenario = dir.join("transfer.toml");
+    std::fs::write(&scenario, include_str!("../scenarios/transfer.toml"))
+        .expect("scenario written");
+    simulator()
+        .current_dir(dir)
+        .arg("--scenario")
+        .arg(&scenario)
+        .args(["--quiet", "--json", path])
+        .output()
+        .expect("the simulator starts")
+}
+
+#[test]
+fn bad_json_paths_fail_before_run() {
+    // Proves that a --json path that cannot take the report is rejected
+    // before the simulation, which would print the summary on stdout.
+    let dir = scratch("paths");
+    std::fs::create_dir(dir.join("reports")).expect("directory");
+    std::fs::write(dir.join("read-only.json"), "old").expect("report written");
+    let mut permissions = std::fs::metadata(dir.join("read-only.json"))
+        .expect("report")
+        .permissions();
+    permissions.set_readonly(true);
+    std::fs::set_permissions(dir.join("read-only.json"), permissions).expect("read-only");
+    let cases = [
+        ("reports", "--json reports is a directory"),
+        ("reports/", "--json reports/ names a directory"),
+        ("missing/report.json", "directory missing does not exist"),
+        ("-", "--json - is not supported"),
+        ("read-only.json", "--json read-only.json is read-only"),
+    ];
+    for (path, expected) in cases {
+        let output = run_with_json(&dir, path);
+        assert!(!output.status.success(), "{path}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{path}: {stderr}");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.is_empty(), "{path} ran the simulation: {stdout}");
+    }
+    assert!(!dir.join("-").exists());
+    let text = std::fs::read_to_string(dir.join("read-only.json")).expect("report kept");
+    assert_eq!(text, "old");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn json_symlink_stays_link() {
+    // Proves that a report written through a symbolic link goes to the
+    // link's target and leaves the link in place.
+    let dir = scratch("link");
+    std::fs::write(dir.join("real.json"), "old").expect("report written");
+    std::os::unix::fs::symlink("real.json", dir.join("link.json")).expect("link");
+
+    let output = run_with_json(&dir, "link.json");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let metadata = std::fs::symlink_metadata(dir.join("link.json")).expect("link");
+    assert!(metadata.file_type().is_symlink());
+    let text = std::fs::read_to_string(dir.join("real.json")).expect("report");
+    assert!(text.contains("\"scenario\""), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn json_fifo_written_in_place() {
+    // Proves that a report to a FIFO goes to the reader at the other end
+    // and leaves the FIFO in place instead of replacing it.
+    use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
+    let dir = scratch("fifo");
+    let fifo = dir.join("report.fifo");
+    let created = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(created.success());
+    let mut reader = Command::new("cat")
+        .arg(&fifo)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("cat starts");
+
+    let output = run_with_json(&dir, "report.fifo");
+    let still_fifo = std::fs::symlink_metadata(&fifo)
+        .map(|metadata| metadata.file_type().is_fifo())
+        .unwrap_or(false);
+    if !still_fifo {
+        // The reader would wait for a writer forever.
+        let _ = reader.kill();
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(still_fifo, "the FIFO was replaced");
+    let mut text = String::new();
+    reader
+        .stdout
+        .take()
+        .expect("pipe")
+        .read_to_string(&mut text)
+        .expect("report read");
+    let _ = reader.wait();
+    assert!(text.contains("\"scenario\""), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
