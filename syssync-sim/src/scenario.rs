@@ -1,6 +1,6 @@
 //! Scenario files (TOML): the fleet, its gateways, releases, rollouts, faults
 //! and fleet events. `scenarios/default.toml` in this crate is the built-in
-//! default and a commented example of every section.
+//! default and a commented example of every section and setting.
 
 use std::fmt;
 
@@ -633,6 +633,110 @@ mod tests {
         assert_eq!(scenario.fleet.devices, 300);
         assert!(scenario.gateways.iter().any(|gateway| gateway.mtu == 8));
         assert_eq!(scenario.rollouts[0].phases.len(), 3);
+    }
+
+    #[test]
+    fn default_scenario_shows_every_setting() {
+        // Proves that default.toml names every setting, and that its
+        // commented-out examples parse once uncommented.
+        let settings = [
+            "name",
+            "seed",
+            "duration_hours",
+            "stop_when_settled",
+            "firmware_dir",
+            "synthetic_images",
+            "[fleet]",
+            "devices",
+            "target",
+            "installed",
+            "check_in_interval_s",
+            "late_online_share",
+            "late_online_hours",
+            "group_members",
+            "[[gateways]]",
+            "mtu",
+            "segment_loss",
+            "[[releases]]",
+            "version",
+            "image",
+            "files",
+            "security_counter",
+            "healthy",
+            "[[rollouts]]",
+            "release",
+            "start_hours",
+            "attempt_limit",
+            "failure_threshold",
+            "failure_min_sample",
+            "in_progress_timeout_hours",
+            "phases",
+            "share",
+            "delay_hours",
+            "success_ratio",
+            "windows",
+            "day",
+            "start",
+            "hours",
+            "utc_offset_hours",
+            "[faults]",
+            "frame_loss",
+            "latency_ms",
+            "jitter_ms",
+            "power_cut_download",
+            "power_cut_install",
+            "failing_devices",
+            "[[events]]",
+            "kind",
+            "at_hours",
+            "first",
+            "count",
+            "device",
+            "to_account",
+        ];
+        for setting in settings {
+            assert!(DEFAULT_SCENARIO.contains(setting), "{setting}");
+        }
+
+        let examples = [
+            "stop_when_settled = false",
+            "firmware_dir = \"../../firmware\"",
+            "synthetic_images = true",
+            "group_members = 250",
+            "healthy = false",
+            "failure_min_sample = 10",
+            "in_progress_timeout_hours = 6",
+            "windows = [{ day = \"tuesday\", start = \"01:00\", hours = 3 }]",
+            "utc_offset_hours = 2",
+            "failing_devices = [3, 17]",
+            "[[events]]",
+            "kind = \"join-group\"",
+            "at_hours = 10",
+            "first = 250",
+            "count = 50",
+            "kind = \"transfer\"",
+            "at_hours = 2",
+            "device = 5",
+            "to_account = 1",
+        ];
+        let mut text = DEFAULT_SCENARIO.to_owned();
+        for example in examples {
+            let commented = format!("\n# {example}\n");
+            assert!(text.contains(&commented), "{example}");
+            text = text.replace(&commented, &format!("\n{example}\n"));
+        }
+        let scenario = Scenario::from_toml(&text).unwrap();
+        assert!(!scenario.stop_when_settled);
+        assert_eq!(scenario.firmware_dir.as_deref(), Some("../../firmware"));
+        assert!(scenario.synthetic_images);
+        assert_eq!(scenario.fleet.group_members, Some(250));
+        assert!(!scenario.releases[1].healthy);
+        assert_eq!(scenario.rollouts[0].failure_min_sample, 10);
+        assert_eq!(scenario.rollouts[0].in_progress_timeout_hours, 6.0);
+        assert_eq!(scenario.rollouts[0].windows.len(), 1);
+        assert_eq!(scenario.rollouts[0].utc_offset_hours, 2.0);
+        assert_eq!(scenario.faults.failing_devices, [3, 17]);
+        assert_eq!(scenario.events.len(), 2);
     }
 
     #[test]
