@@ -1,13 +1,16 @@
 //! `syssync-sim`: runs a fleet simulation and prints its report.
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
+use json_output::JsonOutput;
 use syssync_sim::runner::{peak_memory_bytes, run, RunSettings};
 use syssync_sim::scenario::Scenario;
+
+mod json_output;
 
 // A large fleet is millions of small allocations (frames, events) among a few
 // gigabytes of simulated flash; mimalloc serves both faster than the system
@@ -29,13 +32,17 @@ struct Args {
     /// Seed of all random choices, overriding the scenario's.
     #[arg(long, value_name = "S", value_parser = parse_seed, allow_negative_numbers = true)]
     seed: Option<u64>,
-    /// Writes the full report as JSON to FILE.
+    /// Writes the full report as JSON to FILE, replacing an existing regular
+    /// file only once the report is complete and writing a FIFO or device in
+    /// place. FILE is checked before the run. `-` is rejected, because the
+    /// summary goes to stdout.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
-    /// Uses small synthetic images even when the real ones fit in memory. With
-    /// real images each device needs about 2 MiB; fleets over 6 GiB of
-    /// simulated flash switch to synthetic images on their own. The real
-    /// files are still read and checked, for their names and sizes.
+    /// Uses small synthetic images even when the real ones fit in memory, as
+    /// the scenario setting `synthetic_images = true` does. With real images
+    /// each device needs about 2 MiB; fleets over 6 GiB of simulated flash
+    /// switch to synthetic images on their own. The real files are still
+    /// read and checked, for their names and sizes.
     #[arg(long)]
     synthetic: bool,
     /// Prints no progress lines on stderr.
@@ -46,14 +53,15 @@ struct Args {
     /// `firmware/`, or $SYSSYNC_FIRMWARE_DIR).
     #[arg(long, value_name = "DIR")]
     firmware_dir: Option<PathBuf>,
-    /// Worker threads (default: one per core). The report is the same for
-    /// any number.
+    /// Worker threads, 1 to 256; 0, the default, means one per core. The
+    /// report is the same for any number.
     #[arg(
         long,
         value_name = "N",
         default_value_t = 0,
         hide_default_value = true,
-        value_parser = parse_threads
+        value_parser = parse_threads,
+        allow_negative_numbers = true
     )]
     threads: usize,
 }
@@ -87,6 +95,36 @@ fn parse_threads(text: &str) -> Result<usize, String> {
     }
 }
 
+/// Largest scenario file that `--scenario` reads, in bytes. The bundled
+/// scenarios have a few KiB, and the limit stops a read of an endless file
+/// such as `/dev/zero` before it fills the memory.
+const MAX_SCENARIO_BYTES: u64 = 16 << 20;
+
+/// Reads the scenario file at `path`, rejecting one over [`MAX_SCENARIO_BYTES`].
+fn read_scenario(path: &Path) -> Result<String, String> {
+    let cannot_read =
+        |error: std::io::Error| format!("cannot read scenario {}: {error}", path.display());
+    let file = std::fs::File::open(path).map_err(cannot_read)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SCENARIO_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot_read)?;
+    if bytes.len() as u64 > MAX_SCENARIO_BYTES {
+        return Err(format!(
+            "scenario {} is larger than {} MiB; give a TOML scenario file",
+            path.display(),
+            MAX_SCENARIO_BYTES >> 20
+        ));
+    }
+    String::from_utf8(bytes).map_err(|error| {
+        format!(
+            "scenario {} is not UTF-8 text (invalid byte at offset {}); give a TOML scenario file",
+            path.display(),
+            error.utf8_error().valid_up_to()
+        )
+    })
+}
+
 /// Parses `--seed`, with an error message that names the accepted range.
 fn parse_seed(text: &str) -> Result<u64, String> {
     text.trim().parse::<u64>().map_err(|_| {
@@ -112,10 +150,18 @@ fn main() -> ExitCode {
     let started = Instant::now();
     let args = Args::parse();
     let (scenario, scenario_dir) = match &args.scenario {
-        Some(path) => match std::fs::read_to_string(path) {
-            Ok(text) => (Scenario::from_toml(&text), path.parent().map(PathBuf::from)),
+        Some(path) => match read_scenario(path) {
+            Ok(text) => (
+                Scenario::from_toml_unchecked(&text).and_then(|mut scenario| {
+                    // --synthetic sets `synthetic_images = true`, which
+                    // lets two releases share one image.
+                    scenario.synthetic_images |= args.synthetic;
+                    scenario.validate().map(|()| scenario)
+                }),
+                path.parent().map(PathBuf::from),
+            ),
             Err(error) => {
-                eprintln!("error: cannot read scenario {}: {error}", path.display());
+                eprintln!("error: {error}");
                 return ExitCode::FAILURE;
             }
         },
@@ -131,9 +177,6 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Open a temporary file beside the JSON output before the run, so that a
-    // bad path fails at once rather than after a long simulation, and an
-    // existing report is replaced only by a complete one.
     if let (Some(json), Some(scenario)) = (&args.json, &args.scenario) {
         if same_file(json, scenario) {
             eprintln!(
@@ -143,20 +186,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let json_temporary = args.json.as_ref().map(|path| {
-        let mut name = path.file_name().unwrap_or_default().to_os_string();
-        name.push(".partial");
-        path.with_file_name(name)
-    });
-    let mut json_file = match &json_temporary {
-        Some(path) => match std::fs::File::create(path) {
-            Ok(file) => Some(file),
-            Err(error) => {
-                eprintln!("error: cannot write {}: {error}", path.display());
-                return ExitCode::FAILURE;
-            }
-        },
-        None => None,
+    let json_output = match args.json.as_deref().map(JsonOutput::check).transpose() {
+        Ok(output) => output,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
     };
     let settings = RunSettings {
         devices: args.devices,
@@ -171,9 +206,6 @@ fn main() -> ExitCode {
         Ok(report) => report,
         Err(error) => {
             eprintln!("error: {error}");
-            if let Some(path) = &json_temporary {
-                let _ = std::fs::remove_file(path);
-            }
             return ExitCode::FAILURE;
         }
     };
@@ -201,16 +233,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    if let (Some(file), Some(temporary), Some(path)) =
-        (json_file.as_mut(), &json_temporary, &args.json)
-    {
-        let written = file
-            .write_all(report.to_json().as_bytes())
-            .and_then(|()| file.sync_all())
-            .and_then(|()| std::fs::rename(temporary, path));
-        if let Err(error) = written {
-            eprintln!("error: cannot write {}: {error}", path.display());
-            let _ = std::fs::remove_file(temporary);
+    if let Some(output) = &json_output {
+        if let Err(error) = output.write(&report.to_json()) {
+            eprintln!("error: {error}");
             return ExitCode::FAILURE;
         }
     }
@@ -258,6 +283,30 @@ mod tests {
         assert!(
             args.to_string().contains("whole number of devices"),
             "{args}"
+        );
+    }
+
+    #[test]
+    fn negative_threads_get_range_message() {
+        // Proves that `--threads -1` and `--threads=-1` both reach the range
+        // message instead of clap's "unexpected argument".
+        for command in [
+            ["syssync-sim", "--threads", "-1"].as_slice(),
+            ["syssync-sim", "--threads=-1"].as_slice(),
+        ] {
+            let error = Args::try_parse_from(command).expect_err("a negative count is rejected");
+            assert!(error.to_string().contains("from 1 to 256"), "{error}");
+        }
+    }
+
+    #[test]
+    fn threads_help_explains_zero() {
+        // Proves that the --threads help text explains what 0 means.
+        use clap::CommandFactory;
+        let help = Args::command().render_long_help().to_string();
+        assert!(
+            help.contains("0, the default, means one per core"),
+            "{help}"
         );
     }
 }

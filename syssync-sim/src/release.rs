@@ -1,6 +1,8 @@
 //! Releases of a scenario: loaded files and the signed manifest that release
 //! tooling would produce for them.
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
 
 use syssync_proto::manifest::{public_key, sign};
@@ -95,6 +97,70 @@ pub struct BuiltRelease {
     pub signature: Signature,
     /// Whether every file was checked against a `SHA256SUMS` entry.
     pub checksums_verified: bool,
+    /// Each file read from the firmware directory, by its path in the
+    /// scenario, with whether `SHA256SUMS` listed it. A synthetic image is
+    /// not a file and is not included.
+    pub checksum_listed: Vec<(String, bool)>,
+}
+
+/// Coverage of the files of a run's releases by `SHA256SUMS`.
+///
+/// NOTE: the summary does not print it yet. `Report::to_table` still prints
+/// `checksums verified` or `checksums not listed` from
+/// `Fidelity::checksums_verified`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChecksumCoverage {
+    /// Number of distinct files read.
+    pub files: usize,
+    /// Paths of the files that `SHA256SUMS` does not list, so that their
+    /// digest was not checked, sorted.
+    pub unlisted: Vec<String>,
+}
+
+impl ChecksumCoverage {
+    /// Collects the coverage of the files of `releases`, counting a file that
+    /// several releases share once.
+    pub fn of(releases: &[BuiltRelease]) -> Self {
+        let mut listed = BTreeMap::new();
+        for release in releases {
+            for (path, checked) in &release.checksum_listed {
+                listed.insert(path.as_str(), *checked);
+            }
+        }
+        Self {
+            files: listed.len(),
+            unlisted: listed
+                .into_iter()
+                .filter(|(_, checked)| !checked)
+                .map(|(path, _)| path.to_owned())
+                .collect(),
+        }
+    }
+}
+
+/// Formats the coverage for the report's fidelity line: `verified` when
+/// `SHA256SUMS` lists every file, else how many files were checked and
+/// which were not listed.
+impl fmt::Display for ChecksumCoverage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let checked = self.files - self.unlisted.len();
+        if self.unlisted.is_empty() {
+            f.write_str("verified")
+        } else if checked == 0 {
+            write!(
+                f,
+                "not listed in SHA256SUMS for any of the {} files",
+                self.files
+            )
+        } else {
+            write!(
+                f,
+                "verified for {checked} of {} files, not listed in SHA256SUMS: {}",
+                self.files,
+                self.unlisted.join(", ")
+            )
+        }
+    }
 }
 
 /// Error of a release that could not be built.
@@ -175,6 +241,7 @@ pub fn build_release(
     key: &ReleaseKey,
 ) -> Result<BuiltRelease, ReleaseError> {
     let version = parse_version(&release.version)?;
+    let mut checksum_listed = Vec::new();
     let (image, mut checksums_verified, dir) = match source {
         ImageSource::Files(dir) => {
             let file: FirmwareFile = dir.load(&release.image)?;
@@ -184,6 +251,7 @@ pub fn build_release(
                     release.name, release.image
                 ))));
             }
+            checksum_listed.push((release.image.clone(), file.checked));
             (file.bytes, file.checked, *dir)
         }
         ImageSource::Synthetic { dir, image_size } => {
@@ -218,6 +286,7 @@ pub fn build_release(
     for path in &release.files {
         let file = dir.load(path)?;
         checksums_verified &= file.checked;
+        checksum_listed.push((path.clone(), file.checked));
         let name = file_name(path)?;
         manifest
             .files
@@ -256,6 +325,7 @@ pub fn build_release(
         manifest_body,
         signature,
         checksums_verified,
+        checksum_listed,
     })
 }
 
@@ -291,5 +361,66 @@ mod tests {
         let manifest = signed.verify(&RustCrypto, &[key.trusted_key()]).unwrap();
         assert_eq!(manifest.files[0].size, 615_388);
         assert_eq!(manifest.version, Version::new(1, 10, 0, 0));
+    }
+
+    /// Builds the releases of `scenario` from `dir`.
+    fn build_all(scenario: &Scenario, dir: &FirmwareDir) -> Vec<BuiltRelease> {
+        let key = ReleaseKey::from_seed(scenario.seed);
+        scenario
+            .releases
+            .iter()
+            .map(|release| {
+                build_release(
+                    release,
+                    &scenario.fleet.target,
+                    &ImageSource::Files(dir),
+                    &key,
+                )
+                .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn checksum_coverage_counts_listed_files() {
+        // Proves that the coverage wording differs for a SHA256SUMS that
+        // lists every file, some of them or none.
+        let scenario = Scenario::default_scenario();
+        let source = default_firmware_dir();
+        let sums = std::fs::read_to_string(source.join("SHA256SUMS")).unwrap();
+        let temp = std::env::temp_dir().join(format!("syssync-sim-sums-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&temp);
+        for release in &scenario.releases {
+            for path in std::iter::once(&release.image).chain(&release.files) {
+                let copy = temp.join(path);
+                std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+                std::fs::copy(source.join(path), copy).unwrap();
+            }
+        }
+
+        let none = ChecksumCoverage::of(&build_all(&scenario, &FirmwareDir::open(&temp).unwrap()));
+        assert_eq!(none.files, 4);
+        assert_eq!(
+            none.to_string(),
+            "not listed in SHA256SUMS for any of the 4 files"
+        );
+
+        let images_only: String = sums
+            .lines()
+            .filter(|line| line.ends_with(".bin"))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        std::fs::write(temp.join("SHA256SUMS"), images_only).unwrap();
+        let partial =
+            ChecksumCoverage::of(&build_all(&scenario, &FirmwareDir::open(&temp).unwrap()));
+        assert_eq!(
+            partial.to_string(),
+            "verified for 2 of 4 files, not listed in SHA256SUMS: config/network.json, config/telemetry.json"
+        );
+
+        std::fs::write(temp.join("SHA256SUMS"), &sums).unwrap();
+        let all = ChecksumCoverage::of(&build_all(&scenario, &FirmwareDir::open(&temp).unwrap()));
+        assert_eq!(all.to_string(), "verified");
+        std::fs::remove_dir_all(&temp).unwrap();
     }
 }

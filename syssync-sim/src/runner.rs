@@ -40,7 +40,8 @@ pub struct RunSettings {
     pub scenario_dir: Option<PathBuf>,
     /// Print progress on stderr.
     pub progress: bool,
-    /// Use synthetic images even when the real ones fit.
+    /// Use synthetic images even when the real ones fit, as the scenario's
+    /// `synthetic_images = true` does.
     pub force_synthetic: bool,
     /// Worker threads; 0 uses one per core. The result does not depend on it.
     pub threads: usize,
@@ -49,8 +50,9 @@ pub struct RunSettings {
 }
 
 /// Scales the fleet of `scenario` to `devices`, keeping the shares of
-/// gateway devices, late devices and group members, and dropping faults and
-/// events that name devices beyond the new fleet.
+/// gateway devices, late devices and group members. Gateways left without
+/// devices are removed, and so are faults and events that name devices
+/// beyond the new fleet.
 pub fn resize_fleet(scenario: &mut Scenario, devices: u32) {
     let old = f64::from(scenario.fleet.devices);
     let scale = |count: u32| (f64::from(count) * f64::from(devices) / old).round() as u32;
@@ -62,6 +64,7 @@ pub fn resize_fleet(scenario: &mut Scenario, devices: u32) {
             gateway.devices -= 1;
         }
     }
+    scenario.gateways.retain(|gateway| gateway.devices > 0);
     if let Some(members) = scenario.fleet.group_members.as_mut() {
         *members = scale(*members).min(devices);
     }
@@ -143,6 +146,7 @@ pub fn run(mut scenario: Scenario, settings: &RunSettings) -> Result<Report, Str
         if devices == 0 {
             return Err("--devices must be at least 1".into());
         }
+        let gateways = scenario.gateways.len();
         let (failing, events) = (scenario.faults.failing_devices.len(), scenario.events.len());
         resize_fleet(&mut scenario, devices);
         let dropped =
@@ -152,9 +156,18 @@ pub fn run(mut scenario: Scenario, settings: &RunSettings) -> Result<Report, Str
                 "warning: --devices {devices} drops {dropped} scenario entries (failing devices, fleet events) that name devices outside the new fleet"
             );
         }
+        let dropped_gateways = gateways - scenario.gateways.len();
+        if dropped_gateways > 0 {
+            eprintln!(
+                "warning: --devices {devices} leaves {dropped_gateways} gateways without devices; the run leaves them out"
+            );
+        }
     }
     if let Some(seed) = settings.seed {
         scenario.seed = seed;
+    }
+    if settings.force_synthetic {
+        scenario.synthetic_images = true;
     }
     scenario.validate().map_err(|error| error.to_string())?;
     let dir = FirmwareDir::open(&firmware_dir(&scenario, settings)).map_err(|e| e.to_string())?;
@@ -180,10 +193,10 @@ pub fn run(mut scenario: Scenario, settings: &RunSettings) -> Result<Report, Str
         };
         let releases = build_releases(&scenario, &source, &key)?;
         check_memory(&scenario, &releases)?;
-        let reason = if scenario.synthetic_images {
-            "the scenario asks for them"
-        } else if settings.force_synthetic {
+        let reason = if settings.force_synthetic {
             "--synthetic"
+        } else if scenario.synthetic_images {
+            "the scenario asks for them"
         } else {
             "the real ones do not fit in memory at this fleet size"
         };
@@ -266,4 +279,19 @@ pub fn peak_memory_bytes() -> Option<u64> {
     let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_fleet_drops_empty_gateways() {
+        // Proves that scaling the default fleet down to one device leaves no
+        // gateway with 0 devices, which the scenario checks reject.
+        let mut scenario = Scenario::default_scenario();
+        resize_fleet(&mut scenario, 1);
+        assert!(scenario.gateways.is_empty(), "{:?}", scenario.gateways);
+        assert_eq!(scenario.validate(), Ok(()));
+    }
 }

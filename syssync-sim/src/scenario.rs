@@ -1,6 +1,6 @@
 //! Scenario files (TOML): the fleet, its gateways, releases, rollouts, faults
 //! and fleet events. `scenarios/default.toml` in this crate is the built-in
-//! default and a commented example of every section.
+//! default and a commented example of every section and setting.
 
 use std::fmt;
 
@@ -323,6 +323,9 @@ const MAX_DURATION_HOURS: f64 = 87_600.0;
 /// Maximum check-in interval a scenario accepts, in seconds (a week).
 const MAX_CHECK_IN_INTERVAL_S: u32 = 7 * 24 * 3600;
 
+/// Maximum link latency and jitter a scenario accepts, in milliseconds (an hour).
+const MAX_LATENCY_MS: u32 = 3_600_000;
+
 /// Returns the name a device stores a plain file under: its last path component.
 fn file_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
@@ -363,10 +366,16 @@ pub fn parse_version(text: &str) -> Result<Version, ScenarioError> {
 impl Scenario {
     /// Parses a scenario from TOML and checks it.
     pub fn from_toml(text: &str) -> Result<Self, ScenarioError> {
-        let scenario: Scenario =
-            toml::from_str(text).map_err(|error| ScenarioError(error.to_string()))?;
+        let scenario = Self::from_toml_unchecked(text)?;
         scenario.validate()?;
         Ok(scenario)
+    }
+
+    /// Parses a scenario from TOML without the checks of [`Scenario::validate`],
+    /// for a caller that changes it (as command-line options do) before
+    /// checking it.
+    pub fn from_toml_unchecked(text: &str) -> Result<Self, ScenarioError> {
+        toml::from_str(text).map_err(|error| ScenarioError(error.to_string()))
     }
 
     /// Returns the built-in default scenario.
@@ -388,6 +397,9 @@ impl Scenario {
 
     /// Checks every rule that the TOML types do not.
     pub fn validate(&self) -> Result<(), ScenarioError> {
+        check(!self.name.trim().is_empty(), || {
+            "name is empty or only spaces; give the scenario a name for the report".into()
+        })?;
         check_hours(self.duration_hours, "duration_hours")?;
         check(
             self.duration_hours > 0.0 && self.duration_hours <= MAX_DURATION_HOURS,
@@ -429,7 +441,19 @@ impl Scenario {
                 self.fleet.devices
             )
         })?;
-        for gateway in &self.gateways {
+        for (index, gateway) in self.gateways.iter().enumerate() {
+            check(
+                self.gateways[..index]
+                    .iter()
+                    .all(|other| other.name != gateway.name),
+                || format!("gateway name `{}` appears twice", gateway.name),
+            )?;
+            check(gateway.devices > 0, || {
+                format!(
+                    "gateway `{}` has devices = 0; expected at least 1, or remove the gateway",
+                    gateway.name
+                )
+            })?;
             check((8..=64).contains(&gateway.mtu), || {
                 format!(
                     "gateway `{}` has MTU {}; expected 8 to 64 bytes",
@@ -445,6 +469,12 @@ impl Scenario {
             })?;
         }
         for (index, release) in self.releases.iter().enumerate() {
+            check(!release.name.trim().is_empty(), || {
+                format!(
+                    "release with version `{}` has an empty name; give it the name that fleet.installed or a rollout uses",
+                    release.version
+                )
+            })?;
             parse_version(&release.version)?;
             check(
                 self.releases[..index]
@@ -477,7 +507,8 @@ impl Scenario {
             if let (Some(other), false) = (shared, self.synthetic_images) {
                 return Err(ScenarioError(format!(
                     "releases `{}` and `{}` use the same image; the simulator identifies a \
-                     release by its image, so set `synthetic_images = true` or use different images",
+                     release by its image, so set `synthetic_images = true` (or pass --synthetic) \
+                     or use different images",
                     other.name, release.name
                 )));
             }
@@ -496,6 +527,12 @@ impl Scenario {
                 )
             })?;
             check_hours(rollout.start_hours, "rollout start_hours")?;
+            check(rollout.start_hours < self.duration_hours, || {
+                format!(
+                    "rollout of release `{}` has start_hours {}, at or after the end of the run (duration_hours {}); start it earlier or raise duration_hours",
+                    rollout.release, rollout.start_hours, self.duration_hours
+                )
+            })?;
             check(rollout.attempt_limit > 0, || {
                 "rollout attempt_limit must be at least 1".into()
             })?;
@@ -542,11 +579,22 @@ impl Scenario {
         check(faults.frame_loss < 1.0, || {
             "faults.frame_loss must be below 1".into()
         })?;
+        for (what, value) in [
+            ("faults.latency_ms", faults.latency_ms),
+            ("faults.jitter_ms", faults.jitter_ms),
+        ] {
+            check(value <= MAX_LATENCY_MS, || {
+                format!("{what} is {value}; expected at most {MAX_LATENCY_MS} ms (one hour)")
+            })?;
+        }
         check_share(faults.power_cut_download, "faults.power_cut_download")?;
         check_share(faults.power_cut_install, "faults.power_cut_install")?;
-        for device in &faults.failing_devices {
+        for (index, device) in faults.failing_devices.iter().enumerate() {
             check(*device < self.fleet.devices, || {
                 format!("faults.failing_devices names device {device}, outside the fleet")
+            })?;
+            check(!faults.failing_devices[..index].contains(device), || {
+                format!("faults.failing_devices lists device {device} twice; list each device once")
             })?;
         }
         for event in &self.events {
@@ -585,6 +633,110 @@ mod tests {
         assert_eq!(scenario.fleet.devices, 300);
         assert!(scenario.gateways.iter().any(|gateway| gateway.mtu == 8));
         assert_eq!(scenario.rollouts[0].phases.len(), 3);
+    }
+
+    #[test]
+    fn default_scenario_shows_every_setting() {
+        // Proves that default.toml names every setting, and that its
+        // commented-out examples parse once uncommented.
+        let settings = [
+            "name",
+            "seed",
+            "duration_hours",
+            "stop_when_settled",
+            "firmware_dir",
+            "synthetic_images",
+            "[fleet]",
+            "devices",
+            "target",
+            "installed",
+            "check_in_interval_s",
+            "late_online_share",
+            "late_online_hours",
+            "group_members",
+            "[[gateways]]",
+            "mtu",
+            "segment_loss",
+            "[[releases]]",
+            "version",
+            "image",
+            "files",
+            "security_counter",
+            "healthy",
+            "[[rollouts]]",
+            "release",
+            "start_hours",
+            "attempt_limit",
+            "failure_threshold",
+            "failure_min_sample",
+            "in_progress_timeout_hours",
+            "phases",
+            "share",
+            "delay_hours",
+            "success_ratio",
+            "windows",
+            "day",
+            "start",
+            "hours",
+            "utc_offset_hours",
+            "[faults]",
+            "frame_loss",
+            "latency_ms",
+            "jitter_ms",
+            "power_cut_download",
+            "power_cut_install",
+            "failing_devices",
+            "[[events]]",
+            "kind",
+            "at_hours",
+            "first",
+            "count",
+            "device",
+            "to_account",
+        ];
+        for setting in settings {
+            assert!(DEFAULT_SCENARIO.contains(setting), "{setting}");
+        }
+
+        let examples = [
+            "stop_when_settled = false",
+            "firmware_dir = \"../../firmware\"",
+            "synthetic_images = true",
+            "group_members = 250",
+            "healthy = false",
+            "failure_min_sample = 10",
+            "in_progress_timeout_hours = 6",
+            "windows = [{ day = \"tuesday\", start = \"01:00\", hours = 3 }]",
+            "utc_offset_hours = 2",
+            "failing_devices = [3, 17]",
+            "[[events]]",
+            "kind = \"join-group\"",
+            "at_hours = 10",
+            "first = 250",
+            "count = 50",
+            "kind = \"transfer\"",
+            "at_hours = 2",
+            "device = 5",
+            "to_account = 1",
+        ];
+        let mut text = DEFAULT_SCENARIO.to_owned();
+        for example in examples {
+            let commented = format!("\n# {example}\n");
+            assert!(text.contains(&commented), "{example}");
+            text = text.replace(&commented, &format!("\n{example}\n"));
+        }
+        let scenario = Scenario::from_toml(&text).unwrap();
+        assert!(!scenario.stop_when_settled);
+        assert_eq!(scenario.firmware_dir.as_deref(), Some("../../firmware"));
+        assert!(scenario.synthetic_images);
+        assert_eq!(scenario.fleet.group_members, Some(250));
+        assert!(!scenario.releases[1].healthy);
+        assert_eq!(scenario.rollouts[0].failure_min_sample, 10);
+        assert_eq!(scenario.rollouts[0].in_progress_timeout_hours, 6.0);
+        assert_eq!(scenario.rollouts[0].windows.len(), 1);
+        assert_eq!(scenario.rollouts[0].utc_offset_hours, 2.0);
+        assert_eq!(scenario.faults.failing_devices, [3, 17]);
+        assert_eq!(scenario.events.len(), 2);
     }
 
     #[test]
@@ -640,12 +792,79 @@ mod tests {
                 "files = [\"config/network.json\", \"other/network.json\"]",
                 "two files named `network.json`",
             ),
+            (
+                "name = \"line-2-canfd\"",
+                "name = \"line-1-can\"",
+                "gateway name `line-1-can` appears twice",
+            ),
+            (
+                "devices = 20",
+                "devices = 0",
+                "gateway `line-2-canfd` has devices = 0",
+            ),
+            (
+                "start_hours = 1",
+                "start_hours = 72",
+                "has start_hours 72, at or after the end of the run (duration_hours 72)",
+            ),
+            (
+                "start_hours = 1",
+                "start_hours = 100",
+                "has start_hours 100, at or after the end",
+            ),
+            (
+                "latency_ms = 80",
+                "latency_ms = 3600001",
+                "faults.latency_ms is 3600001; expected at most 3600000",
+            ),
+            (
+                "jitter_ms = 40",
+                "jitter_ms = 4294967295",
+                "faults.jitter_ms is 4294967295; expected at most 3600000",
+            ),
+            (
+                "power_cut_install = 0.05",
+                "power_cut_install = 0.05\nfailing_devices = [3, 7, 3]",
+                "faults.failing_devices lists device 3 twice",
+            ),
+            (
+                "name = \"default: MicroPython v1.10 over v1.9.4\"",
+                "name = \"\"",
+                "name is empty",
+            ),
+            (
+                "name = \"v1.10\"",
+                "name = \"\"",
+                "release with version `1.10.0` has an empty name",
+            ),
         ];
         for (from, to, expected) in cases {
             assert!(DEFAULT_SCENARIO.contains(from), "{from}");
             let text = DEFAULT_SCENARIO.replacen(from, to, 1);
             let error = Scenario::from_toml(&text).expect_err(to);
             assert!(error.0.contains(expected), "{to}: {error}");
+        }
+    }
+
+    #[test]
+    fn limit_values_are_accepted() {
+        // Proves that the latency, rollout start and failing-device checks accept
+        // values up to their limits.
+        let cases = [
+            ("latency_ms = 80", "latency_ms = 3600000"),
+            ("jitter_ms = 40", "jitter_ms = 3600000"),
+            ("start_hours = 1", "start_hours = 71.9"),
+            (
+                "power_cut_install = 0.05",
+                "power_cut_install = 0.05\nfailing_devices = [3, 7]",
+            ),
+        ];
+        for (from, to) in cases {
+            assert!(DEFAULT_SCENARIO.contains(from), "{from}");
+            let text = DEFAULT_SCENARIO.replacen(from, to, 1);
+            if let Err(error) = Scenario::from_toml(&text) {
+                panic!("{to}: {error}");
+            }
         }
     }
 
