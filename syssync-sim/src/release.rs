@@ -103,11 +103,8 @@ pub struct BuiltRelease {
     pub checksum_listed: Vec<(String, bool)>,
 }
 
-/// Coverage of the files of a run's releases by `SHA256SUMS`.
-///
-/// NOTE: the summary does not print it yet. `Report::to_table` still prints
-/// `checksums verified` or `checksums not listed` from
-/// `Fidelity::checksums_verified`.
+/// Coverage of the files of a run's releases by `SHA256SUMS`, as the
+/// summary's fidelity line prints it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChecksumCoverage {
     /// Number of distinct files read.

@@ -64,6 +64,8 @@ pub struct Fidelity {
     pub image_bytes: u64,
     /// Whether every file was checked against `SHA256SUMS`.
     pub checksums_verified: bool,
+    /// Coverage of the files by `SHA256SUMS`, as the summary prints it.
+    pub checksums: String,
     /// Reason for synthetic images, if the run used them.
     pub synthetic_reason: Option<String>,
     /// Bytes of simulated flash per device.
@@ -282,11 +284,7 @@ impl Report {
             "fidelity   {images}, largest {}, {} flash per device, checksums {}",
             bytes(self.fidelity.image_bytes),
             bytes(self.fidelity.flash_bytes_per_device),
-            if self.fidelity.checksums_verified {
-                "verified"
-            } else {
-                "not listed"
-            }
+            self.fidelity.checksums
         );
         let _ = writeln!(out);
         let name_of = |rollout: &RolloutReport| {

@@ -7,7 +7,7 @@ use crate::crypto::SignatureMemo;
 use crate::device_node::{FleetDevice, Geometry};
 use crate::firmware::{default_firmware_dir, FirmwareDir};
 use crate::model::DeviceSpec;
-use crate::release::{build_release, BuiltRelease, ImageSource, ReleaseKey};
+use crate::release::{build_release, BuiltRelease, ChecksumCoverage, ImageSource, ReleaseKey};
 use crate::report::{Fidelity, Report};
 use crate::scenario::{FleetEvent, Scenario};
 use crate::server_node::CoreServer;
@@ -153,7 +153,8 @@ pub fn run(mut scenario: Scenario, settings: &RunSettings) -> Result<Report, Str
             failing - scenario.faults.failing_devices.len() + (events - scenario.events.len());
         if dropped > 0 {
             eprintln!(
-                "warning: --devices {devices} drops {dropped} scenario entries (failing devices, fleet events) that name devices outside the new fleet"
+                "warning: --devices {devices} drops {dropped} scenario {} (failing devices, fleet events) that name devices outside the new fleet",
+                if dropped == 1 { "entry" } else { "entries" }
             );
         }
         let dropped_gateways = gateways - scenario.gateways.len();
@@ -182,6 +183,7 @@ pub fn run(mut scenario: Scenario, settings: &RunSettings) -> Result<Report, Str
             real_images: true,
             image_bytes: u64::from(max_image),
             checksums_verified: real.iter().all(|release| release.checksums_verified),
+            checksums: ChecksumCoverage::of(&real).to_string(),
             flash_bytes_per_device: per_device,
             synthetic_reason: None,
         };
@@ -205,6 +207,7 @@ pub fn run(mut scenario: Scenario, settings: &RunSettings) -> Result<Report, Str
             synthetic_reason: Some(reason.to_owned()),
             image_bytes: SYNTHETIC_IMAGE_SIZE as u64,
             checksums_verified: real.iter().all(|release| release.checksums_verified),
+            checksums: ChecksumCoverage::of(&real).to_string(),
             flash_bytes_per_device: 0,
         };
         run_with::<SYNTHETIC_SECTOR>(scenario, releases, fidelity, &key, settings)
