@@ -1386,9 +1386,9 @@ impl<D: DeviceModel + Send, S: ServerModel + Send> Simulation<D, S> {
                     .unwrap_or_default(),
                 ..RolloutReport::default()
             };
-            // The server decides when a device has used up its attempts; the
-            // device's own offer count also includes offers it was told to
-            // drop, such as those of a paused rollout.
+            // The server decides when a device has used up its attempts. The
+            // device's own offer count also includes offers that a paused
+            // rollout cancelled, which cost no attempt.
             let failed_attempts = self.jobs[index]
                 .map(|job| self.server.server.failed_attempts(job))
                 .unwrap_or_default();
