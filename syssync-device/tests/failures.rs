@@ -162,6 +162,49 @@ fn trial_that_never_reaches_the_server_is_reverted() {
 }
 
 #[test]
+fn trial_timeout_retries_failed_report() {
+    // Proves that a flash error while the engine records a timed-out trial
+    // as failed does not leave the image on trial: the engine tries again
+    // after the retry delay and the image is reverted.
+    let release = standard_release();
+    let mut config = config();
+    config.trial_timeout_s = 600;
+    let mut world = World::with_config(config);
+    world.server.assign(1, release.clone());
+    world.uplink = Some(Box::new(|frame: &[u8]| {
+        if frame[1] == 0x04 {
+            LinkAction::Drop
+        } else {
+            LinkAction::Deliver
+        }
+    }));
+    assert!(world.run_until(2_000, |w| w.model().phase == BootPhase::Trial));
+    world
+        .device
+        .as_ref()
+        .unwrap()
+        .boot()
+        .model
+        .borrow_mut()
+        .failing_failure_reports = 2;
+    let resets = world.resets;
+
+    assert!(world.run_until(2_000, |w| w.resets > resets));
+    let failures = world
+        .events
+        .iter()
+        .filter(|event| **event == Event::StorageFailed)
+        .count();
+    assert_eq!(failures, 2);
+    assert_eq!(world.model().phase, BootPhase::Idle);
+    assert_ne!(world.model().running.sha256, sha256(&release.files[0]));
+    assert!(world.events.contains(&Event::Reverted {
+        job: JobId(1),
+        reason: RevertReason::TRIAL_TIMEOUT
+    }));
+}
+
+#[test]
 fn trial_timeout_below_interval_rejected() {
     // Proves that a trial timeout that would give up before the first trial
     // check-in is rejected, and that 0 (wait forever) is accepted.

@@ -491,20 +491,24 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
     /// engine reports the revert to the server.
     pub fn report_unhealthy(&mut self, now: Instant) {
         self.last_now = now;
-        self.revert_trial(RevertReason::APPLICATION_FAILURE);
+        // On a flash error the application sees `StorageFailed` and can call again.
+        let _ = self.revert_trial(RevertReason::APPLICATION_FAILURE);
     }
 
     /// Makes the next boot revert the trial image, for `reason`, and requests
     /// that reset.
-    fn revert_trial(&mut self, reason: RevertReason) {
-        self.trial_deadline = None;
+    ///
+    /// Returns false if the boot side failed to record the failure.
+    fn revert_trial(&mut self, reason: RevertReason) -> bool {
         if self.status.phase != BootPhase::Trial {
-            return;
+            self.trial_deadline = None;
+            return true;
         }
         if self.boot.report_failure().is_err() {
             self.push(Event::StorageFailed);
-            return;
+            return false;
         }
+        self.trial_deadline = None;
         self.refresh_status();
         if let Some(id) = self.job.as_ref().map(|job| job.record.job) {
             self.set_outcome(JobOutcome::Reverted(reason));
@@ -515,6 +519,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 deadline: None,
             });
         }
+        true
     }
 
     /// Handles one received frame: a reply to the outstanding request, or
@@ -572,8 +577,12 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 self.backoff_ms = delay.saturating_mul(2).min(self.config.retry_max_ms);
             }
         }
-        if self.trial_deadline.is_some_and(|deadline| now >= deadline) {
-            self.revert_trial(RevertReason::TRIAL_TIMEOUT);
+        if self.trial_deadline.is_some_and(|deadline| now >= deadline)
+            && !self.revert_trial(RevertReason::TRIAL_TIMEOUT)
+        {
+            // The boot side could not record the failure: try again after
+            // the first retry delay.
+            self.trial_deadline = Some(now + Duration(self.config.retry_initial_ms));
         }
         if !self.network_up && !self.network_wanted && self.next_request(now).is_some() {
             self.network_wanted = true;

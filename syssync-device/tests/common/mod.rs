@@ -92,6 +92,8 @@ pub struct BootModel {
     pub confirms: u32,
     /// Models a boot side that cannot withdraw an install request.
     pub refuse_cancel_install: bool,
+    /// Failure reports to reject with a flash error before one is recorded.
+    pub failing_failure_reports: u32,
 }
 
 pub const TRIAL_BOOTS: u8 = 3;
@@ -274,6 +276,10 @@ impl BootControl for SimBoot {
     fn report_failure(&mut self) -> Result<(), BootError> {
         self.check_power()?;
         let mut model = self.model.borrow_mut();
+        if model.failing_failure_reports > 0 {
+            model.failing_failure_reports -= 1;
+            return Err(BootError::Flash(FlashSimError::AlreadyProgrammed));
+        }
         match model.phase {
             BootPhase::Trial => {
                 model.phase = BootPhase::RevertRequested;
@@ -719,6 +725,7 @@ pub fn initial_model() -> BootModel {
         settings,
         confirms: 0,
         refuse_cancel_install: false,
+        failing_failure_reports: 0,
     }
 }
 
