@@ -491,7 +491,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
     /// engine reports the revert to the server.
     pub fn report_unhealthy(&mut self, now: Instant) {
         self.last_now = now;
-        // On a flash error the application sees `StorageFailed` and can call again.
+        // On a flash error the application gets `StorageFailed` and can call again.
         let _ = self.revert_trial(RevertReason::APPLICATION_FAILURE);
     }
 
