@@ -210,10 +210,10 @@
 //! the server cancelled is never confirmed: on trial the engine reports
 //! failure to the boot side so the next boot reverts. A revert is reported as
 //! `Reverted(reason)`, never as `Installed`. A job report is retried until
-//! the server answers it. An image not confirmed within
+//! the server replies to it. An image not confirmed within
 //! [`Config::trial_timeout_s`] (an hour by default), for example one that
 //! cannot reach the server, is reported to the boot side as failed, and the
-//! engine asks for the reset that reverts it.
+//! engine requests the reset that reverts it.
 //!
 //! # RAM
 //!

@@ -8,6 +8,17 @@ use syssync_device::{BootPhase, Event, FileStore};
 use syssync_proto::message::JobOutcome;
 use syssync_proto::{JobId, RevertReason, Version};
 
+/// Returns an uplink filter that drops every job report (message 0x04).
+fn drop_install_reports() -> LinkFilter {
+    Box::new(|frame: &[u8]| {
+        if frame[1] == 0x04 {
+            LinkAction::Drop
+        } else {
+            LinkAction::Deliver
+        }
+    })
+}
+
 fn outcomes(world: &World, id: u32) -> Vec<JobOutcome> {
     world
         .server
@@ -85,13 +96,7 @@ fn undelivered_report_never_activates_image() {
     config.trial_timeout_s = 0;
     let mut world = World::with_config(config);
     world.server.assign(1, release.clone());
-    world.uplink = Some(Box::new(|frame: &[u8]| {
-        if frame[1] == 0x04 {
-            LinkAction::Drop
-        } else {
-            LinkAction::Deliver
-        }
-    }));
+    world.uplink = Some(drop_install_reports());
     assert!(world.run_until(2_000, |w| w.model().phase == BootPhase::Trial));
     for _ in 0..200 {
         world.step();
@@ -124,15 +129,8 @@ fn trial_that_never_reaches_the_server_is_reverted() {
     config.trial_timeout_s = 600;
     let mut world = World::with_config(config);
     world.server.assign(1, release.clone());
-    // The install report (message 0x04) never arrives: the new image's
-    // network path is broken.
-    world.uplink = Some(Box::new(|frame: &[u8]| {
-        if frame[1] == 0x04 {
-            LinkAction::Drop
-        } else {
-            LinkAction::Deliver
-        }
-    }));
+    // The install report never arrives: the new image's network path is broken.
+    world.uplink = Some(drop_install_reports());
     assert!(world.run_until(2_000, |w| w.model().phase == BootPhase::Trial));
     let trial_start = world.now;
     let resets = world.resets;
@@ -171,13 +169,7 @@ fn trial_timeout_retries_failed_report() {
     config.trial_timeout_s = 600;
     let mut world = World::with_config(config);
     world.server.assign(1, release.clone());
-    world.uplink = Some(Box::new(|frame: &[u8]| {
-        if frame[1] == 0x04 {
-            LinkAction::Drop
-        } else {
-            LinkAction::Deliver
-        }
-    }));
+    world.uplink = Some(drop_install_reports());
     assert!(world.run_until(2_000, |w| w.model().phase == BootPhase::Trial));
     world
         .device
