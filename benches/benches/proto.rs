@@ -11,7 +11,7 @@ use std::time::Duration;
 use benches::samples::{self, ServerSamples};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use syssync_proto::frame::{encode_downlink, encode_uplink, Frame};
-use syssync_proto::{Crypto, Manifest, RustCrypto, MAX_FRAME_LEN};
+use syssync_proto::{CompactCrypto, Crypto, Manifest, RustCrypto, SaltyCrypto, MAX_FRAME_LEN};
 
 fn uplink(c: &mut Criterion) {
     let crypto = RustCrypto;
@@ -112,6 +112,14 @@ fn checks(c: &mut Criterion) {
     let trusted = samples::trusted_keys();
     group.bench_function("manifest-verify-ed25519", |b| {
         b.iter(|| black_box(&signed).verify(&crypto, &trusted))
+    });
+    // The smaller backends, on the host: `salty` runs its portable field
+    // arithmetic here, not the assembly it uses on a Cortex-M4.
+    group.bench_function("manifest-verify-ed25519/salty", |b| {
+        b.iter(|| black_box(&signed).verify(&SaltyCrypto, &trusted))
+    });
+    group.bench_function("manifest-verify-ed25519/compact", |b| {
+        b.iter(|| black_box(&signed).verify(&CompactCrypto, &trusted))
     });
     group.bench_function("manifest-decode-only", |b| {
         b.iter(|| Manifest::decode(black_box(signed.body)))

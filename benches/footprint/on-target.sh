@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the size probes' crypto configuration (sha2 with compact rounds,
-# syssync-proto's SaltyCrypto with salty's Cortex-M4 assembly) on QEMU's Arm
-# MPS2 AN386 board, a Cortex-M4, against known-answer vectors. Host tests do
-# not reach these code paths. Exits non-zero if any check fails.
+# syssync-proto's CompactCrypto) and SaltyCrypto with salty's Cortex-M4
+# assembly on QEMU's Arm MPS2 AN386 board, a Cortex-M4, against known-answer
+# vectors. Host tests do not reach these code paths. Exits non-zero if any
+# check fails.
 #
 # Usage: bash benches/footprint/on-target.sh
 # Needs the thumbv7em-none-eabihf target and qemu-system-arm; installs them if

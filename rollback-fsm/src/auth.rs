@@ -62,7 +62,7 @@ impl ImageAuthenticator for Ed25519Authenticator {
 ///
 /// `C` verifies the signature: `RustCrypto` through [`new`](Self::new), or any
 /// `syssync_proto::Crypto` through [`with_crypto`](Self::with_crypto), for
-/// example `SaltyCrypto` where flash is short.
+/// example `CompactCrypto` where flash is short.
 #[derive(Debug, Clone, Copy)]
 pub struct ManifestAuthenticator<'k, C> {
     trusted: &'k [syssync_proto::TrustedKey],

@@ -162,6 +162,17 @@ fn manifest_check_with_salty_crypto() {
     ));
 }
 
+#[test]
+fn manifest_check_with_compact_crypto() {
+    // Proves the same with `CompactCrypto`, the smallest backend, which the
+    // boot-side size probe links.
+    let trusted = trusted_release_keys();
+    check_manifest_authenticator(&ManifestAuthenticator::with_crypto(
+        &trusted,
+        syssync_proto::CompactCrypto,
+    ));
+}
+
 fn check_manifest_authenticator(authenticator: &dyn ImageAuthenticator) {
     let factory = TestImage::new(0, 4096);
     let old = TestImage::new(1, 900);

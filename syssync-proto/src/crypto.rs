@@ -50,7 +50,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// SHA-256 from RustCrypto's `sha2` and HMAC-SHA256 over it, shared by the
 /// software backends.
-#[cfg(any(feature = "rustcrypto", feature = "salty"))]
+#[cfg(any(feature = "rustcrypto", feature = "salty", feature = "compact"))]
 mod sha {
     use sha2::{Digest, Sha256};
 
@@ -139,8 +139,17 @@ mod rustcrypto {
 #[cfg(feature = "rustcrypto")]
 pub use rustcrypto::RustCrypto;
 
+#[cfg(any(feature = "salty", feature = "compact"))]
+mod strict;
+
 #[cfg(feature = "salty")]
 mod salty_backend;
 
 #[cfg(feature = "salty")]
 pub use salty_backend::SaltyCrypto;
+
+#[cfg(feature = "compact")]
+mod compact;
+
+#[cfg(feature = "compact")]
+pub use compact::CompactCrypto;

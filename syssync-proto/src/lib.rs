@@ -14,7 +14,8 @@
 //! - [`crypto`]: the [`Crypto`] trait; [`RustCrypto`] is the software default
 //!   (feature `rustcrypto`), a hardware engine can replace it. `SaltyCrypto`
 //!   (feature `salty`) verifies Ed25519 with the smaller and slower `salty`
-//!   crate, for targets short of flash.
+//!   crate, and `CompactCrypto` (feature `compact`) with this crate's own
+//!   code, smaller and slower again, for targets short of flash.
 //!
 //! The crate is `no_std` without `alloc`; every collection is bounded by a
 //! constant in [`limits`]. The message types derive serde's traits for
@@ -81,6 +82,8 @@ pub mod segment;
 pub mod types;
 
 pub use codes::{FailureCode, RefusalCode, RejectReason, RevertReason};
+#[cfg(feature = "compact")]
+pub use crypto::CompactCrypto;
 #[cfg(feature = "rustcrypto")]
 pub use crypto::RustCrypto;
 #[cfg(feature = "salty")]

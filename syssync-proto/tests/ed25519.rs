@@ -7,7 +7,7 @@
 use ed25519_dalek::Signer;
 use proptest::prelude::*;
 use syssync_proto::manifest::{self, SignedManifest, TrustedKey};
-use syssync_proto::{Crypto, ManifestError, RustCrypto, SaltyCrypto};
+use syssync_proto::{CompactCrypto, Crypto, ManifestError, RustCrypto, SaltyCrypto};
 
 /// One backend under test, by name for the failure messages.
 type Backend = (
@@ -15,12 +15,15 @@ type Backend = (
     &'static dyn Fn(&[u8; 32], &[u8], &[u8; 64]) -> bool,
 );
 
-const BACKENDS: [Backend; 2] = [
+const BACKENDS: [Backend; 3] = [
     ("RustCrypto", &|key, message, signature| {
         RustCrypto.verify_ed25519(key, message, signature)
     }),
     ("SaltyCrypto", &|key, message, signature| {
         SaltyCrypto.verify_ed25519(key, message, signature)
+    }),
+    ("CompactCrypto", &|key, message, signature| {
+        CompactCrypto.verify_ed25519(key, message, signature)
     }),
 ];
 
@@ -188,54 +191,50 @@ fn non_canonical_s_rejected() {
 }
 
 #[test]
-fn manifest_verifies_with_both_backends() {
-    // A signed manifest that one backend accepts, the other accepts too, and
-    // a wrong key or body is rejected by both.
-    let secret = [0x11; 32];
-    let trusted = [TrustedKey {
-        id: 3,
-        public_key: manifest::public_key(&secret),
-    }];
+fn manifest_verifies_with_every_backend() {
+    // A signed manifest that one backend accepts, the others accept too, and
+    // a wrong key or body is rejected by all.
+    fn check<C: Crypto>(crypto: &C, name: &str) {
+        let secret = [0x11; 32];
+        let trusted = [TrustedKey {
+            id: 3,
+            public_key: manifest::public_key(&secret),
+        }];
+        let body = b"not decoded before the signature check".as_slice();
+        let signed = SignedManifest {
+            key_id: 3,
+            body,
+            signature: manifest::sign(body, &secret),
+        };
+        let wrong_key = [TrustedKey {
+            id: 3,
+            public_key: manifest::public_key(&[0x12; 32]),
+        }];
+        let tampered = SignedManifest {
+            body: b"Not decoded before the signature check",
+            ..signed
+        };
 
-    let body = b"not decoded before the signature check".as_slice();
-    let signed = SignedManifest {
-        key_id: 3,
-        body,
-        signature: manifest::sign(body, &secret),
-    };
-    let wrong_key = [TrustedKey {
-        id: 3,
-        public_key: manifest::public_key(&[0x12; 32]),
-    }];
-    let tampered = SignedManifest {
-        body: b"Not decoded before the signature check",
-        ..signed
-    };
-
-    let outcomes = [
-        signed.verify(&RustCrypto, &trusted).err(),
-        signed.verify(&SaltyCrypto, &trusted).err(),
-    ];
-    // The body is not a manifest, so a good signature ends in a body error.
-    for outcome in outcomes {
+        // The body is not a manifest, so a good signature ends in a body error.
+        let outcome = signed.verify(crypto, &trusted).err();
         assert!(
             matches!(outcome, Some(ManifestError::Body(_))),
-            "{outcome:?}"
+            "{name}: {outcome:?}"
+        );
+        assert_eq!(
+            signed.verify(crypto, &wrong_key),
+            Err(ManifestError::BadSignature),
+            "{name}"
+        );
+        assert_eq!(
+            tampered.verify(crypto, &trusted),
+            Err(ManifestError::BadSignature),
+            "{name}"
         );
     }
-
-    assert_eq!(
-        signed.verify(&SaltyCrypto, &wrong_key),
-        Err(ManifestError::BadSignature)
-    );
-    assert_eq!(
-        tampered.verify(&SaltyCrypto, &trusted),
-        Err(ManifestError::BadSignature)
-    );
-    assert_eq!(
-        tampered.verify(&RustCrypto, &trusted),
-        Err(ManifestError::BadSignature)
-    );
+    check(&RustCrypto, "RustCrypto");
+    check(&SaltyCrypto, "SaltyCrypto");
+    check(&CompactCrypto, "CompactCrypto");
 }
 
 #[test]
@@ -246,7 +245,12 @@ fn hashes_match_between_backends() {
         RustCrypto.hmac_sha256(key, &parts),
         SaltyCrypto.hmac_sha256(key, &parts)
     );
+    assert_eq!(
+        RustCrypto.hmac_sha256(key, &parts),
+        CompactCrypto.hmac_sha256(key, &parts)
+    );
     assert_eq!(RustCrypto.sha256(&parts), SaltyCrypto.sha256(&parts));
+    assert_eq!(RustCrypto.sha256(&parts), CompactCrypto.sha256(&parts));
     // SHA-256("abc") from FIPS 180-2, appendix B.1.
     assert_eq!(
         SaltyCrypto.sha256(&[b"a", b"bc"]),
@@ -282,6 +286,6 @@ proptest! {
             .iter()
             .map(|(_, verify)| verify(&public, &message, &signature))
             .collect();
-        prop_assert_eq!(outcomes[0], outcomes[1]);
+        prop_assert!(outcomes.iter().all(|outcome| *outcome == outcomes[0]), "{:?}", outcomes);
     }
 }

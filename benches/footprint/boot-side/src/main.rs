@@ -1,6 +1,6 @@
 //! Size probe for the boot side: rollback-fsm's bootloader step function and
 //! image verification (SHA-256, and with the `signature` feature the signed
-//! release manifest: Ed25519 through syssync-proto's `SaltyCrypto` and the
+//! release manifest: Ed25519 through syssync-proto's `CompactCrypto` and the
 //! manifest's match with the staged image),
 //! linked for a Cortex-M4F with 512 KiB flash and 128 KiB RAM.
 //!
@@ -115,7 +115,7 @@ fn main() -> ! {
     }];
     #[cfg(feature = "signature")]
     let authenticator =
-        rollback_fsm::ManifestAuthenticator::with_crypto(&trusted, syssync_proto::SaltyCrypto);
+        rollback_fsm::ManifestAuthenticator::with_crypto(&trusted, syssync_proto::CompactCrypto);
     #[cfg(feature = "signature")]
     boot.set_authenticator(&authenticator);
 

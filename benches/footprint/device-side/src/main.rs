@@ -1,7 +1,7 @@
 //! Size probe for the device side: the syssync update engine with its NOR
 //! file store, rollback-fsm's application side and the smallest software
-//! crypto (syssync-proto's `SaltyCrypto`: RustCrypto HMAC-SHA256 and SHA-256,
-//! `salty` Ed25519), linked for a Cortex-M4F with 512 KiB flash and 128 KiB RAM.
+//! crypto (syssync-proto's `CompactCrypto`: RustCrypto HMAC-SHA256 and SHA-256,
+//! syssync-proto's own Ed25519 verification), linked for a Cortex-M4F with 512 KiB flash and 128 KiB RAM.
 //!
 //! The main loop feeds the engine frames from a buffer that the compiler
 //! cannot see through (`black_box`), and calls every input and output, so
@@ -19,7 +19,7 @@ use panic_halt as _;
 use rollback_fsm::{Layout, Partition};
 use syssync_device::rollback::RollbackFsmBoot;
 use syssync_device::{Config, Engine, Instant, NorFileStore};
-use syssync_proto::{SaltyCrypto, TrustedKey, MAX_FRAME_LEN};
+use syssync_proto::{CompactCrypto, TrustedKey, MAX_FRAME_LEN};
 
 /// Start of the memory-mapped flash.
 const FLASH_BASE: usize = 0x0800_0000;
@@ -91,7 +91,7 @@ impl NorFlash for ProbeFlash {
 }
 
 type Boot = RollbackFsmBoot<ProbeFlash, ProbeFlash, ProbeFlash>;
-type DeviceEngine = Engine<Boot, NorFileStore<ProbeFlash>, SaltyCrypto>;
+type DeviceEngine = Engine<Boot, NorFileStore<ProbeFlash>, CompactCrypto>;
 
 #[entry]
 fn main() -> ! {
@@ -117,7 +117,7 @@ fn main() -> ! {
         loop {}
     };
     let seed = black_box(0x5EED);
-    let Ok(engine) = Engine::new(config, boot, store, SaltyCrypto, Instant(0), seed) else {
+    let Ok(engine) = Engine::new(config, boot, store, CompactCrypto, Instant(0), seed) else {
         loop {}
     };
     let engine = ENGINE.insert(engine);

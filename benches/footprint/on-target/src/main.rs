@@ -1,11 +1,12 @@
 //! Known-answer check of the size probes' crypto on an emulated Cortex-M4.
 //!
-//! The size probes build SHA-256 with sha2's `force-soft-compact` rounds and
-//! verify Ed25519 with syssync-proto's `SaltyCrypto`, whose `salty` crate
-//! switches to its own assembly field arithmetic on Cortex-M4. Host tests run
-//! neither of those code paths, so this program runs them on QEMU's Arm MPS2
-//! AN386 board (a Cortex-M4): FIPS 180-2 SHA-256 vectors, RFC 4231 HMAC
-//! vectors, the strict Ed25519 cases and Project Wycheproof's EdDSA vectors.
+//! The size probes build SHA-2 with sha2's `force-soft-compact` rounds and
+//! verify Ed25519 with syssync-proto's `CompactCrypto`. `SaltyCrypto`'s
+//! `salty` crate switches to its own assembly field arithmetic on Cortex-M4.
+//! Host tests run none of those code paths, so this program runs them on
+//! QEMU's Arm MPS2 AN386 board (a Cortex-M4): FIPS 180-2 SHA-256 vectors,
+//! RFC 4231 HMAC vectors, and for both Ed25519 backends the strict cases and
+//! Project Wycheproof's EdDSA vectors.
 //! It prints one line per group through semihosting and exits with status 0
 //! only if every check passed.
 //!
@@ -15,7 +16,7 @@
 
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprintln};
-use syssync_proto::{Crypto, SaltyCrypto};
+use syssync_proto::{CompactCrypto, Crypto, SaltyCrypto};
 
 /// Project Wycheproof's EdDSA vectors, as the host tests read them.
 const WYCHEPROOF: &str = include_str!("../../../../syssync-proto/tests/data/wycheproof_eddsa.txt");
@@ -71,7 +72,7 @@ fn hex<const N: usize>(text: &str) -> [u8; N] {
 }
 
 fn check_sha256(tally: &mut Tally) {
-    let crypto = SaltyCrypto;
+    let crypto = CompactCrypto;
     tally.check(
         crypto.sha256(&[b"abc"])
             == hex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
@@ -104,8 +105,7 @@ fn check_sha256(tally: &mut Tally) {
     );
 }
 
-fn check_strict_ed25519(tally: &mut Tally) {
-    let crypto = SaltyCrypto;
+fn check_strict_ed25519<C: Crypto>(crypto: &C, tally: &mut Tally) {
     // RFC 8032 section 7.1, test 1: an empty message.
     let public: [u8; 32] = hex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
     let signature: [u8; 64] = hex("e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b");
@@ -142,8 +142,7 @@ fn check_strict_ed25519(tally: &mut Tally) {
     );
 }
 
-fn check_wycheproof(tally: &mut Tally) -> u32 {
-    let crypto = SaltyCrypto;
+fn check_wycheproof<C: Crypto>(crypto: &C, tally: &mut Tally) -> u32 {
     let mut count = 0;
     let mut message = [0u8; 2048];
     for line in WYCHEPROOF.lines().filter(|line| !line.starts_with('#')) {
@@ -184,6 +183,27 @@ fn check_wycheproof(tally: &mut Tally) -> u32 {
     count
 }
 
+/// Runs the strict cases and the Wycheproof vectors on one backend and
+/// returns the number of vectors.
+fn check_ed25519<C: Crypto>(crypto: &C, name: &str, tally: &mut Tally) -> u32 {
+    check_strict_ed25519(crypto, tally);
+    hprintln!(
+        "plus strict Ed25519 with {}: {} passed, {} failed",
+        name,
+        tally.passed,
+        tally.failed
+    );
+    let vectors = check_wycheproof(crypto, tally);
+    hprintln!(
+        "plus {} Wycheproof EdDSA vectors with {}: {} passed, {} failed",
+        vectors,
+        name,
+        tally.passed,
+        tally.failed
+    );
+    vectors
+}
+
 #[entry]
 fn main() -> ! {
     let mut tally = Tally::default();
@@ -194,22 +214,12 @@ fn main() -> ! {
         tally.failed
     );
 
-    check_strict_ed25519(&mut tally);
-    hprintln!(
-        "plus strict Ed25519: {} passed, {} failed",
-        tally.passed,
-        tally.failed
-    );
+    let vectors = [
+        check_ed25519(&SaltyCrypto, "SaltyCrypto", &mut tally),
+        check_ed25519(&CompactCrypto, "CompactCrypto", &mut tally),
+    ];
 
-    let vectors = check_wycheproof(&mut tally);
-    hprintln!(
-        "plus {} Wycheproof EdDSA vectors: {} passed, {} failed",
-        vectors,
-        tally.passed,
-        tally.failed
-    );
-
-    if tally.failed == 0 && vectors == 145 {
+    if tally.failed == 0 && vectors == [145, 145] {
         debug::exit(debug::EXIT_SUCCESS);
     } else {
         debug::exit(debug::EXIT_FAILURE);

@@ -1,0 +1,513 @@
+//! [`CompactCrypto`]: Ed25519 verification in a few kilobytes of code, for
+//! devices and bootloaders short of flash.
+//!
+//! Verification needs no secret, so nothing here has to run in constant
+//! time. The code takes the smallest form of each step instead:
+//!
+//! - Field elements of GF(2^255 - 19) are sixteen signed limbs of 16 bits,
+//!   as in TweetNaCl. Products go through one multiply-accumulate loop.
+//! - Points are in extended coordinates (RFC 8032 section 5.1.4) and use one
+//!   addition formula, which also doubles.
+//! - `[s]B - [k]A` is computed in one pass over the bits of both scalars
+//!   (Straus' method), with `B - A` computed once.
+//! - SHA-512 comes from RustCrypto's `sha2`.
+//!
+//! The strict checks of `ed25519-dalek`'s `verify_strict` come first, as in
+//! `SaltyCrypto`. `R` is then compared byte for byte
+//! with the canonical encoding of the computed point, which rejects a
+//! non-canonical `R` as well.
+
+use sha2::{Digest, Sha256, Sha512};
+
+use super::strict::{has_small_order, is_canonical_scalar, GROUP_ORDER};
+use super::Crypto;
+
+/// SHA-256 from RustCrypto's `sha2` and HMAC-SHA256 over it, like
+/// `RustCrypto`, and Ed25519 verification written for
+/// this crate, with the same strict checks as `ed25519-dalek`'s
+/// `verify_strict`.
+///
+/// It is the smallest software backend: the Cortex-M4 size probes of
+/// `benches/footprint` take about 4 KiB less code with it than with
+/// `SaltyCrypto`. It is also slower than `salty`'s
+/// assembly, and `docs/PERFORMANCE.md` has the figures.
+///
+/// `tests/ed25519.rs` checks it against the RFC 8032 vectors, Project
+/// Wycheproof's EdDSA vectors, and `ed25519-dalek` on random keys, messages
+/// and corruptions.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CompactCrypto;
+
+impl Crypto for CompactCrypto {
+    type Sha256 = Sha256;
+
+    fn sha256_start(&self) -> Sha256 {
+        Sha256::new()
+    }
+
+    fn hmac_sha256(&self, key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+        super::sha::hmac_sha256(key, parts)
+    }
+
+    fn verify_ed25519(&self, public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
+        verify(public_key, message, signature)
+    }
+}
+
+/// Checks `[s]B = R + [k]A` with `k = SHA-512(R || A || message) mod L`,
+/// as RFC 8032 section 5.1.7 describes, after the strict checks.
+#[inline(never)]
+fn verify(public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
+    let (Some(r), Some(s)) = (signature.first_chunk(), signature.last_chunk()) else {
+        return false;
+    };
+    if !is_canonical_scalar(s) || has_small_order(public_key) || has_small_order(r) {
+        return false;
+    }
+    let Some(minus_a) = decode_negated(public_key) else {
+        return false;
+    };
+    let hash = Sha512::new()
+        .chain_update(r)
+        .chain_update(public_key)
+        .chain_update(message)
+        .finalize();
+    let k = reduce(&hash.into());
+    encode(&straus(&k, &minus_a, s)) == *r
+}
+
+/// An element of GF(2^255 - 19): sixteen limbs of 16 bits, least
+/// significant first. Between operations a limb may leave `0..2^16` by a
+/// few bits either way; [`mul`] and [`encode_fe`] carry them back.
+type Fe = [i32; 16];
+
+/// A point (X : Y : Z : T) in extended coordinates: x = X/Z, y = Y/Z and
+/// xy = T/Z.
+type Point = [Fe; 4];
+
+/// The number 1.
+const ONE: Fe = {
+    let mut one = [0; 16];
+    one[0] = 1;
+    one
+};
+
+/// The curve constant d = -121665/121666, little-endian.
+const D: [u8; 32] = [
+    0xa3, 0x78, 0x59, 0x13, 0xca, 0x4d, 0xeb, 0x75, 0xab, 0xd8, 0x41, 0x41, 0x4d, 0x0a, 0x70, 0x00,
+    0x98, 0xe8, 0x79, 0x77, 0x79, 0x40, 0xc7, 0x8c, 0x73, 0xfe, 0x6f, 0x2b, 0xee, 0x6c, 0x03, 0x52,
+];
+
+/// A square root of -1, 2^((p - 1) / 4), little-endian.
+const SQRT_M1: [u8; 32] = [
+    0xb0, 0xa0, 0x0e, 0x4a, 0x27, 0x1b, 0xee, 0xc4, 0x78, 0xe4, 0x2f, 0xad, 0x06, 0x18, 0x43, 0x2f,
+    0xa7, 0xd7, 0xfb, 0x3d, 0x99, 0x00, 0x4d, 0x2b, 0x0b, 0xdf, 0xc1, 0x4f, 0x80, 0x24, 0x83, 0x2b,
+];
+
+/// The x coordinate of the base point B of RFC 8032 section 5.1,
+/// little-endian.
+const BASE_X: [u8; 32] = [
+    0x1a, 0xd5, 0x25, 0x8f, 0x60, 0x2d, 0x56, 0xc9, 0xb2, 0xa7, 0x25, 0x95, 0x60, 0xc7, 0x2c, 0x69,
+    0x5c, 0xdc, 0xd6, 0xfd, 0x31, 0xe2, 0xa4, 0xc0, 0xfe, 0x53, 0x6e, 0xcd, 0xd3, 0x36, 0x69, 0x21,
+];
+
+/// The y coordinate of B, 4/5, little-endian. It is also B's encoding,
+/// since x is even.
+const BASE_Y: [u8; 32] = [
+    0x58, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66,
+    0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66,
+];
+
+/// Reads 255 bits, little-endian, and ignores the top bit of the last byte.
+/// A value from p to 2^255 - 1 is read as itself minus p.
+fn decode_fe(bytes: &[u8; 32]) -> Fe {
+    let mut out = [0; 16];
+    for (limb, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        *limb = i32::from(pair[0]) | i32::from(pair[1]) << 8;
+    }
+    out[15] &= 0x7fff;
+    out
+}
+
+fn add(a: &Fe, b: &Fe) -> Fe {
+    let mut out = *a;
+    for (out, b) in out.iter_mut().zip(b) {
+        *out += b;
+    }
+    out
+}
+
+fn sub(a: &Fe, b: &Fe) -> Fe {
+    let mut out = *a;
+    for (out, b) in out.iter_mut().zip(b) {
+        *out -= b;
+    }
+    out
+}
+
+/// Moves everything above 16 bits of each limb into the next one, and what
+/// is above the top limb, times 38, into the first (2^256 = 38 mod p).
+fn carry(limbs: &mut [i64; 16]) {
+    for i in 0..16 {
+        let high = limbs[i] >> 16;
+        limbs[i] -= high << 16;
+        if i < 15 {
+            limbs[i + 1] += high;
+        } else {
+            limbs[0] += 38 * high;
+        }
+    }
+}
+
+/// Multiplies two elements. The result's limbs are in `0..2^16`, the first
+/// one up to a little above.
+///
+/// Each input is a result of [`mul`], or a sum or difference of two such
+/// results or constants, so its limbs stay within ±2^18. A product of two
+/// limbs is then below 2^36, a sum of at most 16 products below 2^40, and a
+/// folded limb below 39 * 2^40 < 2^46.
+fn mul(a: &Fe, b: &Fe) -> Fe {
+    let mut wide = [0i64; 31];
+    for (i, a) in a.iter().enumerate() {
+        for (j, b) in b.iter().enumerate() {
+            wide[i + j] += i64::from(*a) * i64::from(*b);
+        }
+    }
+    let mut limbs = [0i64; 16];
+    for i in 0..16 {
+        limbs[i] = wide[i] + if i < 15 { 38 * wide[i + 16] } else { 0 };
+    }
+    carry(&mut limbs);
+    carry(&mut limbs);
+    // Two passes leave every limb in 0..2^16 but the first, which may exceed
+    // it by 38 times a small carry: well inside an i32.
+    limbs.map(|limb| limb as i32)
+}
+
+fn square(a: &Fe) -> Fe {
+    mul(a, a)
+}
+
+/// Raises `a` to the power whose binary form is `high_bit + 1` ones with
+/// the bits in `zeros` cleared. Both exponents that verification needs,
+/// p - 2 and (p - 5) / 8, have that form.
+fn pow(a: &Fe, high_bit: u32, zeros: [u32; 2]) -> Fe {
+    let mut out = *a;
+    for bit in (0..high_bit).rev() {
+        out = square(&out);
+        if !zeros.contains(&bit) {
+            out = mul(&out, a);
+        }
+    }
+    out
+}
+
+/// 1/a as a^(p - 2), where p - 2 = 2^255 - 21 has ones in bits 0 to 254
+/// except bits 2 and 4.
+fn invert(a: &Fe) -> Fe {
+    pow(a, 254, [2, 4])
+}
+
+/// a^((p - 5) / 8), where (p - 5) / 8 = 2^252 - 3 has ones in bits 0 to 251
+/// except bit 1.
+fn pow_p58(a: &Fe) -> Fe {
+    pow(a, 251, [1, 1])
+}
+
+/// Returns the canonical 32-byte encoding: the value reduced below p.
+fn encode_fe(a: &Fe) -> [u8; 32] {
+    let mut t = a.map(i64::from);
+    carry(&mut t);
+    carry(&mut t);
+    carry(&mut t);
+    // Now 0 <= t < 2^256 with limbs in 0..2^16, which is below 2p + 38, so
+    // subtracting p at most twice reduces it.
+    for _ in 0..2 {
+        let mut m = [0i64; 16];
+        m[0] = t[0] - 0xffed;
+        for i in 1..16 {
+            let top = if i == 15 { 0x7fff } else { 0xffff };
+            m[i] = t[i] - top - ((m[i - 1] >> 16) & 1);
+            m[i - 1] &= 0xffff;
+        }
+        let borrow = (m[15] >> 16) & 1;
+        m[15] &= 0xffff;
+        if borrow == 0 {
+            t = m;
+        }
+    }
+    let mut out = [0u8; 32];
+    for (pair, limb) in out.chunks_exact_mut(2).zip(t) {
+        pair[0] = limb as u8;
+        pair[1] = (limb >> 8) as u8;
+    }
+    out
+}
+
+fn fe_eq(a: &Fe, b: &Fe) -> bool {
+    encode_fe(a) == encode_fe(b)
+}
+
+fn is_odd(a: &Fe) -> bool {
+    encode_fe(a)[0] & 1 == 1
+}
+
+/// Adds two points with the unified formula of RFC 8032 section 5.1.4,
+/// which holds for doubling too.
+fn point_add(p: &Point, q: &Point) -> Point {
+    let d2 = {
+        let d = decode_fe(&D);
+        add(&d, &d)
+    };
+    let a = mul(&sub(&p[1], &p[0]), &sub(&q[1], &q[0]));
+    let b = mul(&add(&p[1], &p[0]), &add(&q[1], &q[0]));
+    let c = mul(&mul(&p[3], &q[3]), &d2);
+    let d = {
+        let zz = mul(&p[2], &q[2]);
+        add(&zz, &zz)
+    };
+    let e = sub(&b, &a);
+    let f = sub(&d, &c);
+    let g = add(&d, &c);
+    let h = add(&b, &a);
+    [mul(&e, &f), mul(&h, &g), mul(&g, &f), mul(&e, &h)]
+}
+
+/// Decodes a point as RFC 8032 section 5.1.3 describes and returns its
+/// negative, or `None` if no point has that encoding. As in `ed25519-dalek`,
+/// y may be given in a non-canonical form (y + p).
+fn decode_negated(bytes: &[u8; 32]) -> Option<Point> {
+    let one = ONE;
+    let y = decode_fe(bytes);
+    // x^2 = u / v with u = y^2 - 1 and v = d y^2 + 1.
+    let y2 = square(&y);
+    let u = sub(&y2, &one);
+    let v = add(&mul(&y2, &decode_fe(&D)), &one);
+    // Candidate root x = u v^3 (u v^7)^((p - 5) / 8).
+    let v3 = mul(&square(&v), &v);
+    let uv7 = mul(&mul(&u, &v3), &mul(&v3, &v));
+    let mut x = mul(&mul(&u, &v3), &pow_p58(&uv7));
+    let vx2 = |x: &Fe| mul(&v, &square(x));
+    if !fe_eq(&vx2(&x), &u) {
+        // The candidate squares to -u/v: multiply it by a root of -1.
+        x = mul(&x, &decode_fe(&SQRT_M1));
+        if !fe_eq(&vx2(&x), &u) {
+            return None;
+        }
+    }
+    // The point's x is the root whose parity the sign bit gives; its
+    // negative is the root of the other parity.
+    if is_odd(&x) == (bytes[31] >> 7 == 1) {
+        x = sub(&[0; 16], &x);
+    }
+    Some([x, y, one, mul(&x, &y)])
+}
+
+/// Returns the canonical encoding of a point: y, with the parity of x in
+/// the top bit.
+fn encode(p: &Point) -> [u8; 32] {
+    let z_inverse = invert(&p[2]);
+    let mut out = encode_fe(&mul(&p[1], &z_inverse));
+    if is_odd(&mul(&p[0], &z_inverse)) {
+        out[31] |= 0x80;
+    }
+    out
+}
+
+/// Returns `[k]A + [s]B` for the scalars `k` and `s` (little-endian, below
+/// 2^256) and the point `a`, doubling once per bit and adding `A`, `B` or
+/// `A + B` where either scalar has a one.
+fn straus(k: &[u8; 32], a: &Point, s: &[u8; 32]) -> Point {
+    let x = decode_fe(&BASE_X);
+    let y = decode_fe(&BASE_Y);
+    let base = [x, y, ONE, mul(&x, &y)];
+    let both = point_add(a, &base);
+    let mut out = [[0; 16], ONE, ONE, [0; 16]];
+    for bit in (0..256).rev() {
+        out = point_add(&out, &out);
+        let k_bit = k[bit / 8] >> (bit % 8) & 1 == 1;
+        let s_bit = s[bit / 8] >> (bit % 8) & 1 == 1;
+        let addend = match (k_bit, s_bit) {
+            (true, true) => &both,
+            (true, false) => a,
+            (false, true) => &base,
+            (false, false) => continue,
+        };
+        out = point_add(&out, addend);
+    }
+    out
+}
+
+/// Reduces a 512-bit little-endian number modulo the group order L, as
+/// TweetNaCl's `modL` does. Each byte from the top down to byte 32 is folded
+/// into the bytes 32 places lower, since 2^256 = -16 (L - 2^252) mod L and
+/// L - 2^252 fits in 16 bytes. The 256-bit rest then loses its bits from
+/// 2^252 up the same way and at most one L.
+fn reduce(wide: &[u8; 64]) -> [u8; 32] {
+    let order = |j: usize| i64::from(GROUP_ORDER[j]);
+    let mut x = wide.map(i64::from);
+    for i in (32..64).rev() {
+        let mut carry = 0;
+        for j in i - 32..i - 12 {
+            x[j] += carry - 16 * x[i] * order(j - (i - 32));
+            carry = (x[j] + 128) >> 8;
+            x[j] -= carry << 8;
+        }
+        x[i - 12] += carry;
+        x[i] = 0;
+    }
+    let top = x[31] >> 4;
+    let mut carry = 0;
+    for (x, order) in x.iter_mut().zip(GROUP_ORDER) {
+        *x += carry - top * i64::from(order);
+        carry = *x >> 8;
+        *x &= 0xff;
+    }
+    for (x, order) in x.iter_mut().zip(GROUP_ORDER) {
+        *x -= carry * i64::from(order);
+    }
+    let mut out = [0u8; 32];
+    for i in 0..32 {
+        x[i + 1] += x[i] >> 8;
+        out[i] = (x[i] & 0xff) as u8;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use curve25519_dalek::constants::{ED25519_BASEPOINT_COMPRESSED, ED25519_BASEPOINT_POINT};
+    use curve25519_dalek::{EdwardsPoint, Scalar};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// p = 2^255 - 19, little-endian.
+    const P: [u8; 32] = {
+        let mut p = [0xff; 32];
+        p[0] = 0xed;
+        p[31] = 0x7f;
+        p
+    };
+
+    fn small(value: u32) -> Fe {
+        let mut bytes = [0; 32];
+        bytes[..4].copy_from_slice(&value.to_le_bytes());
+        decode_fe(&bytes)
+    }
+
+    fn negate(p: &Point) -> Point {
+        let zero = [0; 16];
+        [sub(&zero, &p[0]), p[1], p[2], sub(&zero, &p[3])]
+    }
+
+    #[test]
+    fn constants_are_the_curve_constants() {
+        // d * 121666 = -121665.
+        let d = decode_fe(&D);
+        assert_eq!(
+            encode_fe(&mul(&d, &small(121_666))),
+            encode_fe(&sub(&[0; 16], &small(121_665)))
+        );
+        // SQRT_M1^2 = -1.
+        let i = decode_fe(&SQRT_M1);
+        assert_eq!(encode_fe(&square(&i)), encode_fe(&sub(&[0; 16], &ONE)));
+        // B as given here encodes to dalek's base point, and decodes back.
+        let base = [
+            decode_fe(&BASE_X),
+            decode_fe(&BASE_Y),
+            ONE,
+            mul(&decode_fe(&BASE_X), &decode_fe(&BASE_Y)),
+        ];
+        assert_eq!(encode(&base), ED25519_BASEPOINT_COMPRESSED.to_bytes());
+        let minus_base = decode_negated(&BASE_Y).expect("B decodes");
+        assert_eq!(encode(&negate(&minus_base)), BASE_Y);
+    }
+
+    #[test]
+    fn field_encoding_is_canonical() {
+        let mut p_plus = P;
+        assert_eq!(encode_fe(&decode_fe(&p_plus)), [0; 32]);
+        p_plus[0] += 1;
+        assert_eq!(encode_fe(&decode_fe(&p_plus)), encode_fe(&ONE));
+        // 2^255 - 1 = p + 18.
+        assert_eq!(encode_fe(&decode_fe(&[0xff; 32])), encode_fe(&small(18)));
+        let mut p_minus_one = P;
+        p_minus_one[0] -= 1;
+        assert_eq!(encode_fe(&sub(&[0; 16], &ONE)), p_minus_one);
+        assert_eq!(encode_fe(&decode_fe(&p_minus_one)), p_minus_one);
+        // The sign bit is not part of the value.
+        let mut signed_one = encode_fe(&ONE);
+        signed_one[31] |= 0x80;
+        assert_eq!(encode_fe(&decode_fe(&signed_one)), encode_fe(&ONE));
+    }
+
+    #[test]
+    fn inverse_and_square_root_hold() {
+        for value in [1, 2, 19, 121_665, 0xffff_ffff] {
+            let a = small(value);
+            assert_eq!(encode_fe(&mul(&a, &invert(&a))), encode_fe(&ONE), "{value}");
+        }
+        // No point has y = 2: (4 - 1) / (4d + 1) is not a square.
+        let mut two = [0; 32];
+        two[0] = 2;
+        assert!(decode_negated(&two).is_none());
+        assert!(curve25519_dalek::edwards::CompressedEdwardsY(two)
+            .decompress()
+            .is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn reduce_matches_dalek(wide in any::<[u8; 64]>()) {
+            prop_assert_eq!(reduce(&wide), Scalar::from_bytes_mod_order_wide(&wide).to_bytes());
+        }
+
+        #[test]
+        fn points_decode_like_dalek(scalar in any::<[u8; 32]>(), sign in any::<bool>()) {
+            let point = EdwardsPoint::mul_base(&Scalar::from_bytes_mod_order(scalar));
+            let encoding = point.compress().to_bytes();
+            let minus = decode_negated(&encoding).expect("a point's encoding decodes");
+            prop_assert_eq!(encode(&minus), (-point).compress().to_bytes());
+            prop_assert_eq!(encode(&negate(&minus)), encoding);
+            // The same y with the other sign is the point's negative, or no
+            // point at all where x = 0.
+            let mut flipped = encoding;
+            flipped[31] ^= u8::from(sign) << 7;
+            if let Some(decoded) = decode_negated(&flipped) {
+                let expected = if sign { point } else { -point };
+                prop_assert_eq!(encode(&decoded), expected.compress().to_bytes());
+            }
+        }
+
+        #[test]
+        fn straus_matches_dalek(k in any::<[u8; 32]>(), a in any::<[u8; 32]>(), s in any::<[u8; 32]>()) {
+            let k = Scalar::from_bytes_mod_order(k);
+            let s = Scalar::from_bytes_mod_order(s);
+            let point = EdwardsPoint::mul_base(&Scalar::from_bytes_mod_order(a))
+                + curve25519_dalek::constants::EIGHT_TORSION[1];
+            let minus = decode_negated(&point.compress().to_bytes()).expect("decodes");
+            let expected = EdwardsPoint::vartime_double_scalar_mul_basepoint(&k, &point, &s);
+            prop_assert_eq!(
+                encode(&straus(&k.to_bytes(), &negate(&minus), &s.to_bytes())),
+                expected.compress().to_bytes()
+            );
+        }
+    }
+
+    #[test]
+    fn straus_of_zero_scalars_is_the_identity() {
+        let minus_base = decode_negated(&BASE_Y).expect("B decodes");
+        let mut identity = [0; 32];
+        identity[0] = 1;
+        assert_eq!(encode(&straus(&[0; 32], &minus_base, &[0; 32])), identity);
+        // [1](-B) + [1]B is the identity too.
+        let mut one = [0; 32];
+        one[0] = 1;
+        assert_eq!(encode(&straus(&one, &minus_base, &one)), identity);
+        assert_eq!(
+            encode(&straus(&[0; 32], &minus_base, &one)),
+            ED25519_BASEPOINT_POINT.compress().to_bytes()
+        );
+    }
+}
