@@ -358,13 +358,13 @@ fn reduce(wide: &[u8; 64]) -> [u8; 32] {
     }
     let top = x[31] >> 4;
     let mut carry = 0;
-    for (x, order) in x.iter_mut().zip(GROUP_ORDER) {
-        *x += carry - top * i64::from(order);
+    for (x, order) in x.iter_mut().zip(&GROUP_ORDER) {
+        *x += carry - top * i64::from(*order);
         carry = *x >> 8;
         *x &= 0xff;
     }
-    for (x, order) in x.iter_mut().zip(GROUP_ORDER) {
-        *x -= carry * i64::from(order);
+    for (x, order) in x.iter_mut().zip(&GROUP_ORDER) {
+        *x -= carry * i64::from(*order);
     }
     let mut out = [0u8; 32];
     for i in 0..32 {

@@ -14,6 +14,8 @@
 #![no_std]
 #![no_main]
 
+use cortex_m::peripheral::syst::SystClkSource;
+use cortex_m::peripheral::SYST;
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprintln};
 use syssync_proto::{CompactCrypto, Crypto, SaltyCrypto};
@@ -183,6 +185,41 @@ fn check_wycheproof<C: Crypto>(crypto: &C, tally: &mut Tally) -> u32 {
     count
 }
 
+/// Runs `work` and returns its result with the number of instructions it
+/// took, to 40 instructions.
+///
+/// Under QEMU's `-icount shift=0` each instruction advances the virtual
+/// clock by one nanosecond. SysTick runs from the MPS2 board's 25 MHz
+/// clock, so it counts down once per 40 instructions. Its 24-bit counter
+/// wraps after about 671 million instructions, far more than one
+/// verification takes.
+fn count_instructions<R>(syst: &mut SYST, work: impl FnOnce() -> R) -> (R, u32) {
+    const MASK: u32 = 0x00ff_ffff;
+    syst.set_clock_source(SystClkSource::Core);
+    syst.set_reload(MASK);
+    syst.clear_current();
+    syst.enable_counter();
+    let start = SYST::get_current();
+    let result = work();
+    let end = SYST::get_current();
+    syst.disable_counter();
+    (result, (start.wrapping_sub(end) & MASK) * 40)
+}
+
+/// Prints the instructions that one verification of RFC 8032 test 1 takes.
+fn time_ed25519<C: Crypto>(crypto: &C, name: &str, syst: &mut SYST, tally: &mut Tally) {
+    let public: [u8; 32] = hex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
+    let signature: [u8; 64] = hex("e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b");
+    let (verified, instructions) =
+        count_instructions(syst, || crypto.verify_ed25519(&public, b"", &signature));
+    tally.check(verified, "timed verification");
+    hprintln!(
+        "{}: {} instructions per Ed25519 verification (QEMU icount)",
+        name,
+        instructions
+    );
+}
+
 /// Runs the strict cases and the Wycheproof vectors on one backend and
 /// returns the number of vectors.
 fn check_ed25519<C: Crypto>(crypto: &C, name: &str, tally: &mut Tally) -> u32 {
@@ -207,6 +244,23 @@ fn check_ed25519<C: Crypto>(crypto: &C, name: &str, tally: &mut Tally) -> u32 {
 #[entry]
 fn main() -> ! {
     let mut tally = Tally::default();
+    let Some(mut peripherals) = cortex_m::Peripherals::take() else {
+        hprintln!("the core peripherals were taken twice");
+        debug::exit(debug::EXIT_FAILURE);
+        loop {}
+    };
+    let syst = &mut peripherals.SYST;
+    // `delay(n)` runs a two-instruction loop n + 1 times: 2,000,002
+    // instructions here, which the count must match to its resolution.
+    let ((), calibration) = count_instructions(syst, || cortex_m::asm::delay(1_000_000));
+    tally.check(
+        calibration.abs_diff(2_000_002) <= 80,
+        "instruction count of a known loop",
+    );
+    hprintln!(
+        "instruction counter: {} counted for a loop of 2000002",
+        calibration
+    );
     check_sha256(&mut tally);
     hprintln!(
         "SHA-256 and HMAC-SHA256: {} passed, {} failed",
@@ -218,6 +272,8 @@ fn main() -> ! {
         check_ed25519(&SaltyCrypto, "SaltyCrypto", &mut tally),
         check_ed25519(&CompactCrypto, "CompactCrypto", &mut tally),
     ];
+    time_ed25519(&SaltyCrypto, "SaltyCrypto", syst, &mut tally);
+    time_ed25519(&CompactCrypto, "CompactCrypto", syst, &mut tally);
 
     if tally.failed == 0 && vectors == [145, 145] {
         debug::exit(debug::EXIT_SUCCESS);
