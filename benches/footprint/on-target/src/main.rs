@@ -3,10 +3,12 @@
 //! The size probes build SHA-2 with sha2's `force-soft-compact` rounds and
 //! verify Ed25519 with syssync-proto's `CompactCrypto`. `SaltyCrypto`'s
 //! `salty` crate switches to its own assembly field arithmetic on Cortex-M4.
-//! Host tests run none of those code paths, so this program runs them on
-//! QEMU's Arm MPS2 AN386 board (a Cortex-M4): FIPS 180-2 SHA-256 vectors,
-//! RFC 4231 HMAC vectors, and for both Ed25519 backends the strict cases and
-//! Project Wycheproof's EdDSA vectors.
+//! Host tests run neither the compact rounds nor `salty`'s assembly, nor
+//! any of this code built for a 32-bit Arm core, so this program runs it on
+//! QEMU's Arm MPS2 AN386 board (a Cortex-M4). It checks FIPS 180-2 SHA-256
+//! vectors and RFC 4231 HMAC vectors. For both Ed25519 backends it checks
+//! the strict cases and Project Wycheproof's EdDSA vectors, and counts the
+//! instructions of one verification.
 //! It prints one line per group through semihosting and exits with status 0
 //! only if every check passed.
 //!
@@ -189,10 +191,10 @@ fn check_wycheproof<C: Crypto>(crypto: &C, tally: &mut Tally) -> u32 {
 /// took, to 40 instructions.
 ///
 /// Under QEMU's `-icount shift=0` each instruction advances the virtual
-/// clock by one nanosecond. SysTick runs from the MPS2 board's 25 MHz
-/// clock, so it counts down once per 40 instructions. Its 24-bit counter
-/// wraps after about 671 million instructions, far more than one
-/// verification takes.
+/// clock by one nanosecond, and SysTick on this board then counts down once
+/// per 40 instructions (a 25 MHz clock). `main` checks that factor on a loop
+/// of known length first. The 24-bit counter wraps after about 671 million
+/// instructions, far more than one verification takes.
 fn count_instructions<R>(syst: &mut SYST, work: impl FnOnce() -> R) -> (R, u32) {
     const MASK: u32 = 0x00ff_ffff;
     syst.set_clock_source(SystClkSource::Core);
