@@ -26,7 +26,7 @@
 
 use embedded_storage::nor_flash::NorFlash;
 use syssync_proto::frame::crc32;
-use syssync_proto::{FileName, JobId, Sha256Digest, Signature, MAX_MANIFEST_LEN};
+use syssync_proto::{name_from_utf8, FileName, JobId, Sha256Digest, Signature, MAX_MANIFEST_LEN};
 
 use crate::store::{FileInfo, FileStore, StoreError, StoredManifest, JOB_RECORD_LEN};
 
@@ -142,8 +142,7 @@ impl Entry {
         if len == 0 || len > 32 {
             return None;
         }
-        let text = core::str::from_utf8(&bytes[2..2 + len]).ok()?;
-        let name = FileName::try_from(text).ok()?;
+        let name = name_from_utf8(&bytes[2..2 + len]).ok()?;
         let mut sha256 = [0u8; 32];
         sha256.copy_from_slice(&bytes[38..70]);
         Some(Entry {

@@ -32,8 +32,8 @@ use syssync_proto::message::{
     JobOutcome, JobProgress, JobReport, JobState, RegistrationRequest, ServerMessage, UplinkHeader,
 };
 use syssync_proto::{
-    AccountId, Crypto, DeviceId, DeviceKey, FailureCode, FrameError, JobId, Manifest, RefusalCode,
-    RejectReason, RevertReason, TargetType, Version,
+    name_from_utf8, AccountId, Crypto, DeviceId, DeviceKey, FailureCode, FrameError, JobId,
+    Manifest, RefusalCode, RejectReason, RevertReason, TargetType, Version,
 };
 
 use crate::boot::{setting, BootControl, BootPhase, BootStatus, StagedImage};
@@ -329,10 +329,8 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         )?));
         let mut target_bytes = [0u8; 32];
         let target = match boot.read_setting(setting::TARGET_TYPE, &mut target_bytes) {
-            Ok(Some(len)) if (1..=32).contains(&len) => core::str::from_utf8(&target_bytes[..len])
-                .ok()
-                .and_then(|text| TargetType::try_from(text).ok())
-                .ok_or(InitError::MissingIdentity(setting::TARGET_TYPE))?,
+            Ok(Some(len)) if (1..=32).contains(&len) => name_from_utf8(&target_bytes[..len])
+                .map_err(|_| InitError::MissingIdentity(setting::TARGET_TYPE))?,
             Ok(_) => return Err(InitError::MissingIdentity(setting::TARGET_TYPE)),
             Err(_) => return Err(InitError::Storage),
         };
