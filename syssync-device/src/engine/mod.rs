@@ -284,15 +284,34 @@ fn jitter_spread_ms(interval_s: u32, percent: u8) -> u64 {
     u64::from(interval_s) * 10 * u64::from(percent)
 }
 
+/// Reads setting `key` into `buf` and returns its length, or `None` if it is
+/// not set. A value of fewer than `min` bytes is `MissingIdentity(key)`.
+///
+/// Every identity setting goes through this one function, so `Engine::new`
+/// contains one copy of the error mapping, not one per setting.
+fn read_identity<B: BootControl>(
+    boot: &mut B,
+    key: u16,
+    buf: &mut [u8],
+    min: usize,
+) -> Result<Option<usize>, InitError> {
+    match boot.read_setting(key, buf) {
+        Ok(None) => Ok(None),
+        Ok(Some(len)) if (min..=buf.len()).contains(&len) => Ok(Some(len)),
+        Ok(Some(_)) => Err(InitError::MissingIdentity(key)),
+        Err(_) => Err(InitError::Storage),
+    }
+}
+
+/// Reads setting `key` of exactly `N` bytes.
 fn read_fixed<B: BootControl, const N: usize>(
     boot: &mut B,
     key: u16,
 ) -> Result<[u8; N], InitError> {
     let mut buf = [0u8; N];
-    match boot.read_setting(key, &mut buf) {
-        Ok(Some(len)) if len == N => Ok(buf),
-        Ok(_) => Err(InitError::MissingIdentity(key)),
-        Err(_) => Err(InitError::Storage),
+    match read_identity(boot, key, &mut buf, N)? {
+        Some(_) => Ok(buf),
+        None => Err(InitError::MissingIdentity(key)),
     }
 }
 
@@ -328,12 +347,9 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             setting::DEVICE_ID,
         )?));
         let mut target_bytes = [0u8; 32];
-        let target = match boot.read_setting(setting::TARGET_TYPE, &mut target_bytes) {
-            Ok(Some(len)) if (1..=32).contains(&len) => name_from_utf8(&target_bytes[..len])
-                .map_err(|_| InitError::MissingIdentity(setting::TARGET_TYPE))?,
-            Ok(_) => return Err(InitError::MissingIdentity(setting::TARGET_TYPE)),
-            Err(_) => return Err(InitError::Storage),
-        };
+        let target = read_identity(&mut boot, setting::TARGET_TYPE, &mut target_bytes, 1)?
+            .and_then(|len| name_from_utf8(&target_bytes[..len]).ok())
+            .ok_or(InitError::MissingIdentity(setting::TARGET_TYPE))?;
         let (key, registration) = match read_fixed::<B, 32>(&mut boot, setting::DEVICE_KEY) {
             Ok(key) => (DeviceKey(key), None),
             Err(InitError::MissingIdentity(_)) => {
@@ -342,11 +358,8 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                     setting::ACCOUNT,
                 )?));
                 let mut token = [0u8; 64];
-                let len = match boot.read_setting(setting::CLAIM_TOKEN, &mut token) {
-                    Ok(Some(len)) if (1..=64).contains(&len) => len,
-                    Ok(_) => return Err(InitError::MissingIdentity(setting::CLAIM_TOKEN)),
-                    Err(_) => return Err(InitError::Storage),
-                };
+                let len = read_identity(&mut boot, setting::CLAIM_TOKEN, &mut token, 1)?
+                    .ok_or(InitError::MissingIdentity(setting::CLAIM_TOKEN))?;
                 (
                     derive_device_key(&crypto, &token[..len], device),
                     Some(account),
@@ -355,12 +368,11 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             Err(error) => return Err(error),
         };
         let mut reserved_bytes = [0u8; 4];
-        let reserved = match boot.read_setting(setting::COUNTER_RESERVED, &mut reserved_bytes) {
-            Ok(None) => 0,
-            Ok(Some(4)) => u32::from_le_bytes(reserved_bytes),
-            Ok(Some(_)) => return Err(InitError::MissingIdentity(setting::COUNTER_RESERVED)),
-            Err(_) => return Err(InitError::Storage),
-        };
+        let reserved =
+            match read_identity(&mut boot, setting::COUNTER_RESERVED, &mut reserved_bytes, 4)? {
+                Some(_) => u32::from_le_bytes(reserved_bytes),
+                None => 0,
+            };
         let status = boot.status().map_err(|_| InitError::Storage)?;
 
         let mut jitter = Jitter::new(seed);
