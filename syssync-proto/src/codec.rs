@@ -50,6 +50,8 @@ impl<'a> Reader<'a> {
     }
 
     /// Records `error` unless an earlier one is recorded, and ends the input.
+    // Out of line, because a copy at each failing read costs more code than the call.
+    #[inline(never)]
     fn fail(&mut self, error: BodyError) {
         self.error.get_or_insert(error);
         self.bytes = &[];
