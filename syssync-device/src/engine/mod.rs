@@ -886,12 +886,13 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
 
     /// Reads the boot side's status; `false` when the read failed.
     fn refresh_status(&mut self) -> bool {
-        match self.boot.status() {
+        // Borrowed from the result, because moving it out copies each field.
+        match &self.boot.status() {
             Ok(status) => {
-                if status != self.status {
+                if *status != self.status {
                     self.inventory_digest = None;
                 }
-                self.status = status;
+                self.status = *status;
                 true
             }
             Err(_) => {
