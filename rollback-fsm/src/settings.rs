@@ -287,7 +287,9 @@ impl<G: NorFlash> Settings<G> {
         if head[..head_len].iter().all(|b| *b == 0xFF) {
             return Ok(Scan::End { at, clean: true });
         }
-        let header = &head[self.write_size as usize..head_len];
+        // A slice of constant length, so the field reads below need no
+        // bounds checks of their own.
+        let header = &head[self.write_size as usize..][..ENTRY_HEADER_LEN as usize];
         let key = u16::from_le_bytes([header[0], header[1]]);
         let len = u16::from_le_bytes([header[2], header[3]]) as u32;
         let stored_crc = read_u32(header, 4);
