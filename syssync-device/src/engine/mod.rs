@@ -373,7 +373,9 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 Some(_) => u32::from_le_bytes(reserved_bytes),
                 None => 0,
             };
-        let status = boot.status().map_err(|_| InitError::Storage)?;
+        let Ok(status) = boot.status() else {
+            return Err(InitError::Storage);
+        };
 
         let mut jitter = Jitter::new(seed);
         let interval_s = config.check_in_interval_s;
