@@ -460,9 +460,8 @@ impl<G: NorFlash> Settings<G> {
 
     fn write_entry(&mut self, at: u32, key: u16, value: &[u8]) -> Result<(), FlashError> {
         let len = value.len() as u16;
-        let mut head = [0u8; 4];
-        head[0..2].copy_from_slice(&key.to_le_bytes());
-        head[2..4].copy_from_slice(&len.to_le_bytes());
+        let ([key_low, key_high], [len_low, len_high]) = (key.to_le_bytes(), len.to_le_bytes());
+        let head = [key_low, key_high, len_low, len_high];
         let mut digest = CRC32.digest();
         digest.update(&head);
         digest.update(value);
