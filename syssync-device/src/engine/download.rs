@@ -83,7 +83,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
     }
 
     fn storage_failed(&mut self) {
-        self.push(Event::StorageFailed);
+        self.push_storage_failed();
         self.storage_failures = self.storage_failures.saturating_add(1);
         if self.storage_failures >= MAX_STORAGE_FAILURES {
             self.storage_failures = 0;

@@ -491,7 +491,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         }
         let id = job.record.job;
         if self.boot.confirm().is_err() {
-            self.push(Event::StorageFailed);
+            self.push_storage_failed();
             return;
         }
         self.refresh_status();
@@ -517,7 +517,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             return true;
         }
         if self.boot.report_failure().is_err() {
-            self.push(Event::StorageFailed);
+            self.push_storage_failed();
             return false;
         }
         self.trial_deadline = None;
@@ -694,6 +694,14 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         let _ = self.events.push_back(event);
     }
 
+    /// Pushes [`Event::StorageFailed`].
+    // Out of line, because building the event at each caller costs more code
+    // than the call.
+    #[inline(never)]
+    fn push_storage_failed(&mut self) {
+        self.push(Event::StorageFailed);
+    }
+
     fn next_counter(&mut self) -> Option<u32> {
         let next = self.counter.checked_add(1)?;
         if next > self.reserved {
@@ -703,7 +711,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 .write_setting(setting::COUNTER_RESERVED, &reserved.to_le_bytes())
                 .is_err()
             {
-                self.push(Event::StorageFailed);
+                self.push_storage_failed();
                 return None;
             }
             self.reserved = reserved;
@@ -876,7 +884,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 }
                 Ok(None) => break,
                 Err(_) => {
-                    self.push(Event::StorageFailed);
+                    self.push_storage_failed();
                     clean = false;
                     break;
                 }
@@ -898,7 +906,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 true
             }
             Err(_) => {
-                self.push(Event::StorageFailed);
+                self.push_storage_failed();
                 false
             }
         }
@@ -971,7 +979,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                     .write_setting(setting::DEVICE_KEY, &self.key.0)
                     .is_err()
                 {
-                    self.push(Event::StorageFailed);
+                    self.push_storage_failed();
                     return;
                 }
                 self.registration = None;
@@ -1057,7 +1065,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             return;
         }
         if self.boot.confirm().is_err() {
-            self.push(Event::StorageFailed);
+            self.push_storage_failed();
             return;
         }
         self.refresh_status();
@@ -1078,7 +1086,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 Phase::Trial => {
                     // Never confirm an aborted job: the next boot reverts it.
                     if self.boot.report_failure().is_err() {
-                        self.push(Event::StorageFailed);
+                        self.push_storage_failed();
                     }
                     self.refresh_status();
                     self.set_outcome(JobOutcome::Cancelled);
@@ -1111,7 +1119,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
     fn persist(&mut self) -> bool {
         let bytes = JobRecord::encode(self.job.as_ref().map(|job| &job.record));
         if self.store.store_job_record(&bytes).is_err() {
-            self.push(Event::StorageFailed);
+            self.push_storage_failed();
             return false;
         }
         true
@@ -1123,7 +1131,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             .store_job_record(&JobRecord::encode(None))
             .is_err()
         {
-            self.push(Event::StorageFailed);
+            self.push_storage_failed();
         }
     }
 
@@ -1141,14 +1149,14 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
 
     fn discard_staged(&mut self) {
         if self.store.discard_pending().is_err() {
-            self.push(Event::StorageFailed);
+            self.push_storage_failed();
         }
         let staging = self
             .job
             .as_ref()
             .is_some_and(|job| job.record.has_flag(FLAG_STAGING));
         if staging && self.boot.cancel_staging().is_err() {
-            self.push(Event::StorageFailed);
+            self.push_storage_failed();
         }
         self.refresh_status();
     }

@@ -176,7 +176,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             )
         });
         if stored.is_err() {
-            self.push(Event::StorageFailed);
+            self.push_storage_failed();
             self.side_report = Some(JobReport {
                 job: offer.job,
                 outcome: JobOutcome::Failed(FailureCode::FLASH_WRITE),
