@@ -266,13 +266,27 @@ impl<G: NorFlash> Settings<G> {
     }
 
     fn write_header(&mut self, at: u32, generation: u32) -> Result<(), FlashError> {
-        let mut header = [0u8; BANK_HEADER_LEN as usize];
-        header[0..4].copy_from_slice(&BANK_MAGIC);
-        header[4] = BANK_VERSION;
-        header[8..12].copy_from_slice(&generation.to_le_bytes());
-        let crc = crc32(&header[..12]);
-        header[12..16].copy_from_slice(&crc.to_le_bytes());
-        self.write_marked(at, &[&header])
+        // Magic, version, three zero bytes and the generation, then their
+        // CRC: the 16 bytes that `read_header` checks. An array literal needs
+        // no range copies, which are calls at opt-level z.
+        let [magic_0, magic_1, magic_2, magic_3] = BANK_MAGIC;
+        let [gen_0, gen_1, gen_2, gen_3] = generation.to_le_bytes();
+        let body = [
+            magic_0,
+            magic_1,
+            magic_2,
+            magic_3,
+            BANK_VERSION,
+            0,
+            0,
+            0,
+            gen_0,
+            gen_1,
+            gen_2,
+            gen_3,
+        ];
+        let crc = crc32(&body).to_le_bytes();
+        self.write_marked(at, &[&body, &crc])
     }
 
     /// Reads the entry at `at` (relative to the bank).
