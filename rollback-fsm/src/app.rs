@@ -227,7 +227,11 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> AppSide<S, T, G> {
 
     /// Reads the update state from flash.
     pub fn status(&mut self) -> Result<Status, AppError> {
-        let loaded = self.log.load(&mut self.state_flash)?;
+        // Here and in the requests below, the loaded record is borrowed from
+        // the result, because moving it out with `?` copies it field by
+        // field, which takes more code.
+        let result = self.log.load(&mut self.state_flash);
+        let loaded = result.as_ref().map_err(|error| *error)?;
         Ok(Status::from_record(&loaded.record))
     }
 
@@ -248,14 +252,15 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> AppSide<S, T, G> {
                 len: evidence.len(),
             });
         }
-        let mut loaded = self.log.load(&mut self.state_flash)?;
+        let mut result = self.log.load(&mut self.state_flash);
+        let loaded = result.as_mut().map_err(|error| *error)?;
         let next = app_begin_staging(&loaded.record, descriptor, &self.policy)?;
         if descriptor.size > self.evidence_offset {
             return Err(RequestError::InvalidDescriptor(Rejection::Size).into());
         }
         self.session = None;
         self.write_evidence(evidence)?;
-        self.log.append(&mut self.state_flash, &mut loaded, &next)?;
+        self.log.append(&mut self.state_flash, loaded, &next)?;
         self.session = Some(StagingSession {
             descriptor: *descriptor,
             erased_until: 0,
@@ -378,10 +383,11 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> AppSide<S, T, G> {
     /// with the `authentication` feature, the evidence before it touches the active
     /// partition.
     pub fn request_install(&mut self) -> Result<(), AppError> {
-        let mut loaded = self.log.load(&mut self.state_flash)?;
+        let mut result = self.log.load(&mut self.state_flash);
+        let loaded = result.as_mut().map_err(|error| *error)?;
         let next = app_request_install(&loaded.record)?;
         if next != loaded.record {
-            self.log.append(&mut self.state_flash, &mut loaded, &next)?;
+            self.log.append(&mut self.state_flash, loaded, &next)?;
         }
         self.session = None;
         Ok(())
@@ -392,18 +398,20 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> AppSide<S, T, G> {
     /// Does nothing if the image is already confirmed. Raises the security
     /// floor to the image's security counter.
     pub fn confirm(&mut self) -> Result<(), AppError> {
-        let mut loaded = self.log.load(&mut self.state_flash)?;
+        let mut result = self.log.load(&mut self.state_flash);
+        let loaded = result.as_mut().map_err(|error| *error)?;
         if let Some(next) = app_confirm(&loaded.record)? {
-            self.log.append(&mut self.state_flash, &mut loaded, &next)?;
+            self.log.append(&mut self.state_flash, loaded, &next)?;
         }
         Ok(())
     }
 
     /// Reports the running trial image as unhealthy: the next boot reverts it.
     pub fn report_failure(&mut self) -> Result<(), AppError> {
-        let mut loaded = self.log.load(&mut self.state_flash)?;
+        let mut result = self.log.load(&mut self.state_flash);
+        let loaded = result.as_mut().map_err(|error| *error)?;
         let next = app_report_failure(&loaded.record)?;
-        self.log.append(&mut self.state_flash, &mut loaded, &next)?;
+        self.log.append(&mut self.state_flash, loaded, &next)?;
         Ok(())
     }
 

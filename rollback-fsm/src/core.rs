@@ -92,10 +92,8 @@ pub enum Halt {
 pub fn decide(state: &StateRecord, event: &Event, policy: &Policy) -> Action {
     // Every record the bootloader writes starts as a copy of the current one
     // with the bootloader as writer, and each arm changes only what it must.
-    let mut next = StateRecord {
-        writer: Writer::Bootloader,
-        ..*state
-    };
+    let mut next = *state;
+    next.writer = Writer::Bootloader;
     match *event {
         // The record may come from a torn write whose unstable bits read as
         // valid now and as invalid later. Rewriting it unchanged fixes how it
@@ -234,24 +232,24 @@ pub fn app_begin_staging(
     }
     check_descriptor(descriptor, policy, state.security_floor)
         .map_err(RequestError::InvalidDescriptor)?;
-    Ok(StateRecord {
-        writer: Writer::Application,
-        phase: Phase::Staging,
-        trial_boots: 0,
-        rejection: None,
-        spare: Some(*descriptor),
-        ..*state
-    })
+    let mut next = *state;
+    next.writer = Writer::Application;
+    next.phase = Phase::Staging;
+    next.trial_boots = 0;
+    next.rejection = None;
+    next.spare = Some(*descriptor);
+    Ok(next)
 }
 
 /// Returns the record that requests installation of the staged image.
 pub fn app_request_install(state: &StateRecord) -> Result<StateRecord, RequestError> {
     match state.phase {
-        Phase::Staging => Ok(StateRecord {
-            writer: Writer::Application,
-            phase: Phase::InstallRequested,
-            ..*state
-        }),
+        Phase::Staging => {
+            let mut next = *state;
+            next.writer = Writer::Application;
+            next.phase = Phase::InstallRequested;
+            Ok(next)
+        }
         Phase::InstallRequested => Ok(*state),
         Phase::Trial => Err(RequestError::ImageOnTrial),
         Phase::Idle => Err(RequestError::NothingStaged),
@@ -267,15 +265,14 @@ pub fn app_confirm(state: &StateRecord) -> Result<Option<StateRecord>, RequestEr
     match state.phase {
         Phase::Trial => {
             let counter = state.active.map_or(0, |image| image.security_counter);
-            Ok(Some(StateRecord {
-                writer: Writer::Application,
-                phase: Phase::Idle,
-                trial_boots: 0,
-                revert_reason: None,
-                rejection: None,
-                security_floor: state.security_floor.max(counter),
-                ..*state
-            }))
+            let mut next = *state;
+            next.writer = Writer::Application;
+            next.phase = Phase::Idle;
+            next.trial_boots = 0;
+            next.revert_reason = None;
+            next.rejection = None;
+            next.security_floor = state.security_floor.max(counter);
+            Ok(Some(next))
         }
         Phase::Idle | Phase::Staging => Ok(None),
         _ => Err(RequestError::NotOnTrial),
@@ -285,12 +282,13 @@ pub fn app_confirm(state: &StateRecord) -> Result<Option<StateRecord>, RequestEr
 /// Returns the record that makes the next boot revert the trial image.
 pub fn app_report_failure(state: &StateRecord) -> Result<StateRecord, RequestError> {
     match state.phase {
-        Phase::Trial => Ok(StateRecord {
-            writer: Writer::Application,
-            phase: Phase::Revert,
-            revert_reason: Some(RevertReason::ApplicationReportedFailure),
-            ..*state
-        }),
+        Phase::Trial => {
+            let mut next = *state;
+            next.writer = Writer::Application;
+            next.phase = Phase::Revert;
+            next.revert_reason = Some(RevertReason::ApplicationReportedFailure);
+            Ok(next)
+        }
         _ => Err(RequestError::NotOnTrial),
     }
 }

@@ -183,10 +183,12 @@ pub(crate) fn read_u16(bytes: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([bytes[at], bytes[at + 1]])
 }
 
+/// Reads a little-endian `u32` at `at`. One range check, after which the
+/// four byte reads need none, is smaller than checking each byte index.
 pub(crate) fn read_u32(bytes: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+    let word = &bytes[at..at + 4];
+    u32::from_le_bytes([word[0], word[1], word[2], word[3]])
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -160,7 +160,8 @@ impl StateLog {
             StateRecord::set_seq(&mut body, seq);
             match self.write_slot(flash, position, &body) {
                 Ok(true) => {
-                    loaded.record = StateRecord { seq, ..*record };
+                    loaded.record = *record;
+                    loaded.record.seq = seq;
                     loaded.last_seq = seq;
                     loaded.position = Some(position);
                     return Ok(());

@@ -154,13 +154,12 @@ impl Config {
         if self.trusted_keys.is_empty() {
             return Err(ConfigError::TrustedKeys);
         }
-        for (index, key) in self.trusted_keys.iter().enumerate() {
-            if self.trusted_keys[index + 1..]
-                .iter()
-                .any(|other| other.id == key.id)
-            {
+        let mut rest = self.trusted_keys.as_slice();
+        while let [key, later @ ..] = rest {
+            if later.iter().any(|other| other.id == key.id) {
                 return Err(ConfigError::DuplicateKeyId(key.id));
             }
+            rest = later;
         }
         let chunk = usize::from(self.chunk_size);
         if chunk == 0 || chunk % 64 != 0 || chunk > MAX_CHUNK_LEN {

@@ -279,3 +279,10 @@ pub use gateway::{Gateway, GatewayError};
 pub use nor_store::{NorFileStore, PendingFile};
 pub use store::{FileInfo, FileStore, StoreError};
 pub use time::{Duration, Instant};
+
+/// Copies `bytes` into `out` at `at`, for the fixed layouts of the job record
+/// and the file store. It is one shared function, because at opt-level z an
+/// inline range index and `copy_from_slice` compile to two calls per field.
+pub(crate) fn put(out: &mut [u8], at: usize, bytes: &[u8]) {
+    out[at..at + bytes.len()].copy_from_slice(bytes);
+}

@@ -26,8 +26,9 @@
 
 use embedded_storage::nor_flash::NorFlash;
 use syssync_proto::frame::crc32;
-use syssync_proto::{FileName, JobId, Sha256Digest, Signature, MAX_MANIFEST_LEN};
+use syssync_proto::{name_from_utf8, FileName, JobId, Sha256Digest, Signature, MAX_MANIFEST_LEN};
 
+use crate::put;
 use crate::store::{FileInfo, FileStore, StoreError, StoredManifest, JOB_RECORD_LEN};
 
 /// Unit of every directory, journal and manifest access, in bytes.
@@ -125,11 +126,11 @@ impl Entry {
         out[0] = self.state;
         let name = self.name.as_bytes();
         out[1] = name.len() as u8;
-        out[2..2 + name.len()].copy_from_slice(name);
-        out[34..38].copy_from_slice(&self.size.to_le_bytes());
-        out[38..70].copy_from_slice(&self.sha256);
-        out[70..72].copy_from_slice(&self.first.to_le_bytes());
-        out[72..74].copy_from_slice(&self.sectors.to_le_bytes());
+        put(&mut out, 2, name);
+        put(&mut out, 34, &self.size.to_le_bytes());
+        put(&mut out, 38, &self.sha256);
+        put(&mut out, 70, &self.first.to_le_bytes());
+        put(&mut out, 72, &self.sectors.to_le_bytes());
         out
     }
 
@@ -142,8 +143,7 @@ impl Entry {
         if len == 0 || len > 32 {
             return None;
         }
-        let text = core::str::from_utf8(&bytes[2..2 + len]).ok()?;
-        let name = FileName::try_from(text).ok()?;
+        let name = name_from_utf8(&bytes[2..2 + len]).ok()?;
         let mut sha256 = [0u8; 32];
         sha256.copy_from_slice(&bytes[38..70]);
         Some(Entry {
@@ -460,13 +460,13 @@ impl<F: NorFlash> NorFileStore<F> {
 
         let seq = directory.seq.wrapping_add(1);
         let mut header = [0u8; UNIT];
-        header[0..4].copy_from_slice(&DIR_MAGIC);
+        put(&mut header, 0, &DIR_MAGIC);
         header[4] = FORMAT;
-        header[8..12].copy_from_slice(&seq.to_le_bytes());
-        header[12..14].copy_from_slice(&count.to_le_bytes());
-        header[16..20].copy_from_slice(&digest.finalize().to_le_bytes());
+        put(&mut header, 8, &seq.to_le_bytes());
+        put(&mut header, 12, &count.to_le_bytes());
+        put(&mut header, 16, &digest.finalize().to_le_bytes());
         let header_crc = crc32(&header[..20]);
-        header[20..24].copy_from_slice(&header_crc.to_le_bytes());
+        put(&mut header, 20, &header_crc.to_le_bytes());
         self.write_verified(start, &header)?;
 
         match self.check_snapshot(target)? {
@@ -565,12 +565,12 @@ impl<F: NorFlash> NorFileStore<F> {
 
     fn encode_slot(seq: u32, record: &[u8; JOB_RECORD_LEN]) -> [u8; SLOT_LEN] {
         let mut slot = [0u8; SLOT_LEN];
-        slot[0..4].copy_from_slice(&RECORD_MAGIC);
-        slot[4..8].copy_from_slice(&seq.to_le_bytes());
-        slot[8..8 + JOB_RECORD_LEN].copy_from_slice(record);
+        put(&mut slot, 0, &RECORD_MAGIC);
+        put(&mut slot, 4, &seq.to_le_bytes());
+        put(&mut slot, 8, record);
         let end = 8 + JOB_RECORD_LEN;
         let crc = crc32(&slot[..end]);
-        slot[end..end + 4].copy_from_slice(&crc.to_le_bytes());
+        put(&mut slot, end, &crc.to_le_bytes());
         slot
     }
 
@@ -966,15 +966,15 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
         writer.finish(self)?;
 
         let mut header = [0u8; MANIFEST_HEADER];
-        header[0..4].copy_from_slice(&MANIFEST_MAGIC);
-        header[4..8].copy_from_slice(&job.0.to_le_bytes());
+        put(&mut header, 0, &MANIFEST_MAGIC);
+        put(&mut header, 4, &job.0.to_le_bytes());
         header[8] = key_id;
-        header[12..14].copy_from_slice(&(body.len() as u16).to_le_bytes());
-        header[16..80].copy_from_slice(&signature.0);
+        put(&mut header, 12, &(body.len() as u16).to_le_bytes());
+        put(&mut header, 16, &signature.0);
         let mut digest = CRC.digest();
         digest.update(&header[..80]);
         digest.update(body);
-        header[80..84].copy_from_slice(&digest.finalize().to_le_bytes());
+        put(&mut header, 80, &digest.finalize().to_le_bytes());
         self.write_verified(self.manifest_start, &header)
     }
 

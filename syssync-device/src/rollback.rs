@@ -125,7 +125,13 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> BootControl for RollbackFsmBoot<S, T
     type Error = RollbackFsmError;
 
     fn status(&mut self) -> Result<BootStatus, RollbackFsmError> {
-        let status = self.app.status()?;
+        // The status is borrowed from the result, because moving it out with
+        // `?` copies it field by field, which takes more code.
+        let result = self.app.status();
+        let status = match &result {
+            Ok(status) => status,
+            Err(error) => return Err(RollbackFsmError::App(*error)),
+        };
         let phase = match status.phase {
             Phase::Idle => BootPhase::Idle,
             Phase::Staging => BootPhase::Staging,
@@ -184,9 +190,12 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> BootControl for RollbackFsmBoot<S, T
             security_counter: image.security_counter,
         };
         let app = &mut self.app;
-        if app.status()?.staged == FsmStaged::Writing(descriptor) {
+        // The status is matched by reference, as in `status`.
+        match &app.status() {
             // The same image after a reset: keep what is staged.
-            return Ok(());
+            Ok(status) if status.staged == FsmStaged::Writing(descriptor) => return Ok(()),
+            Ok(_) => {}
+            Err(error) => return Err(RollbackFsmError::App(*error)),
         }
         // The signed manifest is the evidence that a bootloader built with
         // rollback-fsm's `authentication` feature checks; without the feature
@@ -227,11 +236,14 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> BootControl for RollbackFsmBoot<S, T
     }
 
     fn cancel_staging(&mut self) -> Result<(), RollbackFsmError> {
-        match self.app.status()?.staged {
+        match &self.app.status() {
             // A staging phase boots the running image; the next job's
             // `begin_staging` replaces the descriptor.
-            FsmStaged::None | FsmStaged::Writing(_) | FsmStaged::Rejected(_) => Ok(()),
-            FsmStaged::InstallRequested(_) => Err(RollbackFsmError::CannotCancelInstall),
+            Ok(status) => match status.staged {
+                FsmStaged::None | FsmStaged::Writing(_) | FsmStaged::Rejected(_) => Ok(()),
+                FsmStaged::InstallRequested(_) => Err(RollbackFsmError::CannotCancelInstall),
+            },
+            Err(error) => Err(RollbackFsmError::App(*error)),
         }
     }
 

@@ -28,7 +28,9 @@ use crate::message::{
     CheckIn, Chunk, ChunkRequest, InstalledApplication, Inventory, JobOutcome, JobReport, JobState,
     RegistrationRequest, RegistrationResult, ResetWindow, ServerMessage, UplinkHeader,
 };
-use crate::types::{AccountId, DeviceId, FileName, JobId, Signature, Version};
+use crate::types::{
+    name_from_utf8, AccountId, DeviceId, FileName, JobId, NameError, Signature, Version,
+};
 use crate::{FailureCode, RefusalCode, RejectReason, RevertReason};
 
 /// A cursor over received bytes.
@@ -48,6 +50,8 @@ impl<'a> Reader<'a> {
     }
 
     /// Records `error` unless an earlier one is recorded, and ends the input.
+    // Out of line, because a copy at each failing read costs more code than the call.
+    #[inline(never)]
     fn fail(&mut self, error: BodyError) {
         self.error.get_or_insert(error);
         self.bytes = &[];
@@ -143,12 +147,11 @@ impl<'a> Reader<'a> {
     /// [`MAX_NAME_LEN`](crate::limits::MAX_NAME_LEN) bytes.
     fn name(&mut self) -> FileName {
         let bytes = self.bytes();
-        let Ok(text) = core::str::from_utf8(bytes) else {
-            self.fail(BodyError::BadUtf8);
-            return FileName::new();
-        };
-        FileName::try_from(text).unwrap_or_else(|()| {
-            self.fail(BodyError::InvalidValue);
+        name_from_utf8(bytes).unwrap_or_else(|error| {
+            self.fail(match error {
+                NameError::NotUtf8 => BodyError::BadUtf8,
+                NameError::TooLong => BodyError::InvalidValue,
+            });
             FileName::new()
         })
     }

@@ -97,6 +97,6 @@ pub use manifest::{
 };
 pub use message::{DeviceMessage, MessageType, ServerMessage, UplinkHeader};
 pub use types::{
-    AccountId, DeviceId, DeviceKey, FileName, InventoryDigest, JobId, Location, Sha256Digest,
-    Signature, TargetType, Version,
+    name_from_utf8, AccountId, DeviceId, DeviceKey, FileName, InventoryDigest, JobId, Location,
+    NameError, Sha256Digest, Signature, TargetType, Version,
 };

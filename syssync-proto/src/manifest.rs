@@ -77,14 +77,15 @@ impl Manifest {
         if applications > 1 {
             return Err(ManifestError::SeveralApplications);
         }
-        for (index, file) in self.files.iter().enumerate() {
-            let later = &self.files[index + 1..];
+        let mut rest = self.files.as_slice();
+        while let [file, later @ ..] = rest {
             if later.iter().any(|other| other.name == file.name) {
                 return Err(ManifestError::DuplicateName);
             }
             if self.remove.contains(&file.name) {
                 return Err(ManifestError::DuplicateName);
             }
+            rest = later;
         }
         Ok(())
     }

@@ -45,6 +45,71 @@ pub type TargetType = heapless::String<MAX_NAME_LEN>;
 /// Name of a file on the device. At most 32 bytes of UTF-8.
 pub type FileName = heapless::String<MAX_NAME_LEN>;
 
+/// Error of [`name_from_utf8`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameError {
+    /// The bytes are not valid UTF-8.
+    NotUtf8,
+    /// The bytes are valid UTF-8 but longer than [`MAX_NAME_LEN`].
+    TooLong,
+}
+
+impl fmt::Display for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NameError::NotUtf8 => f.write_str("name is not valid UTF-8"),
+            NameError::TooLong => write!(f, "name is longer than {MAX_NAME_LEN} bytes"),
+        }
+    }
+}
+
+impl core::error::Error for NameError {}
+
+/// Builds a [`FileName`] or [`TargetType`] from bytes read from the wire or
+/// from flash.
+///
+/// The bytes must be valid UTF-8 as `core::str::from_utf8` defines it: no
+/// overlong forms, no surrogates, nothing above U+10FFFF, no truncated
+/// sequence. Invalid UTF-8 is reported before a length over
+/// [`MAX_NAME_LEN`]. This checks each character as it is decoded, which
+/// takes less code than `core::str::from_utf8` and its fast path for long
+/// text (names are at most 32 bytes).
+pub fn name_from_utf8(bytes: &[u8]) -> Result<FileName, NameError> {
+    let mut name = FileName::new();
+    let mut too_long = false;
+    let mut rest = bytes;
+    while let [first, tail @ ..] = rest {
+        // Continuation bytes that follow, the smallest code point that needs
+        // them (anything below is an overlong form) and the lead byte's bits.
+        let (extra, min, mut code) = match *first {
+            0x00..=0x7F => (0, 0, u32::from(*first)),
+            0xC0..=0xDF => (1, 0x80, u32::from(*first & 0x1F)),
+            0xE0..=0xEF => (2, 0x800, u32::from(*first & 0x0F)),
+            0xF0..=0xF4 => (3, 0x1_0000, u32::from(*first & 0x07)),
+            _ => return Err(NameError::NotUtf8),
+        };
+        let Some((continuation, next)) = tail.split_at_checked(extra) else {
+            return Err(NameError::NotUtf8);
+        };
+        for byte in continuation {
+            if byte & 0xC0 != 0x80 {
+                return Err(NameError::NotUtf8);
+            }
+            code = code << 6 | u32::from(byte & 0x3F);
+        }
+        // `char::from_u32` rejects surrogates and values above U+10FFFF.
+        let Some(ch) = char::from_u32(code).filter(|_| code >= min) else {
+            return Err(NameError::NotUtf8);
+        };
+        too_long |= name.push(ch).is_err();
+        rest = next;
+    }
+    if too_long {
+        return Err(NameError::TooLong);
+    }
+    Ok(name)
+}
+
 /// A release version: semantic version plus a build number.
 ///
 /// Versions order lexicographically by `major`, `minor`, `patch`, then `build`.

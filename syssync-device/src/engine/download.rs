@@ -83,7 +83,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
     }
 
     fn storage_failed(&mut self) {
-        self.push(Event::StorageFailed);
+        self.push_storage_failed();
         self.storage_failures = self.storage_failures.saturating_add(1);
         if self.storage_failures >= MAX_STORAGE_FAILURES {
             self.storage_failures = 0;
@@ -135,8 +135,12 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
     #[inline(never)]
     fn begin_staging(&mut self, id: JobId, image: &StagedImage) -> Result<(), Fault> {
         let mut body = [0u8; MAX_MANIFEST_LEN];
-        let stored = self.store.load_manifest(&mut body).map_err(|_| Fault)?;
-        let stored = stored.filter(|stored| stored.job == id).ok_or(Fault)?;
+        let Ok(Some(stored)) = self.store.load_manifest(&mut body) else {
+            return Err(Fault);
+        };
+        if stored.job != id {
+            return Err(Fault);
+        }
         let manifest = SignedManifest {
             key_id: stored.key_id,
             body: body.get(..stored.len).ok_or(Fault)?,

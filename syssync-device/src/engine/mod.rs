@@ -32,8 +32,8 @@ use syssync_proto::message::{
     JobOutcome, JobProgress, JobReport, JobState, RegistrationRequest, ServerMessage, UplinkHeader,
 };
 use syssync_proto::{
-    AccountId, Crypto, DeviceId, DeviceKey, FailureCode, FrameError, JobId, Manifest, RefusalCode,
-    RejectReason, RevertReason, TargetType, Version,
+    name_from_utf8, AccountId, Crypto, DeviceId, DeviceKey, FailureCode, FrameError, JobId,
+    Manifest, RefusalCode, RejectReason, RevertReason, TargetType, Version,
 };
 
 use crate::boot::{setting, BootControl, BootPhase, BootStatus, StagedImage};
@@ -284,15 +284,34 @@ fn jitter_spread_ms(interval_s: u32, percent: u8) -> u64 {
     u64::from(interval_s) * 10 * u64::from(percent)
 }
 
+/// Reads setting `key` into `buf` and returns its length, or `None` if it is
+/// not set. A value of fewer than `min` bytes is `MissingIdentity(key)`.
+///
+/// Every identity setting goes through this one function, so `Engine::new`
+/// contains one copy of the error mapping, not one per setting.
+fn read_identity<B: BootControl>(
+    boot: &mut B,
+    key: u16,
+    buf: &mut [u8],
+    min: usize,
+) -> Result<Option<usize>, InitError> {
+    match boot.read_setting(key, buf) {
+        Ok(None) => Ok(None),
+        Ok(Some(len)) if (min..=buf.len()).contains(&len) => Ok(Some(len)),
+        Ok(Some(_)) => Err(InitError::MissingIdentity(key)),
+        Err(_) => Err(InitError::Storage),
+    }
+}
+
+/// Reads setting `key` of exactly `N` bytes.
 fn read_fixed<B: BootControl, const N: usize>(
     boot: &mut B,
     key: u16,
 ) -> Result<[u8; N], InitError> {
     let mut buf = [0u8; N];
-    match boot.read_setting(key, &mut buf) {
-        Ok(Some(len)) if len == N => Ok(buf),
-        Ok(_) => Err(InitError::MissingIdentity(key)),
-        Err(_) => Err(InitError::Storage),
+    match read_identity(boot, key, &mut buf, N)? {
+        Some(_) => Ok(buf),
+        None => Err(InitError::MissingIdentity(key)),
     }
 }
 
@@ -328,14 +347,9 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             setting::DEVICE_ID,
         )?));
         let mut target_bytes = [0u8; 32];
-        let target = match boot.read_setting(setting::TARGET_TYPE, &mut target_bytes) {
-            Ok(Some(len)) if (1..=32).contains(&len) => core::str::from_utf8(&target_bytes[..len])
-                .ok()
-                .and_then(|text| TargetType::try_from(text).ok())
-                .ok_or(InitError::MissingIdentity(setting::TARGET_TYPE))?,
-            Ok(_) => return Err(InitError::MissingIdentity(setting::TARGET_TYPE)),
-            Err(_) => return Err(InitError::Storage),
-        };
+        let target = read_identity(&mut boot, setting::TARGET_TYPE, &mut target_bytes, 1)?
+            .and_then(|len| name_from_utf8(&target_bytes[..len]).ok())
+            .ok_or(InitError::MissingIdentity(setting::TARGET_TYPE))?;
         let (key, registration) = match read_fixed::<B, 32>(&mut boot, setting::DEVICE_KEY) {
             Ok(key) => (DeviceKey(key), None),
             Err(InitError::MissingIdentity(_)) => {
@@ -344,11 +358,8 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                     setting::ACCOUNT,
                 )?));
                 let mut token = [0u8; 64];
-                let len = match boot.read_setting(setting::CLAIM_TOKEN, &mut token) {
-                    Ok(Some(len)) if (1..=64).contains(&len) => len,
-                    Ok(_) => return Err(InitError::MissingIdentity(setting::CLAIM_TOKEN)),
-                    Err(_) => return Err(InitError::Storage),
-                };
+                let len = read_identity(&mut boot, setting::CLAIM_TOKEN, &mut token, 1)?
+                    .ok_or(InitError::MissingIdentity(setting::CLAIM_TOKEN))?;
                 (
                     derive_device_key(&crypto, &token[..len], device),
                     Some(account),
@@ -357,13 +368,14 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             Err(error) => return Err(error),
         };
         let mut reserved_bytes = [0u8; 4];
-        let reserved = match boot.read_setting(setting::COUNTER_RESERVED, &mut reserved_bytes) {
-            Ok(None) => 0,
-            Ok(Some(4)) => u32::from_le_bytes(reserved_bytes),
-            Ok(Some(_)) => return Err(InitError::MissingIdentity(setting::COUNTER_RESERVED)),
-            Err(_) => return Err(InitError::Storage),
+        let reserved =
+            match read_identity(&mut boot, setting::COUNTER_RESERVED, &mut reserved_bytes, 4)? {
+                Some(_) => u32::from_le_bytes(reserved_bytes),
+                None => 0,
+            };
+        let Ok(status) = boot.status() else {
+            return Err(InitError::Storage);
         };
-        let status = boot.status().map_err(|_| InitError::Storage)?;
 
         let mut jitter = Jitter::new(seed);
         let interval_s = config.check_in_interval_s;
@@ -479,7 +491,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         }
         let id = job.record.job;
         if self.boot.confirm().is_err() {
-            self.push(Event::StorageFailed);
+            self.push_storage_failed();
             return;
         }
         self.refresh_status();
@@ -505,7 +517,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             return true;
         }
         if self.boot.report_failure().is_err() {
-            self.push(Event::StorageFailed);
+            self.push_storage_failed();
             return false;
         }
         self.trial_deadline = None;
@@ -682,6 +694,14 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         let _ = self.events.push_back(event);
     }
 
+    /// Pushes [`Event::StorageFailed`].
+    // Out of line, because building the event at each caller costs more code
+    // than the call.
+    #[inline(never)]
+    fn push_storage_failed(&mut self) {
+        self.push(Event::StorageFailed);
+    }
+
     fn next_counter(&mut self) -> Option<u32> {
         let next = self.counter.checked_add(1)?;
         if next > self.reserved {
@@ -691,7 +711,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 .write_setting(setting::COUNTER_RESERVED, &reserved.to_le_bytes())
                 .is_err()
             {
-                self.push(Event::StorageFailed);
+                self.push_storage_failed();
                 return None;
             }
             self.reserved = reserved;
@@ -864,7 +884,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 }
                 Ok(None) => break,
                 Err(_) => {
-                    self.push(Event::StorageFailed);
+                    self.push_storage_failed();
                     clean = false;
                     break;
                 }
@@ -876,16 +896,17 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
 
     /// Reads the boot side's status; `false` when the read failed.
     fn refresh_status(&mut self) -> bool {
-        match self.boot.status() {
+        // Borrowed from the result, because moving it out copies each field.
+        match &self.boot.status() {
             Ok(status) => {
-                if status != self.status {
+                if *status != self.status {
                     self.inventory_digest = None;
                 }
-                self.status = status;
+                self.status = *status;
                 true
             }
             Err(_) => {
-                self.push(Event::StorageFailed);
+                self.push_storage_failed();
                 false
             }
         }
@@ -958,7 +979,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                     .write_setting(setting::DEVICE_KEY, &self.key.0)
                     .is_err()
                 {
-                    self.push(Event::StorageFailed);
+                    self.push_storage_failed();
                     return;
                 }
                 self.registration = None;
@@ -1044,7 +1065,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             return;
         }
         if self.boot.confirm().is_err() {
-            self.push(Event::StorageFailed);
+            self.push_storage_failed();
             return;
         }
         self.refresh_status();
@@ -1065,7 +1086,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 Phase::Trial => {
                     // Never confirm an aborted job: the next boot reverts it.
                     if self.boot.report_failure().is_err() {
-                        self.push(Event::StorageFailed);
+                        self.push_storage_failed();
                     }
                     self.refresh_status();
                     self.set_outcome(JobOutcome::Cancelled);
@@ -1098,7 +1119,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
     fn persist(&mut self) -> bool {
         let bytes = JobRecord::encode(self.job.as_ref().map(|job| &job.record));
         if self.store.store_job_record(&bytes).is_err() {
-            self.push(Event::StorageFailed);
+            self.push_storage_failed();
             return false;
         }
         true
@@ -1110,7 +1131,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             .store_job_record(&JobRecord::encode(None))
             .is_err()
         {
-            self.push(Event::StorageFailed);
+            self.push_storage_failed();
         }
     }
 
@@ -1128,14 +1149,14 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
 
     fn discard_staged(&mut self) {
         if self.store.discard_pending().is_err() {
-            self.push(Event::StorageFailed);
+            self.push_storage_failed();
         }
         let staging = self
             .job
             .as_ref()
             .is_some_and(|job| job.record.has_flag(FLAG_STAGING));
         if staging && self.boot.cancel_staging().is_err() {
-            self.push(Event::StorageFailed);
+            self.push_storage_failed();
         }
         self.refresh_status();
     }

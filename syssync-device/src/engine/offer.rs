@@ -104,11 +104,10 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                         .is_some_and(|image| image.sha256 == file.sha256 && image.size == file.size)
                 }
                 FileKind::Plain => {
-                    let installed = self
-                        .store
-                        .find(file.name.as_str())
-                        .map_err(|_| RejectReason::TOO_LARGE)?;
-                    match installed {
+                    // Matched by reference, because moving the file info
+                    // out of the result copies each field.
+                    let installed = self.store.find(file.name.as_str());
+                    match installed.as_ref().map_err(|_| RejectReason::TOO_LARGE)? {
                         Some(info) if info.sha256 == file.sha256 && info.size == file.size => true,
                         Some(_) => {
                             plain_space += u64::from(self.store.space_needed(file.size));
@@ -177,7 +176,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             )
         });
         if stored.is_err() {
-            self.push(Event::StorageFailed);
+            self.push_storage_failed();
             self.side_report = Some(JobReport {
                 job: offer.job,
                 outcome: JobOutcome::Failed(FailureCode::FLASH_WRITE),

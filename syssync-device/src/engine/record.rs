@@ -25,6 +25,7 @@
 use syssync_proto::message::JobOutcome;
 use syssync_proto::{FailureCode, JobId, RejectReason, RevertReason};
 
+use crate::put;
 use crate::store::JOB_RECORD_LEN;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,7 +95,7 @@ impl JobRecord {
         let Some(record) = record else {
             return out;
         };
-        out[0..4].copy_from_slice(&record.job.0.to_le_bytes());
+        put(&mut out, 0, &record.job.0.to_le_bytes());
         out[4] = match record.phase {
             Phase::Downloading => 1,
             Phase::Committing => 2,
@@ -103,10 +104,10 @@ impl JobRecord {
             Phase::Reporting => 5,
         };
         out[5] = record.file;
-        out[6..10].copy_from_slice(&record.offset.to_le_bytes());
-        out[10..12].copy_from_slice(&record.done.to_le_bytes());
-        out[12..14].copy_from_slice(&record.fetch.to_le_bytes());
-        out[14..18].copy_from_slice(&record.bytes_done.to_le_bytes());
+        put(&mut out, 6, &record.offset.to_le_bytes());
+        put(&mut out, 10, &record.done.to_le_bytes());
+        put(&mut out, 12, &record.fetch.to_le_bytes());
+        put(&mut out, 14, &record.bytes_done.to_le_bytes());
         let (kind, code) = match record.outcome {
             None => (0, 0),
             Some(JobOutcome::Installed) => (1, 0),
@@ -116,14 +117,14 @@ impl JobRecord {
             Some(JobOutcome::Cancelled) => (5, 0),
         };
         out[18] = kind;
-        out[19..21].copy_from_slice(&code.to_le_bytes());
+        put(&mut out, 19, &code.to_le_bytes());
         out[21] = record.flags;
         if let Some(relocation) = record.relocation {
             out[22] = 1;
             out[23] = relocation.file;
-            out[24..28].copy_from_slice(&relocation.sector.to_le_bytes());
-            out[28..32].copy_from_slice(&relocation.len.to_le_bytes());
-            out[32..36].copy_from_slice(&relocation.crc.to_le_bytes());
+            put(&mut out, 24, &relocation.sector.to_le_bytes());
+            put(&mut out, 28, &relocation.len.to_le_bytes());
+            put(&mut out, 32, &relocation.crc.to_le_bytes());
         }
         out
     }

@@ -142,7 +142,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             Some(_) => return,
         };
         if self.boot.report_failure().is_err() {
-            self.push(Event::StorageFailed);
+            self.push_storage_failed();
             return;
         }
         self.refresh_status();
