@@ -95,7 +95,7 @@ read -r _ _ device_data device_bss _ < <(sections "$device_elf")
 static_ram=$((device_data + device_bss))
 beyond=$((static_ram - rx - tx))
 echo
-echo "device-side RAM: engine (size_of Option<Engine>) $engine bytes, receive buffer $rx, transmit buffer $tx;"
+echo "device-side RAM: engine (size_of Engine) $engine bytes, receive buffer $rx, transmit buffer $tx;"
 echo "static RAM (.data + .bss) $static_ram bytes, of which $beyond beyond the two frame buffers"
 echo
 echo "goal: device side code <= 32768 bytes: ${code[device-side]} ($(verdict "${code[device-side]}" 32768))"

@@ -235,6 +235,11 @@
 //! signed manifest (up to 1603 bytes) to the latter. NOTE: peak stack use is
 //! estimated from these sizes, not measured.
 //!
+//! A firmware that keeps the engine in a static should start it uninitialised
+//! (`MaybeUninit`, or a crate such as `static_cell`), which puts it in `.bss`.
+//! An `Option<Engine>` that starts as `None` goes in `.data`, and its initial
+//! value then takes the engine's size in flash as well.
+//!
 //! # Panics
 //!
 //! Nothing a peer, a gateway or a flash chip sends makes the engine panic:

@@ -12,6 +12,7 @@
 #![no_main]
 
 use core::hint::black_box;
+use core::mem::MaybeUninit;
 
 use cortex_m_rt::entry;
 use embedded_storage::nor_flash::{ErrorType, NorFlash, NorFlashErrorKind, ReadNorFlash};
@@ -95,8 +96,10 @@ type DeviceEngine = Engine<Boot, NorFileStore<ProbeFlash>, CompactCrypto>;
 
 #[entry]
 fn main() -> ! {
-    // `#[entry]` turns these into `&'static mut` references to statics in `.data` or `.bss`.
-    static mut ENGINE: Option<DeviceEngine> = None;
+    // `#[entry]` turns these into `&'static mut` references to statics. An
+    // uninitialised engine goes in `.bss`: an `Option` holding `None` would
+    // go in `.data` and take its size in flash for the initial value too.
+    static mut ENGINE: MaybeUninit<DeviceEngine> = MaybeUninit::uninit();
     static mut RX: [u8; MAX_FRAME_LEN] = [0; MAX_FRAME_LEN];
     static mut TX: [u8; MAX_FRAME_LEN] = [0; MAX_FRAME_LEN];
 
@@ -120,7 +123,7 @@ fn main() -> ! {
     let Ok(engine) = Engine::new(config, boot, store, CompactCrypto, Instant(0), seed) else {
         loop {}
     };
-    let engine = ENGINE.insert(engine);
+    let engine = ENGINE.write(engine);
 
     let mut now = 0u64;
     // The loop count picks the occasional inputs. It is a `u32`, because a
