@@ -35,6 +35,10 @@ pub trait Crypto {
 
     /// Verifies an Ed25519 signature (RFC 8032, no pre-hash variant) over `message`.
     /// Returns `false` for a malformed key or signature as well as for a wrong one.
+    ///
+    /// The software backends apply the strict checks of `ed25519-dalek`'s
+    /// `verify_strict`, which [`ed25519_strict_checks`] offers to other
+    /// implementations.
     fn verify_ed25519(&self, public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool;
 }
 
@@ -139,8 +143,9 @@ mod rustcrypto {
 #[cfg(feature = "rustcrypto")]
 pub use rustcrypto::RustCrypto;
 
-#[cfg(any(feature = "salty", feature = "compact"))]
 mod strict;
+
+pub use strict::ed25519_strict_checks;
 
 #[cfg(feature = "salty")]
 mod salty_backend;

@@ -6,6 +6,7 @@
 
 use ed25519_dalek::Signer;
 use proptest::prelude::*;
+use syssync_proto::crypto::ed25519_strict_checks;
 use syssync_proto::manifest::{self, SignedManifest, TrustedKey};
 use syssync_proto::{CompactCrypto, Crypto, ManifestError, RustCrypto, SaltyCrypto};
 
@@ -188,6 +189,32 @@ fn non_canonical_s_rejected() {
         assert!(verify(&public, message, &signature), "{name}");
         assert!(!verify(&public, message, &malleated), "{name}");
     }
+}
+
+#[test]
+fn strict_checks_for_other_backends() {
+    // `ed25519_strict_checks` passes a good signature and fails each case
+    // that the strict checks reject, without checking the equation.
+    let message = b"release manifest";
+    let (public, signature) = sign(&[9; 32], message);
+    assert!(ed25519_strict_checks(&public, &signature));
+
+    let mut malleated = signature;
+    add_group_order(&mut malleated);
+    assert!(!ed25519_strict_checks(&public, &malleated));
+
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    assert!(!ed25519_strict_checks(&identity, &signature));
+
+    let mut identity_r = signature;
+    identity_r[..32].copy_from_slice(&identity);
+    assert!(!ed25519_strict_checks(&public, &identity_r));
+
+    // A wrong signature with a valid shape passes: the equation is the
+    // backend's own check.
+    let (_, other) = sign(&[10; 32], message);
+    assert!(ed25519_strict_checks(&public, &other));
 }
 
 #[test]

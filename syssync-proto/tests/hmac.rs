@@ -6,7 +6,7 @@ use hmac::{Hmac, Mac};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use sha2::Sha256;
-use syssync_proto::{Crypto, RustCrypto, SaltyCrypto};
+use syssync_proto::{CompactCrypto, Crypto, RustCrypto, SaltyCrypto};
 
 fn hex32(text: &str) -> [u8; 32] {
     hex::decode(text).unwrap().try_into().unwrap()
@@ -69,6 +69,11 @@ fn hmac_matches_rfc_4231() {
             expected,
             "case {index}"
         );
+        assert_eq!(
+            CompactCrypto.hmac_sha256(key, &[data]),
+            expected,
+            "case {index}"
+        );
         assert_eq!(reference(key, data), expected, "case {index}");
     }
 }
@@ -85,6 +90,7 @@ proptest! {
         let (head, tail) = data.split_at(at);
         prop_assert_eq!(RustCrypto.hmac_sha256(&key, &[head, tail]), expected);
         prop_assert_eq!(SaltyCrypto.hmac_sha256(&key, &[&data]), expected);
+        prop_assert_eq!(CompactCrypto.hmac_sha256(&key, &[&data]), expected);
     }
 
     #[test]

@@ -19,7 +19,7 @@
 
 use sha2::{Digest, Sha256, Sha512};
 
-use super::strict::{has_small_order, is_canonical_scalar, GROUP_ORDER};
+use super::strict::{ed25519_strict_checks, GROUP_ORDER};
 use super::Crypto;
 
 /// SHA-256 from RustCrypto's `sha2` and HMAC-SHA256 over it, like
@@ -27,10 +27,19 @@ use super::Crypto;
 /// this crate, with the same strict checks as `ed25519-dalek`'s
 /// `verify_strict`.
 ///
-/// It is the smallest software backend: the Cortex-M4 size probes of
-/// `benches/footprint` take about 4 KiB less code with it than with
-/// `SaltyCrypto`. It is also slower than `salty`'s
-/// assembly, and `docs/PERFORMANCE.md` has the figures.
+/// It is the smallest software backend when the firmware also names sha2's
+/// `force-soft-compact` feature in its own Cargo.toml, as the Cortex-M4 size
+/// probes of `benches/footprint` do: they take about 4 KiB less code with it
+/// than with `SaltyCrypto`. Without that feature sha2's unrolled SHA-512
+/// (about 10 KB on a Cortex-M4) makes it larger than `SaltyCrypto`, which
+/// brings its own SHA-512.
+///
+/// One verification took 24 million instructions on an emulated Cortex-M4,
+/// against 5.5 million for `SaltyCrypto` with `salty`'s assembly field
+/// arithmetic. On an x86-64 host, where `salty` runs its portable
+/// arithmetic, `CompactCrypto` was the faster of the two (0.5 ms against
+/// 1.5 ms).
+/// `docs/PERFORMANCE.md` has the figures and the commands.
 ///
 /// `tests/ed25519.rs` checks it against the RFC 8032 vectors, Project
 /// Wycheproof's EdDSA vectors, and `ed25519-dalek` on random keys, messages
@@ -61,7 +70,7 @@ fn verify(public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
     let (Some(r), Some(s)) = (signature.first_chunk(), signature.last_chunk()) else {
         return false;
     };
-    if !is_canonical_scalar(s) || has_small_order(public_key) || has_small_order(r) {
+    if !ed25519_strict_checks(public_key, signature) {
         return false;
     }
     let Some(minus_a) = decode_negated(public_key) else {

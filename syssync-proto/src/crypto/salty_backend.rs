@@ -10,7 +10,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::strict::{has_small_order, is_canonical_scalar};
+use super::strict::ed25519_strict_checks;
 use super::Crypto;
 
 /// SHA-256 from RustCrypto's `sha2` and HMAC-SHA256 over it, like
@@ -43,11 +43,7 @@ impl Crypto for SaltyCrypto {
     }
 
     fn verify_ed25519(&self, public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
-        let mut r = [0u8; 32];
-        let mut s = [0u8; 32];
-        r.copy_from_slice(&signature[..32]);
-        s.copy_from_slice(&signature[32..]);
-        if !is_canonical_scalar(&s) || has_small_order(public_key) || has_small_order(&r) {
+        if !ed25519_strict_checks(public_key, signature) {
             return false;
         }
         let Ok(key) = salty::PublicKey::try_from(public_key) else {

@@ -3,6 +3,22 @@
 //! the group order, and neither the public key nor `R` may encode a point of
 //! small order.
 
+/// Applies the checks that `ed25519-dalek`'s `verify_strict` adds to the
+/// RFC 8032 equation, and returns `true` if the signature passes them: its
+/// `s` is below the group order, and neither `public_key` nor its `R`
+/// encodes a point of small order.
+///
+/// Every software backend applies them. A [`Crypto`](super::Crypto)
+/// implementation of its own, such as one over a hardware engine, calls
+/// this before its own verification to accept exactly the signatures that
+/// the software backends accept.
+pub fn ed25519_strict_checks(public_key: &[u8; 32], signature: &[u8; 64]) -> bool {
+    let (Some(r), Some(s)) = (signature.first_chunk(), signature.last_chunk()) else {
+        return false;
+    };
+    is_canonical_scalar(s) && !has_small_order(public_key) && !has_small_order(r)
+}
+
 /// The order of the Ed25519 base point, 2^252 + 27742317777372353535851937790883648493,
 /// little-endian.
 pub(super) const GROUP_ORDER: [u8; 32] = [
@@ -13,7 +29,7 @@ pub(super) const GROUP_ORDER: [u8; 32] = [
 /// Returns `true` if the little-endian scalar is below the group order, as
 /// RFC 8032 section 5.1.7 requires of a signature's `s`. A larger `s` would
 /// let anyone turn a valid signature into a second one.
-pub(super) fn is_canonical_scalar(scalar: &[u8; 32]) -> bool {
+fn is_canonical_scalar(scalar: &[u8; 32]) -> bool {
     for (byte, order) in scalar.iter().zip(GROUP_ORDER.iter()).rev() {
         if byte != order {
             return byte < order;
@@ -72,7 +88,7 @@ const SMALL_ORDER_Y: [[u8; 32]; 7] = [
 ///
 /// Only y = 0 and y = 1 have non-canonical encodings among these points,
 /// because y + p fits in 255 bits only for y < 19.
-pub(super) fn has_small_order(encoding: &[u8; 32]) -> bool {
+fn has_small_order(encoding: &[u8; 32]) -> bool {
     SMALL_ORDER_Y
         .iter()
         .any(|y| encoding[..31] == y[..31] && (encoding[31] & 0x7f) == y[31])

@@ -260,12 +260,14 @@ fn main() -> ! {
         "instruction count of a known loop",
     );
     hprintln!(
-        "instruction counter: {} counted for a loop of 2000002",
-        calibration
+        "instruction counter: {} counted for a loop of 2000002: {} passed, {} failed",
+        calibration,
+        tally.passed,
+        tally.failed
     );
     check_sha256(&mut tally);
     hprintln!(
-        "SHA-256 and HMAC-SHA256: {} passed, {} failed",
+        "plus SHA-256 and HMAC-SHA256: {} passed, {} failed",
         tally.passed,
         tally.failed
     );
