@@ -24,10 +24,14 @@ rustup_bin="$(rustc --print sysroot)/lib/rustlib/$host/bin"
 find_tools() {
     if [[ -x "$rustup_bin/llvm-size" && -x "$rustup_bin/llvm-nm" ]]; then
         size_tool="$rustup_bin/llvm-size"; nm_tool="$rustup_bin/llvm-nm"
+        objdump_tool="$rustup_bin/llvm-objdump"
     elif command -v llvm-size >/dev/null && command -v llvm-nm >/dev/null; then
         size_tool="$(command -v llvm-size)"; nm_tool="$(command -v llvm-nm)"
+        objdump_tool="$(command -v llvm-objdump || true)"
     elif command -v arm-none-eabi-size >/dev/null && command -v arm-none-eabi-nm >/dev/null; then
         size_tool="$(command -v arm-none-eabi-size)"; nm_tool="$(command -v arm-none-eabi-nm)"
+        # The stack bound reads llvm-objdump's listing only.
+        objdump_tool=""
     else
         return 1
     fi
@@ -97,6 +101,18 @@ beyond=$((static_ram - rx - tx))
 echo
 echo "device-side RAM: engine (size_of Engine) $engine bytes, receive buffer $rx, transmit buffer $tx;"
 echo "static RAM (.data + .bss) $static_ram bytes, of which $beyond beyond the two frame buffers"
+echo
+echo "stack from main, at most (an upper bound from the disassembly, interrupt handlers not counted):"
+for program in boot-side boot-side-ed25519 device-side; do
+    if [[ $program == device-side ]]; then elf="$device_elf"; else elf="$target_dir/$program.elf"; fi
+    if [[ -z "$objdump_tool" || ! -x "$objdump_tool" ]]; then
+        echo "  $program: not computed (needs llvm-objdump)"
+    elif bound=$(python3 "$here/footprint/stack_bound.py" "$objdump_tool" "$elf" main 2>&1); then
+        echo "  $program: $(head -n 1 <<<"$bound") bytes, deepest path: $(tail -n 1 <<<"$bound")"
+    else
+        echo "  $program: not computed ($bound)"
+    fi
+done
 echo
 echo "goal: device side code <= 32768 bytes: ${code[device-side]} ($(verdict "${code[device-side]}" 32768))"
 echo "goal: device side static RAM beyond the frame buffers <= 4096 bytes: $beyond ($(verdict "$beyond" 4096))"
