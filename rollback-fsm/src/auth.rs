@@ -90,8 +90,11 @@ impl<C: syssync_proto::Crypto> ImageAuthenticator for ManifestAuthenticator<'_, 
     fn authenticate(&self, descriptor: &ImageDescriptor, evidence: &[u8]) -> Result<(), AuthError> {
         let signed = syssync_proto::SignedManifest::decode(evidence)
             .map_err(|_| AuthError::MalformedEvidence)?;
-        let manifest = signed
-            .verify(&self.crypto, self.trusted)
+        // Decoded in place: a manifest returned by value was copied several
+        // times on the stack.
+        let mut manifest = syssync_proto::Manifest::empty();
+        signed
+            .verify_into(&self.crypto, self.trusted, &mut manifest)
             .map_err(|error| match error {
                 syssync_proto::ManifestError::BadSignature
                 | syssync_proto::ManifestError::UnknownKey(_) => AuthError::InvalidSignature,

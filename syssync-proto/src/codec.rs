@@ -301,17 +301,16 @@ fn version(reader: &mut Reader<'_>) -> Version {
     }
 }
 
-/// Decodes a whole manifest body (without the checks of [`Manifest::validate`]).
-pub(crate) fn decode_manifest(body: &[u8]) -> Result<Manifest, BodyError> {
+/// Decodes a whole manifest body into `manifest` (without the checks of
+/// [`Manifest::validate`]).
+pub(crate) fn decode_manifest(body: &[u8], manifest: &mut Manifest) -> Result<(), BodyError> {
     let mut reader = Reader::new(body);
-    let mut manifest = Manifest {
-        target: reader.name(),
-        version: version(&mut reader),
-        security_counter: reader.u32(),
-        expires_at: reader.u64(),
-        files: heapless::Vec::new(),
-        remove: heapless::Vec::new(),
-    };
+    manifest.target = reader.name();
+    manifest.version = version(&mut reader);
+    manifest.security_counter = reader.u32();
+    manifest.expires_at = reader.u64();
+    manifest.files.clear();
+    manifest.remove.clear();
     // Like heapless' serde support, a list one element longer than its
     // capacity fails only after that element has decoded. No list is read
     // past that element, nor past a failed read.
@@ -352,8 +351,7 @@ pub(crate) fn decode_manifest(body: &[u8]) -> Result<Manifest, BodyError> {
             break;
         }
     }
-    reader.finish()?;
-    Ok(manifest)
+    reader.finish()
 }
 
 /// Decodes a key id, a borrowed body and a signature, as they appear in a

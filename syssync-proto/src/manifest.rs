@@ -99,12 +99,43 @@ impl Manifest {
 
     /// Decodes and validates a manifest body.
     pub fn decode(body: &[u8]) -> Result<Self, ManifestError> {
+        let mut manifest = Self::empty();
+        manifest.decode_from(body)?;
+        Ok(manifest)
+    }
+
+    /// Returns a manifest with no target, files or removals, for
+    /// [`decode_from`](Self::decode_from) and
+    /// [`SignedManifest::verify_into`] to fill.
+    pub const fn empty() -> Self {
+        Self {
+            target: heapless::String::new(),
+            version: Version {
+                major: 0,
+                minor: 0,
+                patch: 0,
+                build: 0,
+            },
+            security_counter: 0,
+            expires_at: 0,
+            files: heapless::Vec::new(),
+            remove: heapless::Vec::new(),
+        }
+    }
+
+    /// Decodes and validates a manifest body into `self`, as
+    /// [`decode`](Self::decode) does, without moving a manifest through
+    /// the return value. A manifest is about 1.5 KiB, and on a
+    /// microcontroller each such move can take another copy on the stack.
+    ///
+    /// On an error `self` holds whatever was decoded before it: do not use
+    /// it.
+    pub fn decode_from(&mut self, body: &[u8]) -> Result<(), ManifestError> {
         if body.len() > MAX_MANIFEST_LEN {
             return Err(ManifestError::TooLong);
         }
-        let manifest = crate::codec::decode_manifest(body)?;
-        manifest.validate()?;
-        Ok(manifest)
+        crate::codec::decode_manifest(body, self)?;
+        self.validate()
     }
 }
 
@@ -169,6 +200,24 @@ impl SignedManifest<'_> {
         crypto: &C,
         trusted: &[TrustedKey],
     ) -> Result<Manifest, ManifestError> {
+        let mut manifest = Manifest::empty();
+        self.verify_into(crypto, trusted, &mut manifest)?;
+        Ok(manifest)
+    }
+
+    /// Does what [`verify`](Self::verify) does, and decodes the body into
+    /// `manifest` instead of returning it, which keeps the stack of a
+    /// bootloader or device small (see [`Manifest::decode_from`]).
+    ///
+    /// On an error `manifest` is left unchanged if the signature failed,
+    /// and holds whatever was decoded before the error otherwise: do not
+    /// use it.
+    pub fn verify_into<C: Crypto + ?Sized>(
+        &self,
+        crypto: &C,
+        trusted: &[TrustedKey],
+        manifest: &mut Manifest,
+    ) -> Result<(), ManifestError> {
         let key = trusted
             .iter()
             .find(|key| key.id == self.key_id)
@@ -180,7 +229,7 @@ impl SignedManifest<'_> {
         if !crypto.verify_ed25519(&key.public_key, &message, &self.signature.0) {
             return Err(ManifestError::BadSignature);
         }
-        Manifest::decode(self.body)
+        manifest.decode_from(self.body)
     }
 }
 

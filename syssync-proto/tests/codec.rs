@@ -111,6 +111,10 @@ fn check_server_body(kind: MessageType, body: &[u8]) {
 /// Checks the manifest decoder, and the signed manifest decoder, against serde.
 fn check_manifest_body(body: &[u8]) {
     assert_eq!(Manifest::decode(body), serde_manifest(body), "{body:02x?}");
+    // Decoding in place over another manifest gives the same result.
+    let mut reused = example_manifest();
+    let in_place = reused.decode_from(body).map(|()| reused);
+    assert_eq!(in_place, Manifest::decode(body), "{body:02x?}");
     let signed = SignedManifest::decode(body);
     let reference = if body.len() > syssync_proto::manifest::MAX_SIGNED_MANIFEST_LEN {
         Err(ManifestError::TooLong)
@@ -456,4 +460,33 @@ fn refusal_without_tag_decodes_like_serde() {
             "length {len}"
         );
     }
+}
+
+#[test]
+fn verify_into_matches_verify() {
+    let body = manifest_body();
+    let signed = SignedManifest {
+        key_id: 1,
+        body: &body,
+        signature: syssync_proto::manifest::sign(&body, &RELEASE_SECRET),
+    };
+    let trusted = [syssync_proto::TrustedKey {
+        id: 1,
+        public_key: syssync_proto::manifest::public_key(&RELEASE_SECRET),
+    }];
+    let mut into = Manifest::empty();
+    assert_eq!(signed.verify_into(&RustCrypto, &trusted, &mut into), Ok(()));
+    assert_eq!(Ok(into), signed.verify(&RustCrypto, &trusted));
+
+    // A bad signature leaves the manifest as it was.
+    let forged = SignedManifest {
+        signature: syssync_proto::Signature([7; 64]),
+        ..signed
+    };
+    let mut untouched = Manifest::empty();
+    assert_eq!(
+        forged.verify_into(&RustCrypto, &trusted, &mut untouched),
+        Err(ManifestError::BadSignature)
+    );
+    assert_eq!(untouched, Manifest::empty());
 }
