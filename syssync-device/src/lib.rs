@@ -235,8 +235,8 @@
 //! signed manifest (up to 1603 bytes) to the latter. Copies of the decoded
 //! manifest make the stack deeper than these sizes suggest: in the
 //! Cortex-M4 size probe of `benches/footprint`, an upper bound computed from
-//! the disassembly is 25,756 bytes from `main`, reached while
-//! [`Engine::new`] restores a job and checks its manifest's signature
+//! the disassembly is 22,956 bytes from `main`, reached while
+//! [`poll_transmit`](Engine::poll_transmit) hashes the inventory
 //! (`bash benches/footprint.sh` prints the path).
 //!
 //! A firmware that keeps the engine in a static should start it uninitialised
