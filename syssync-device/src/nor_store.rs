@@ -685,20 +685,25 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
 
     fn file(&mut self, index: usize) -> Result<Option<FileInfo>, StoreError<F::Error>> {
         let mut seen = 0;
-        let entry = self.find_entry(&mut |entry| {
+        let found = self.find_entry(&mut |entry| {
             if entry.state != STATE_COMMITTED {
                 return false;
             }
             seen += 1;
             seen > index
-        })?;
-        Ok(entry.map(|entry| entry.info()))
+        });
+        // Borrowed, because moving the entry out of the result copies it.
+        match found {
+            Ok(ref entry) => Ok(entry.as_ref().map(Entry::info)),
+            Err(error) => Err(error),
+        }
     }
 
     fn find(&mut self, name: &str) -> Result<Option<FileInfo>, StoreError<F::Error>> {
-        Ok(self
-            .find_entry(&mut |entry| entry.state == STATE_COMMITTED && entry.name == name)?
-            .map(|entry| entry.info()))
+        match self.find_entry(&mut |entry| entry.state == STATE_COMMITTED && entry.name == name) {
+            Ok(ref entry) => Ok(entry.as_ref().map(Entry::info)),
+            Err(error) => Err(error),
+        }
     }
 
     fn read(
@@ -743,9 +748,9 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
         size: u32,
     ) -> Result<PendingFile, StoreError<F::Error>> {
         let name = valid_name(name).ok_or(StoreError::InvalidArgument)?;
-        if let Some(entry) =
-            self.find_entry(&mut |entry| entry.state == STATE_PENDING && entry.name == name)?
-        {
+        let found =
+            self.find_entry(&mut |entry| entry.state == STATE_PENDING && entry.name == name);
+        if let Some(entry) = found? {
             if entry.size == size {
                 return Ok(PendingFile {
                     first: entry.first,
@@ -753,8 +758,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
                     size,
                 });
             }
-            let stale = entry.clone();
-            self.rewrite(&mut |kept| (*kept != stale).then(|| kept.clone()), None)?;
+            self.rewrite(&mut |kept| (*kept != entry).then(|| kept.clone()), None)?;
         }
         let needed = size.div_ceil(self.erase);
         let used = self.used_sectors()?;
@@ -794,13 +798,14 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
     }
 
     fn find_pending(&mut self, name: &str) -> Result<Option<PendingFile>, StoreError<F::Error>> {
-        Ok(self
-            .find_entry(&mut |entry| entry.state == STATE_PENDING && entry.name == name)?
-            .map(|entry| PendingFile {
+        match self.find_entry(&mut |entry| entry.state == STATE_PENDING && entry.name == name) {
+            Ok(ref entry) => Ok(entry.as_ref().map(|entry| PendingFile {
                 first: entry.first,
                 sectors: entry.sectors,
                 size: entry.size,
-            }))
+            })),
+            Err(error) => Err(error),
+        }
     }
 
     fn erase_pending(
