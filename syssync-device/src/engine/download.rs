@@ -158,9 +158,12 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         match file.kind {
             FileKind::Application => {
                 if !job.staging_begun {
-                    let image = self.staged_image(manifest).ok_or(Fault)?;
                     let id = job.record.job;
-                    self.begin_staging(id, &image)?;
+                    // Borrowed, because moving the image out of the option copies it.
+                    let Some(ref image) = self.staged_image(manifest) else {
+                        return Err(Fault);
+                    };
+                    self.begin_staging(id, image)?;
                     let job = self.job.as_mut().ok_or(Fault)?;
                     job.staging_begun = true;
                     if !job.record.has_flag(FLAG_STAGING) {
