@@ -567,8 +567,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                     refusal,
                 )));
                 self.outstanding = None;
-                let advice = u64::from(refusal.retry_after_s).saturating_mul(1000);
-                let delay = advice.clamp(self.config.retry_initial_ms, self.config.retry_max_ms);
+                let delay = self.config.retry_delay_ms(refusal.retry_after_s);
                 self.retry_at = now + Duration(delay);
             }
             Err(error) => self.push(Event::FrameRejected(error)),
@@ -1034,8 +1033,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 self.retry_at = now;
             }
             RefusalCode::BUSY => {
-                let advice = u64::from(refusal.retry_after_s).saturating_mul(1000);
-                let delay = advice.clamp(self.config.retry_initial_ms, self.config.retry_max_ms);
+                let delay = self.config.retry_delay_ms(refusal.retry_after_s);
                 self.retry_at = now + Duration(delay);
             }
             RefusalCode::UNKNOWN_JOB | RefusalCode::JOB_NOT_ACTIVE => {
