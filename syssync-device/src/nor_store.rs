@@ -500,9 +500,14 @@ impl<F: NorFlash> NorFileStore<F> {
         Ok(None)
     }
 
-    /// Marks the data sectors in use; returns the bitmap.
-    fn used_sectors(&mut self) -> Result<[u8; MAX_DATA_SECTORS / 8], StoreError<F::Error>> {
-        let mut used = [0u8; MAX_DATA_SECTORS / 8];
+    /// Sets the bit of each data sector in use in `used`, which holds zeros.
+    ///
+    /// The bitmap is the caller's, because returning it in a `Result`
+    /// copies it once more.
+    fn used_sectors(
+        &mut self,
+        used: &mut [u8; MAX_DATA_SECTORS / 8],
+    ) -> Result<(), StoreError<F::Error>> {
         let data_sectors = self.data_sectors;
         self.find_entry(&mut |entry| {
             let end = (u32::from(entry.first) + u32::from(entry.sectors)).min(data_sectors);
@@ -511,7 +516,7 @@ impl<F: NorFlash> NorFileStore<F> {
             }
             false
         })?;
-        Ok(used)
+        Ok(())
     }
 
     fn pending_entry(&mut self, file: PendingFile) -> Result<Entry, StoreError<F::Error>> {
@@ -725,7 +730,8 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
     }
 
     fn free_space(&mut self) -> Result<u32, StoreError<F::Error>> {
-        let used = self.used_sectors()?;
+        let mut used = [0u8; MAX_DATA_SECTORS / 8];
+        self.used_sectors(&mut used)?;
         let used_count: u32 = used.iter().map(|byte| byte.count_ones()).sum();
         Ok(self.data_sectors.saturating_sub(used_count) * self.erase)
     }
@@ -761,7 +767,8 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
             self.rewrite(&mut |kept| (*kept != entry).then(|| kept.clone()), None)?;
         }
         let needed = size.div_ceil(self.erase);
-        let used = self.used_sectors()?;
+        let mut used = [0u8; MAX_DATA_SECTORS / 8];
+        self.used_sectors(&mut used)?;
         let is_used = |sector: u32| used[sector as usize / 8] & (1 << (sector % 8)) != 0;
         let mut first = None;
         let mut run = 0u32;
