@@ -551,10 +551,15 @@ impl<F: NorFlash> NorFileStore<F> {
         self.log_area / SLOT_LEN as u32
     }
 
-    fn read_slot(&mut self, area: u8, slot: u32) -> Result<[u8; SLOT_LEN], StoreError<F::Error>> {
-        let mut bytes = [0u8; SLOT_LEN];
-        self.read_bytes(self.log_start(area) + slot * SLOT_LEN as u32, &mut bytes)?;
-        Ok(bytes)
+    // The buffer is the caller's, because returning it in a `Result` copies
+    // it once more.
+    fn read_slot(
+        &mut self,
+        area: u8,
+        slot: u32,
+        bytes: &mut [u8; SLOT_LEN],
+    ) -> Result<(), StoreError<F::Error>> {
+        self.read_bytes(self.log_start(area) + slot * SLOT_LEN as u32, bytes)
     }
 
     fn valid_slot(bytes: &[u8; SLOT_LEN]) -> Option<u32> {
@@ -584,9 +589,10 @@ impl<F: NorFlash> NorFileStore<F> {
         let mut best: Option<(u32, u8, u32)> = None;
         let mut last_used = [None::<u32>; 2];
         let mut invalid = 0u32;
+        let mut bytes = [0u8; SLOT_LEN];
         for area in 0..2u8 {
             for slot in 0..self.slots_per_area() {
-                let bytes = self.read_slot(area, slot)?;
+                self.read_slot(area, slot, &mut bytes)?;
                 if bytes.iter().any(|byte| *byte != 0xFF) {
                     last_used[usize::from(area)] = Some(slot);
                 }
@@ -911,7 +917,8 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
         let Some((area, slot)) = latest else {
             return Ok(false);
         };
-        let bytes = self.read_slot(area, slot)?;
+        let mut bytes = [0u8; SLOT_LEN];
+        self.read_slot(area, slot, &mut bytes)?;
         if Self::valid_slot(&bytes).is_none() {
             return Ok(false);
         }
