@@ -437,10 +437,13 @@ impl<F: NorFlash> NorFileStore<F> {
         let mut digest = CRC.digest();
         let mut count: u16 = 0;
         for index in 0..usize::from(directory.count) {
-            let Some(entry) = self.entry(directory, index)? else {
-                continue;
+            // Borrowed, because moving the entry out of the result copies it.
+            let kept = match self.entry(directory, index) {
+                Ok(Some(ref entry)) => keep(entry),
+                Ok(None) => None,
+                Err(error) => return Err(error),
             };
-            if let Some(kept) = keep(&entry) {
+            if let Some(kept) = kept {
                 let bytes = kept.encode();
                 digest.update(&bytes);
                 writer.push(self, &bytes)?;
@@ -491,10 +494,13 @@ impl<F: NorFlash> NorFileStore<F> {
     ) -> Result<Option<Entry>, StoreError<F::Error>> {
         let directory = self.directory()?;
         for index in 0..usize::from(directory.count) {
-            if let Some(entry) = self.entry(directory, index)? {
-                if matches(&entry) {
-                    return Ok(Some(entry));
-                }
+            // Returned whole, because moving the entry out of the result
+            // and into a new one copies it twice.
+            let found = self.entry(directory, index);
+            match &found {
+                Ok(Some(entry)) if !matches(entry) => {}
+                Ok(None) => {}
+                Ok(Some(_)) | Err(_) => return found,
             }
         }
         Ok(None)
