@@ -525,15 +525,6 @@ impl<F: NorFlash> NorFileStore<F> {
         Ok(())
     }
 
-    fn pending_entry(&mut self, file: PendingFile) -> Result<Entry, StoreError<F::Error>> {
-        self.find_entry(&mut |entry| {
-            entry.state == STATE_PENDING
-                && entry.first == file.first
-                && entry.sectors == file.sectors
-        })?
-        .ok_or(StoreError::NotFound)
-    }
-
     fn pending_address(
         &self,
         file: PendingFile,
@@ -864,7 +855,17 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
         file: PendingFile,
         sha256: &Sha256Digest,
     ) -> Result<(), StoreError<F::Error>> {
-        let pending = self.pending_entry(file)?;
+        // Borrowed, because moving the entry out of the result copies it.
+        let found = self.find_entry(&mut |entry| {
+            entry.state == STATE_PENDING
+                && entry.first == file.first
+                && entry.sectors == file.sectors
+        });
+        let pending = match found {
+            Ok(Some(ref entry)) => entry,
+            Ok(None) => return Err(StoreError::NotFound),
+            Err(error) => return Err(error),
+        };
         let committed_count = self.file_count()?;
         let replaces = self.find(pending.name.as_str())?.is_some();
         if !replaces && committed_count >= MAX_FILES {
@@ -872,7 +873,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
         }
         self.rewrite(
             &mut |entry| {
-                if *entry == pending {
+                if entry == pending {
                     Some(Entry {
                         state: STATE_COMMITTED,
                         sha256: *sha256,
