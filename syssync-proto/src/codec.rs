@@ -20,7 +20,7 @@
 //! - Strings and byte slices are a length followed by the bytes.
 
 use crate::crypto::Sha256Hasher;
-use crate::error::{BodyError, EncodeError};
+use crate::error::{BodyError, EncodeError, ManifestError};
 use crate::limits::{MAX_CHUNK_LEN, MAX_INVENTORY_FILES, MAX_MANIFEST_LEN};
 use crate::manifest::{FileKind, Manifest, ManifestFile, SignedManifest};
 use crate::message::{Cancel, Confirm, Idle, JobOffer, MessageType, Refusal};
@@ -301,8 +301,11 @@ fn version(reader: &mut Reader<'_>) -> Version {
     }
 }
 
-/// Decodes a whole manifest body (without the checks of [`Manifest::validate`]).
-pub(crate) fn decode_manifest(body: &[u8]) -> Result<Manifest, BodyError> {
+/// Decodes a whole manifest body and checks it with [`Manifest::validate`].
+///
+/// Both happen here so that the manifest is built once in the result and
+/// not moved through a second one.
+pub(crate) fn decode_manifest(body: &[u8]) -> Result<Manifest, ManifestError> {
     let mut reader = Reader::new(body);
     let mut manifest = Manifest {
         target: reader.name(),
@@ -353,6 +356,7 @@ pub(crate) fn decode_manifest(body: &[u8]) -> Result<Manifest, BodyError> {
         }
     }
     reader.finish()?;
+    manifest.validate()?;
     Ok(manifest)
 }
 
