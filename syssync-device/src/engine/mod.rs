@@ -834,7 +834,9 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 return digest;
             }
         }
-        let (inventory, clean) = self.read_inventory();
+        // Bound by reference, because moving the inventory out of the
+        // tuple copies its 2.4 KiB.
+        let (ref inventory, clean) = self.read_inventory();
         let digest = inventory.digest(&self.crypto);
         // Keep only a digest read without storage faults, outside a job.
         self.inventory_digest = (self.job.is_none() && clean).then_some(digest);
