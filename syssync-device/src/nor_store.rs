@@ -506,7 +506,8 @@ impl<F: NorFlash> NorFileStore<F> {
         Ok(None)
     }
 
-    /// Sets the bit of each data sector in use in `used`, which holds zeros.
+    /// Sets the bit of each data sector in use in `used`, which must be all
+    /// zeros on entry.
     ///
     /// The bitmap is the caller's, because returning it in a `Result`
     /// copies it once more.
