@@ -254,13 +254,16 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> AppSide<S, T, G> {
         }
         let mut result = self.log.load(&mut self.state_flash);
         let loaded = result.as_mut().map_err(|error| *error)?;
-        let next = app_begin_staging(&loaded.record, descriptor, &self.policy)?;
+        // Here and in the requests below, the new record is borrowed from
+        // its result as well, for the same reason.
+        let next = app_begin_staging(&loaded.record, descriptor, &self.policy);
+        let next = next.as_ref().map_err(|error| *error)?;
         if descriptor.size > self.evidence_offset {
             return Err(RequestError::InvalidDescriptor(Rejection::Size).into());
         }
         self.session = None;
         self.write_evidence(evidence)?;
-        self.log.append(&mut self.state_flash, loaded, &next)?;
+        self.log.append(&mut self.state_flash, loaded, next)?;
         self.session = Some(StagingSession {
             descriptor: *descriptor,
             erased_until: 0,
@@ -385,9 +388,10 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> AppSide<S, T, G> {
     pub fn request_install(&mut self) -> Result<(), AppError> {
         let mut result = self.log.load(&mut self.state_flash);
         let loaded = result.as_mut().map_err(|error| *error)?;
-        let next = app_request_install(&loaded.record)?;
-        if next != loaded.record {
-            self.log.append(&mut self.state_flash, loaded, &next)?;
+        let next = app_request_install(&loaded.record);
+        let next = next.as_ref().map_err(|error| *error)?;
+        if *next != loaded.record {
+            self.log.append(&mut self.state_flash, loaded, next)?;
         }
         self.session = None;
         Ok(())
@@ -400,8 +404,11 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> AppSide<S, T, G> {
     pub fn confirm(&mut self) -> Result<(), AppError> {
         let mut result = self.log.load(&mut self.state_flash);
         let loaded = result.as_mut().map_err(|error| *error)?;
-        if let Some(next) = app_confirm(&loaded.record)? {
-            self.log.append(&mut self.state_flash, loaded, &next)?;
+        if let Some(next) = app_confirm(&loaded.record)
+            .as_ref()
+            .map_err(|error| *error)?
+        {
+            self.log.append(&mut self.state_flash, loaded, next)?;
         }
         Ok(())
     }
@@ -410,8 +417,9 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> AppSide<S, T, G> {
     pub fn report_failure(&mut self) -> Result<(), AppError> {
         let mut result = self.log.load(&mut self.state_flash);
         let loaded = result.as_mut().map_err(|error| *error)?;
-        let next = app_report_failure(&loaded.record)?;
-        self.log.append(&mut self.state_flash, loaded, &next)?;
+        let next = app_report_failure(&loaded.record);
+        let next = next.as_ref().map_err(|error| *error)?;
+        self.log.append(&mut self.state_flash, loaded, next)?;
         Ok(())
     }
 

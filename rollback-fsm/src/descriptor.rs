@@ -138,12 +138,30 @@ impl ImageDescriptor {
     pub(crate) fn write_to(&self, out: &mut [u8]) {
         out[0..4].copy_from_slice(&self.size.to_le_bytes());
         out[4..36].copy_from_slice(&self.sha256);
-        out[36..40].copy_from_slice(&self.security_counter.to_le_bytes());
-        out[40..42].copy_from_slice(&self.version.major.to_le_bytes());
-        out[42..44].copy_from_slice(&self.version.minor.to_le_bytes());
-        out[44..46].copy_from_slice(&self.version.patch.to_le_bytes());
-        out[46..50].copy_from_slice(&self.version.build.to_le_bytes());
-        out[50] = self.target_type.len;
+        // Security counter, version and name length as one array literal:
+        // one range copy instead of six, which are calls at opt-level z.
+        let [counter_0, counter_1, counter_2, counter_3] = self.security_counter.to_le_bytes();
+        let [major_0, major_1] = self.version.major.to_le_bytes();
+        let [minor_0, minor_1] = self.version.minor.to_le_bytes();
+        let [patch_0, patch_1] = self.version.patch.to_le_bytes();
+        let [build_0, build_1, build_2, build_3] = self.version.build.to_le_bytes();
+        out[36..51].copy_from_slice(&[
+            counter_0,
+            counter_1,
+            counter_2,
+            counter_3,
+            major_0,
+            major_1,
+            minor_0,
+            minor_1,
+            patch_0,
+            patch_1,
+            build_0,
+            build_1,
+            build_2,
+            build_3,
+            self.target_type.len,
+        ]);
         out[51..83].copy_from_slice(&self.target_type.bytes);
     }
 

@@ -188,7 +188,60 @@ impl Config {
     }
 
     /// Clamps a server-set interval to `min_interval_s..=max_interval_s`.
+    ///
+    /// A configuration that fails [`validate`](Self::validate) with
+    /// `min_interval_s > max_interval_s` gets `max_interval_s`, where
+    /// `u32::clamp` would panic.
     pub fn clamp_interval(&self, interval_s: u32) -> u32 {
-        interval_s.clamp(self.min_interval_s, self.max_interval_s)
+        interval_s.max(self.min_interval_s).min(self.max_interval_s)
+    }
+
+    /// Returns a server's retry advice of `retry_after_s` seconds in
+    /// milliseconds, clamped to `retry_initial_ms..=retry_max_ms` in the same
+    /// way as [`clamp_interval`](Self::clamp_interval).
+    pub(crate) fn retry_delay_ms(&self, retry_after_s: u32) -> u64 {
+        u64::from(retry_after_s)
+            .saturating_mul(1000)
+            .max(self.retry_initial_ms)
+            .min(self.retry_max_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Config;
+    use syssync_proto::TrustedKey;
+
+    fn default_config() -> Config {
+        // Cannot fail: one key and the default fields pass `validate`.
+        Config::new(&[TrustedKey {
+            id: 1,
+            public_key: [0x5a; 32],
+        }])
+        .unwrap()
+    }
+
+    #[test]
+    fn clamps_without_panic() {
+        // Proves both clamps keep their bounds, and that bounds out of order
+        // (a configuration that `validate` rejects) give the upper bound
+        // instead of a panic.
+        let config = default_config();
+        assert_eq!(config.clamp_interval(1), 60);
+        assert_eq!(config.clamp_interval(1_000), 1_000);
+        assert_eq!(config.clamp_interval(u32::MAX), 86_400);
+        assert_eq!(config.retry_delay_ms(0), config.retry_initial_ms);
+        assert_eq!(config.retry_delay_ms(7), 7_000);
+        assert_eq!(config.retry_delay_ms(u32::MAX), 300_000);
+
+        let unordered = Config {
+            min_interval_s: 100,
+            max_interval_s: 50,
+            retry_initial_ms: 9_000,
+            retry_max_ms: 1_000,
+            ..default_config()
+        };
+        assert_eq!(unordered.clamp_interval(70), 50);
+        assert_eq!(unordered.retry_delay_ms(5), 1_000);
     }
 }

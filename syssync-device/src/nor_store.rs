@@ -437,10 +437,13 @@ impl<F: NorFlash> NorFileStore<F> {
         let mut digest = CRC.digest();
         let mut count: u16 = 0;
         for index in 0..usize::from(directory.count) {
-            let Some(entry) = self.entry(directory, index)? else {
-                continue;
+            // Borrowed, because moving the entry out of the result copies it.
+            let kept = match self.entry(directory, index) {
+                Ok(Some(ref entry)) => keep(entry),
+                Ok(None) => None,
+                Err(error) => return Err(error),
             };
-            if let Some(kept) = keep(&entry) {
+            if let Some(kept) = kept {
                 let bytes = kept.encode();
                 digest.update(&bytes);
                 writer.push(self, &bytes)?;
@@ -491,18 +494,27 @@ impl<F: NorFlash> NorFileStore<F> {
     ) -> Result<Option<Entry>, StoreError<F::Error>> {
         let directory = self.directory()?;
         for index in 0..usize::from(directory.count) {
-            if let Some(entry) = self.entry(directory, index)? {
-                if matches(&entry) {
-                    return Ok(Some(entry));
-                }
+            // Returned whole, because moving the entry out of the result
+            // and into a new one copies it twice.
+            let found = self.entry(directory, index);
+            match &found {
+                Ok(Some(entry)) if !matches(entry) => {}
+                Ok(None) => {}
+                Ok(Some(_)) | Err(_) => return found,
             }
         }
         Ok(None)
     }
 
-    /// Marks the data sectors in use; returns the bitmap.
-    fn used_sectors(&mut self) -> Result<[u8; MAX_DATA_SECTORS / 8], StoreError<F::Error>> {
-        let mut used = [0u8; MAX_DATA_SECTORS / 8];
+    /// Sets the bit of each data sector in use in `used`, which must be all
+    /// zeros on entry.
+    ///
+    /// The bitmap is the caller's, because returning it in a `Result`
+    /// copies it once more.
+    fn used_sectors(
+        &mut self,
+        used: &mut [u8; MAX_DATA_SECTORS / 8],
+    ) -> Result<(), StoreError<F::Error>> {
         let data_sectors = self.data_sectors;
         self.find_entry(&mut |entry| {
             let end = (u32::from(entry.first) + u32::from(entry.sectors)).min(data_sectors);
@@ -511,16 +523,7 @@ impl<F: NorFlash> NorFileStore<F> {
             }
             false
         })?;
-        Ok(used)
-    }
-
-    fn pending_entry(&mut self, file: PendingFile) -> Result<Entry, StoreError<F::Error>> {
-        self.find_entry(&mut |entry| {
-            entry.state == STATE_PENDING
-                && entry.first == file.first
-                && entry.sectors == file.sectors
-        })?
-        .ok_or(StoreError::NotFound)
+        Ok(())
     }
 
     fn pending_address(
@@ -546,10 +549,15 @@ impl<F: NorFlash> NorFileStore<F> {
         self.log_area / SLOT_LEN as u32
     }
 
-    fn read_slot(&mut self, area: u8, slot: u32) -> Result<[u8; SLOT_LEN], StoreError<F::Error>> {
-        let mut bytes = [0u8; SLOT_LEN];
-        self.read_bytes(self.log_start(area) + slot * SLOT_LEN as u32, &mut bytes)?;
-        Ok(bytes)
+    // The buffer is the caller's, because returning it in a `Result` copies
+    // it once more.
+    fn read_slot(
+        &mut self,
+        area: u8,
+        slot: u32,
+        bytes: &mut [u8; SLOT_LEN],
+    ) -> Result<(), StoreError<F::Error>> {
+        self.read_bytes(self.log_start(area) + slot * SLOT_LEN as u32, bytes)
     }
 
     fn valid_slot(bytes: &[u8; SLOT_LEN]) -> Option<u32> {
@@ -579,9 +587,10 @@ impl<F: NorFlash> NorFileStore<F> {
         let mut best: Option<(u32, u8, u32)> = None;
         let mut last_used = [None::<u32>; 2];
         let mut invalid = 0u32;
+        let mut bytes = [0u8; SLOT_LEN];
         for area in 0..2u8 {
             for slot in 0..self.slots_per_area() {
-                let bytes = self.read_slot(area, slot)?;
+                self.read_slot(area, slot, &mut bytes)?;
                 if bytes.iter().any(|byte| *byte != 0xFF) {
                     last_used[usize::from(area)] = Some(slot);
                 }
@@ -685,20 +694,25 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
 
     fn file(&mut self, index: usize) -> Result<Option<FileInfo>, StoreError<F::Error>> {
         let mut seen = 0;
-        let entry = self.find_entry(&mut |entry| {
+        let found = self.find_entry(&mut |entry| {
             if entry.state != STATE_COMMITTED {
                 return false;
             }
             seen += 1;
             seen > index
-        })?;
-        Ok(entry.map(|entry| entry.info()))
+        });
+        // Borrowed, because moving the entry out of the result copies it.
+        match found {
+            Ok(ref entry) => Ok(entry.as_ref().map(Entry::info)),
+            Err(error) => Err(error),
+        }
     }
 
     fn find(&mut self, name: &str) -> Result<Option<FileInfo>, StoreError<F::Error>> {
-        Ok(self
-            .find_entry(&mut |entry| entry.state == STATE_COMMITTED && entry.name == name)?
-            .map(|entry| entry.info()))
+        match self.find_entry(&mut |entry| entry.state == STATE_COMMITTED && entry.name == name) {
+            Ok(ref entry) => Ok(entry.as_ref().map(Entry::info)),
+            Err(error) => Err(error),
+        }
     }
 
     fn read(
@@ -720,7 +734,8 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
     }
 
     fn free_space(&mut self) -> Result<u32, StoreError<F::Error>> {
-        let used = self.used_sectors()?;
+        let mut used = [0u8; MAX_DATA_SECTORS / 8];
+        self.used_sectors(&mut used)?;
         let used_count: u32 = used.iter().map(|byte| byte.count_ones()).sum();
         Ok(self.data_sectors.saturating_sub(used_count) * self.erase)
     }
@@ -743,9 +758,9 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
         size: u32,
     ) -> Result<PendingFile, StoreError<F::Error>> {
         let name = valid_name(name).ok_or(StoreError::InvalidArgument)?;
-        if let Some(entry) =
-            self.find_entry(&mut |entry| entry.state == STATE_PENDING && entry.name == name)?
-        {
+        let found =
+            self.find_entry(&mut |entry| entry.state == STATE_PENDING && entry.name == name);
+        if let Some(entry) = found? {
             if entry.size == size {
                 return Ok(PendingFile {
                     first: entry.first,
@@ -753,11 +768,11 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
                     size,
                 });
             }
-            let stale = entry.clone();
-            self.rewrite(&mut |kept| (*kept != stale).then(|| kept.clone()), None)?;
+            self.rewrite(&mut |kept| (*kept != entry).then(|| kept.clone()), None)?;
         }
         let needed = size.div_ceil(self.erase);
-        let used = self.used_sectors()?;
+        let mut used = [0u8; MAX_DATA_SECTORS / 8];
+        self.used_sectors(&mut used)?;
         let is_used = |sector: u32| used[sector as usize / 8] & (1 << (sector % 8)) != 0;
         let mut first = None;
         let mut run = 0u32;
@@ -794,13 +809,14 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
     }
 
     fn find_pending(&mut self, name: &str) -> Result<Option<PendingFile>, StoreError<F::Error>> {
-        Ok(self
-            .find_entry(&mut |entry| entry.state == STATE_PENDING && entry.name == name)?
-            .map(|entry| PendingFile {
+        match self.find_entry(&mut |entry| entry.state == STATE_PENDING && entry.name == name) {
+            Ok(ref entry) => Ok(entry.as_ref().map(|entry| PendingFile {
                 first: entry.first,
                 sectors: entry.sectors,
                 size: entry.size,
-            }))
+            })),
+            Err(error) => Err(error),
+        }
     }
 
     fn erase_pending(
@@ -840,7 +856,17 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
         file: PendingFile,
         sha256: &Sha256Digest,
     ) -> Result<(), StoreError<F::Error>> {
-        let pending = self.pending_entry(file)?;
+        // Borrowed, because moving the entry out of the result copies it.
+        let found = self.find_entry(&mut |entry| {
+            entry.state == STATE_PENDING
+                && entry.first == file.first
+                && entry.sectors == file.sectors
+        });
+        let pending = match found {
+            Ok(Some(ref entry)) => entry,
+            Ok(None) => return Err(StoreError::NotFound),
+            Err(error) => return Err(error),
+        };
         let committed_count = self.file_count()?;
         let replaces = self.find(pending.name.as_str())?.is_some();
         if !replaces && committed_count >= MAX_FILES {
@@ -848,7 +874,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
         }
         self.rewrite(
             &mut |entry| {
-                if *entry == pending {
+                if entry == pending {
                     Some(Entry {
                         state: STATE_COMMITTED,
                         sha256: *sha256,
@@ -899,7 +925,8 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
         let Some((area, slot)) = latest else {
             return Ok(false);
         };
-        let bytes = self.read_slot(area, slot)?;
+        let mut bytes = [0u8; SLOT_LEN];
+        self.read_slot(area, slot, &mut bytes)?;
         if Self::valid_slot(&bytes).is_none() {
             return Ok(false);
         }

@@ -10,7 +10,7 @@
 use embedded_storage::nor_flash::{NorFlash, NorFlashError, NorFlashErrorKind};
 use rollback_fsm::{
     AppError, AppSide, Config, ConfigError, ImageDescriptor, Partition, Phase, Settings,
-    StagedImage as FsmStaged,
+    StagedImage as FsmStaged, Status as FsmStatus,
 };
 use syssync_proto::{RevertReason, SignedManifest, Version, MAX_SIGNED_MANIFEST_LEN};
 
@@ -192,8 +192,13 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> BootControl for RollbackFsmBoot<S, T
         let app = &mut self.app;
         // The status is matched by reference, as in `status`.
         match &app.status() {
-            // The same image after a reset: keep what is staged.
-            Ok(status) if status.staged == FsmStaged::Writing(descriptor) => return Ok(()),
+            // The same image after a reset: keep what is staged. The staged
+            // descriptor is compared in place, because building
+            // `FsmStaged::Writing(descriptor)` to compare with copies it.
+            Ok(FsmStatus {
+                staged: FsmStaged::Writing(staged),
+                ..
+            }) if *staged == descriptor => return Ok(()),
             Ok(_) => {}
             Err(error) => return Err(RollbackFsmError::App(*error)),
         }

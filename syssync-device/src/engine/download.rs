@@ -158,9 +158,12 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         match file.kind {
             FileKind::Application => {
                 if !job.staging_begun {
-                    let image = self.staged_image(manifest).ok_or(Fault)?;
                     let id = job.record.job;
-                    self.begin_staging(id, &image)?;
+                    // Borrowed, because moving the image out of the option copies it.
+                    let Some(ref image) = self.staged_image(manifest) else {
+                        return Err(Fault);
+                    };
+                    self.begin_staging(id, image)?;
                     let job = self.job.as_mut().ok_or(Fault)?;
                     job.staging_begun = true;
                     if !job.record.has_flag(FLAG_STAGING) {
@@ -174,10 +177,11 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 if let Some(handle) = job.pending {
                     return Ok(Dest::File(handle));
                 }
-                let (name, size) = (file.name.clone(), file.size);
+                // `file` borrows `self.job` only, so the store can be called
+                // with the name in place.
                 let handle = self
                     .store
-                    .create_pending(name.as_str(), size)
+                    .create_pending(file.name.as_str(), file.size)
                     .map_err(|_| Fault)?;
                 if let Some(job) = self.job.as_mut() {
                     job.pending = Some(handle);
@@ -480,16 +484,23 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         let result = if cursor < files {
             let file = &manifest.files[cursor];
             let wanted = file.kind == FileKind::Plain && job.record.fetch & (1 << cursor) != 0;
-            let (name, sha256) = (file.name.clone(), file.sha256);
             if wanted {
-                self.commit_file(name.as_str(), &sha256)
+                // `file` borrows `self.job` only, so the store is passed
+                // alone and the name needs no copy.
+                match Self::commit_file(&mut self.store, file.name.as_str(), &file.sha256) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => {
+                        self.fail(FailureCode::FLASH_WRITE);
+                        Err(Fault)
+                    }
+                    Err(Fault) => Err(Fault),
+                }
             } else {
                 Ok(())
             }
         } else if cursor < files + removals {
-            let name = manifest.remove[cursor - files].clone();
             self.store
-                .remove(name.as_str())
+                .remove(manifest.remove[cursor - files].as_str())
                 .map(|_| ())
                 .map_err(|_| Fault)
         } else {
@@ -515,19 +526,22 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         }
     }
 
-    fn commit_file(&mut self, name: &str, sha256: &[u8; 32]) -> Result<(), Fault> {
-        if let Ok(Some(info)) = self.store.find(name) {
+    /// Commits the pending file `name` with digest `sha256`. Returns
+    /// `Ok(true)` once the file is installed with that digest, and
+    /// `Ok(false)` when it is not and no pending file of that name exists.
+    fn commit_file(store: &mut S, name: &str, sha256: &[u8; 32]) -> Result<bool, Fault> {
+        if let Ok(Some(info)) = store.find(name) {
             if info.sha256 == *sha256 {
                 // Committed before a reset that kept the journal one step behind.
-                return Ok(());
+                return Ok(true);
             }
         }
-        match self.store.find_pending(name) {
-            Ok(Some(handle)) => self.store.commit(handle, sha256).map_err(|_| Fault),
-            Ok(None) => {
-                self.fail(FailureCode::FLASH_WRITE);
-                Err(Fault)
-            }
+        match store.find_pending(name) {
+            Ok(Some(handle)) => store
+                .commit(handle, sha256)
+                .map(|()| true)
+                .map_err(|_| Fault),
+            Ok(None) => Ok(false),
             Err(_) => Err(Fault),
         }
     }

@@ -303,14 +303,14 @@ fn read_identity<B: BootControl>(
     }
 }
 
-/// Reads setting `key` of exactly `N` bytes.
-fn read_fixed<B: BootControl, const N: usize>(
-    boot: &mut B,
-    key: u16,
-) -> Result<[u8; N], InitError> {
-    let mut buf = [0u8; N];
-    match read_identity(boot, key, &mut buf, N)? {
-        Some(_) => Ok(buf),
+/// Reads setting `key` of exactly `buf.len()` bytes into `buf`.
+///
+/// One function for every length, filling the caller's buffer, is smaller
+/// than one copy per array length that returns the array in a `Result`.
+fn read_fixed<B: BootControl>(boot: &mut B, key: u16, buf: &mut [u8]) -> Result<(), InitError> {
+    let len = buf.len();
+    match read_identity(boot, key, buf, len)? {
+        Some(_) => Ok(()),
         None => Err(InitError::MissingIdentity(key)),
     }
 }
@@ -342,21 +342,20 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             return Err(InitError::Geometry);
         }
 
-        let device = DeviceId(u64::from_le_bytes(read_fixed::<B, 8>(
-            &mut boot,
-            setting::DEVICE_ID,
-        )?));
+        let mut device_bytes = [0u8; 8];
+        read_fixed(&mut boot, setting::DEVICE_ID, &mut device_bytes)?;
+        let device = DeviceId(u64::from_le_bytes(device_bytes));
         let mut target_bytes = [0u8; 32];
         let target = read_identity(&mut boot, setting::TARGET_TYPE, &mut target_bytes, 1)?
             .and_then(|len| name_from_utf8(&target_bytes[..len]).ok())
             .ok_or(InitError::MissingIdentity(setting::TARGET_TYPE))?;
-        let (key, registration) = match read_fixed::<B, 32>(&mut boot, setting::DEVICE_KEY) {
-            Ok(key) => (DeviceKey(key), None),
+        let mut key_bytes = [0u8; 32];
+        let (key, registration) = match read_fixed(&mut boot, setting::DEVICE_KEY, &mut key_bytes) {
+            Ok(()) => (DeviceKey(key_bytes), None),
             Err(InitError::MissingIdentity(_)) => {
-                let account = AccountId(u64::from_le_bytes(read_fixed::<B, 8>(
-                    &mut boot,
-                    setting::ACCOUNT,
-                )?));
+                let mut account_bytes = [0u8; 8];
+                read_fixed(&mut boot, setting::ACCOUNT, &mut account_bytes)?;
+                let account = AccountId(u64::from_le_bytes(account_bytes));
                 let mut token = [0u8; 64];
                 let len = read_identity(&mut boot, setting::CLAIM_TOKEN, &mut token, 1)?
                     .ok_or(InitError::MissingIdentity(setting::CLAIM_TOKEN))?;
@@ -567,8 +566,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                     refusal,
                 )));
                 self.outstanding = None;
-                let advice = u64::from(refusal.retry_after_s).saturating_mul(1000);
-                let delay = advice.clamp(self.config.retry_initial_ms, self.config.retry_max_ms);
+                let delay = self.config.retry_delay_ms(refusal.retry_after_s);
                 self.retry_at = now + Duration(delay);
             }
             Err(error) => self.push(Event::FrameRejected(error)),
@@ -836,7 +834,9 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 return digest;
             }
         }
-        let (inventory, clean) = self.read_inventory();
+        // Bound by reference, because moving the inventory out of the
+        // tuple copies its 2.4 KiB.
+        let (ref inventory, clean) = self.read_inventory();
         let digest = inventory.digest(&self.crypto);
         // Keep only a digest read without storage faults, outside a job.
         self.inventory_digest = (self.job.is_none() && clean).then_some(digest);
@@ -1034,8 +1034,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 self.retry_at = now;
             }
             RefusalCode::BUSY => {
-                let advice = u64::from(refusal.retry_after_s).saturating_mul(1000);
-                let delay = advice.clamp(self.config.retry_initial_ms, self.config.retry_max_ms);
+                let delay = self.config.retry_delay_ms(refusal.retry_after_s);
                 self.retry_at = now + Duration(delay);
             }
             RefusalCode::UNKNOWN_JOB | RefusalCode::JOB_NOT_ACTIVE => {
