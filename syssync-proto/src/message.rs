@@ -165,6 +165,28 @@ pub struct Inventory {
 pub const INVENTORY_DIGEST_CONTEXT: &[u8] = b"syssync inventory v1\0";
 
 impl Inventory {
+    /// Returns an inventory with no target, application or files, for a
+    /// device to fill in place. An inventory is about 2.4 KiB, and on a
+    /// microcontroller each move of one through a return value can take
+    /// another copy on the stack.
+    pub const fn empty() -> Self {
+        Self {
+            target: heapless::String::new(),
+            application: InstalledApplication {
+                version: Version {
+                    major: 0,
+                    minor: 0,
+                    patch: 0,
+                    build: 0,
+                },
+                size: 0,
+                sha256: [0; 32],
+            },
+            security_counter: 0,
+            files: heapless::Vec::new(),
+        }
+    }
+
     /// Sorts the files by name, as the encoding and the digest require.
     pub fn normalize(&mut self) {
         // An insertion sort, because the list is short and usually sorted

@@ -623,7 +623,10 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             device: self.device,
             counter,
         };
-        let message = self.build_message(request);
+        let mut message = self.build_message(request);
+        if let DeviceMessage::InventoryReport(inventory) = &mut message {
+            self.read_inventory(inventory);
+        }
         match encode_uplink(&self.crypto, &self.key, header, &message, buf) {
             Ok(len) => {
                 self.outstanding = Some(Outstanding {
@@ -794,7 +797,8 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                     location: None,
                 })
             }
-            Request::Inventory => DeviceMessage::InventoryReport(self.inventory()),
+            // Filled in place by `poll_transmit`.
+            Request::Inventory => DeviceMessage::InventoryReport(Inventory::empty()),
             Request::Chunk {
                 file,
                 offset,
@@ -834,9 +838,8 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 return digest;
             }
         }
-        // Bound by reference, because moving the inventory out of the
-        // tuple copies its 2.4 KiB.
-        let (ref inventory, clean) = self.read_inventory();
+        let mut inventory = Inventory::empty();
+        let clean = self.read_inventory(&mut inventory);
         let digest = inventory.digest(&self.crypto);
         // Keep only a digest read without storage faults, outside a job.
         self.inventory_digest = (self.job.is_none() && clean).then_some(digest);
@@ -845,11 +848,15 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
 
     /// Builds the full inventory from the boot side's status and the file store.
     pub fn inventory(&mut self) -> Inventory {
-        self.read_inventory().0
+        let mut inventory = Inventory::empty();
+        self.read_inventory(&mut inventory);
+        inventory
     }
 
-    /// Builds the inventory and returns whether every read succeeded.
-    fn read_inventory(&mut self) -> (Inventory, bool) {
+    /// Builds the inventory into `inventory` and returns whether every read
+    /// succeeded. It fills the caller's value, because each move of the
+    /// 2.4 KiB inventory through a return value took another stack copy.
+    fn read_inventory(&mut self, inventory: &mut Inventory) -> bool {
         let mut clean = self.refresh_status();
         let application = self.status.running.map_or(
             InstalledApplication {
@@ -863,12 +870,10 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 sha256: image.sha256,
             },
         );
-        let mut inventory = Inventory {
-            target: self.target.clone(),
-            application,
-            security_counter: self.status.security_floor,
-            files: heapless::Vec::new(),
-        };
+        inventory.target = self.target.clone();
+        inventory.application = application;
+        inventory.security_counter = self.status.security_floor;
+        inventory.files.clear();
         // The store lists its files from index 0 until `file` returns `None`.
         for index in 0.. {
             match self.store.file(index) {
@@ -891,7 +896,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             }
         }
         inventory.normalize();
-        (inventory, clean)
+        clean
     }
 
     /// Reads the boot side's status; `false` when the read failed.

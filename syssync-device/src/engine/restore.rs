@@ -1,7 +1,9 @@
 //! Rebuilding the job after a reset from the journal and the boot status.
 
 use syssync_proto::message::JobOutcome;
-use syssync_proto::{Crypto, FailureCode, JobId, Manifest, RevertReason, MAX_MANIFEST_LEN};
+use syssync_proto::{
+    Crypto, FailureCode, JobId, Manifest, RevertReason, TrustedKey, MAX_MANIFEST_LEN,
+};
 
 use super::record::{JobRecord, Phase, FLAG_INSTALL_REPORTED};
 use super::{ActiveJob, Engine, Event, InitError};
@@ -37,21 +39,25 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             record.phase,
             Phase::Downloading | Phase::Committing | Phase::Staged
         );
-        let manifest = if needs_manifest {
-            self.load_manifest(record.job)
-        } else {
-            None
-        };
         self.inventory_digest = None;
-        self.job = Some(ActiveJob {
+        let job = self.job.insert(ActiveJob {
             record,
-            manifest,
+            manifest: None,
             pending: None,
             staging_begun: false,
             verify: None,
             reset_window: None,
             files_event: false,
         });
+        if needs_manifest {
+            // Decoded into the job in place: each move of the 1.5 KiB
+            // manifest took another stack copy.
+            let manifest = job.manifest.insert(Manifest::empty());
+            let trusted = &self.config.trusted_keys;
+            if !load_manifest(&mut self.store, &self.crypto, trusted, record.job, manifest) {
+                job.manifest = None;
+            }
+        }
         if needs_manifest && self.job.as_ref().is_some_and(|job| job.manifest.is_none()) {
             // The journal lost the manifest: nothing staged can be trusted.
             self.fail(FailureCode::FLASH_WRITE);
@@ -152,22 +158,32 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             deadline: None,
         });
     }
+}
 
-    // Out of line because of its 1.5 KiB body buffer and the 1.6 KiB manifest
-    // it decodes (see "Code size" in the engine's module docs).
-    #[inline(never)]
-    fn load_manifest(&mut self, id: JobId) -> Option<Manifest> {
-        let mut body = [0u8; MAX_MANIFEST_LEN];
-        let stored = self.store.load_manifest(&mut body).ok()??;
-        if stored.job != id {
-            return None;
-        }
-        let signed = syssync_proto::SignedManifest {
-            key_id: stored.key_id,
-            body: &body[..stored.len],
-            signature: stored.signature,
-        };
-        // The copy on flash is checked like an offer: flash is input too.
-        signed.verify(&self.crypto, &self.config.trusted_keys).ok()
+/// Reads the stored manifest of job `id` into `manifest` and returns whether
+/// it was there and verified.
+// Out of line because of its 1.5 KiB body buffer (see "Code size" in the
+// engine's module docs).
+#[inline(never)]
+fn load_manifest<S: FileStore, C: Crypto>(
+    store: &mut S,
+    crypto: &C,
+    trusted: &[TrustedKey],
+    id: JobId,
+    manifest: &mut Manifest,
+) -> bool {
+    let mut body = [0u8; MAX_MANIFEST_LEN];
+    let Ok(Some(stored)) = store.load_manifest(&mut body) else {
+        return false;
+    };
+    if stored.job != id {
+        return false;
     }
+    let signed = syssync_proto::SignedManifest {
+        key_id: stored.key_id,
+        body: &body[..stored.len],
+        signature: stored.signature,
+    };
+    // The copy on flash is checked like an offer: flash is input too.
+    signed.verify_into(crypto, trusted, manifest).is_ok()
 }
