@@ -47,11 +47,14 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             self.reject(offer.job, RejectReason::BUSY);
             return;
         }
-        let manifest = match offer
+        // Verified in place: moving the 1.5 KiB manifest out of a result
+        // takes another stack copy.
+        let mut manifest = Manifest::empty();
+        match offer
             .manifest
-            .verify(&self.crypto, &self.config.trusted_keys)
+            .verify_into(&self.crypto, &self.config.trusted_keys, &mut manifest)
         {
-            Ok(manifest) => manifest,
+            Ok(()) => {}
             Err(syssync_proto::ManifestError::UnknownKey(_))
             | Err(syssync_proto::ManifestError::BadSignature) => {
                 self.reject(offer.job, RejectReason::BAD_SIGNATURE);
