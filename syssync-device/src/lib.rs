@@ -232,12 +232,12 @@
 //! The engine builds an inventory (2396 bytes) on the stack for each
 //! check-in and inventory report, and a manifest body buffer (1536 bytes) at
 //! construction and when staging starts; `RollbackFsmBoot` adds the encoded
-//! signed manifest (up to 1603 bytes) to the latter. Copies of the inventory
-//! and of the engine make the stack deeper than these sizes suggest: in the
-//! Cortex-M4 size probe of `benches/footprint`, an upper bound computed from
-//! the disassembly is 22,956 bytes from `main`, reached while
-//! [`poll_transmit`](Engine::poll_transmit) hashes the inventory
-//! (`bash benches/footprint.sh` prints the path).
+//! signed manifest (up to 1603 bytes) to the latter. In the Cortex-M4 size
+//! probe of `benches/footprint`, an upper bound computed from the
+//! disassembly is 14,644 bytes from `main`, reached while [`Engine::new`]
+//! restores a job and verifies its stored manifest, and 6,284 bytes from
+//! [`handle_frame`](Engine::handle_frame) (`bash benches/footprint.sh`
+//! prints the path).
 //!
 //! A firmware that keeps the engine in a static should start it uninitialised
 //! (`MaybeUninit`, or a crate such as `static_cell`), which puts it in `.bss`.
