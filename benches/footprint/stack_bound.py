@@ -7,8 +7,8 @@ Usage: stack_bound.py LLVM_OBJDUMP ELF ROOT_SYMBOL
 Each function's frame is the sum of every stack decrement in its body
 (`push`, `vpush`, `sub sp, #n`, `str rX, [sp, #-n]!`), which is at least what
 any one path through it takes. A call (`bl`, or a branch to the start of
-another function, conditional or not) adds the callee's bound. `blx rX` right after rX was loaded
-from a literal pool is a call to that address. Any other indirect call may
+another function, conditional or not) adds the callee's bound. `blx rX`
+right after rX was loaded from a literal pool is a call to that address. Any other indirect call may
 reach every function whose address the data sections contain (vtables and
 other constants), so it adds the largest bound among those. Interrupt and
 exception handlers are not counted. The script fails on recursion and on a
@@ -38,8 +38,10 @@ def read_elf(path):
     sections, and the loaded sections as (address, bytes)."""
     with open(path, "rb") as file:
         data = file.read()
-    if data[:4] != b"\x7fELF" or data[4] != 1 or data[5] != 1:
+    if len(data) < 0x34 or data[:4] != b"\x7fELF" or data[4] != 1 or data[5] != 1:
         sys.exit(f"{path}: not a 32-bit little-endian ELF file")
+    if struct.unpack_from("<H", data, 0x12)[0] != 40:  # EM_ARM
+        sys.exit(f"{path}: not an Arm ELF file")
     shoff, = struct.unpack_from("<I", data, 0x20)
     shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x2E)
     sections = [struct.unpack_from("<IIIIIIIIII", data, shoff + i * shentsize) for i in range(shnum)]
@@ -194,7 +196,7 @@ def main():
 
     roots = [start for start in functions if functions[start][1] == root]
     if not roots:
-        sys.exit(f"no function named {root}")
+        sys.exit(f"no function named {root} in {elf} (give the symbol as llvm-nm prints it)")
     print(stack(roots[0], []))
 
     # The path that reaches the bound, for the reader.
@@ -209,4 +211,11 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except OSError as error:
+        sys.exit(f"stack_bound.py: {error}")
+    except struct.error:
+        sys.exit("stack_bound.py: the ELF file is truncated or damaged")
+    except subprocess.CalledProcessError as error:
+        sys.exit(f"stack_bound.py: {error.cmd[0]} failed: {error.stderr.strip()}")
