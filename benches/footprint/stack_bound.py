@@ -4,11 +4,15 @@ function down, computed from its disassembly, and the deepest call path.
 
 Usage: stack_bound.py LLVM_OBJDUMP ELF ROOT_SYMBOL
 
+ROOT_SYMBOL is a function symbol as `llvm-nm` prints it, or the shortened
+path that the output prints.
+
 Each function's frame is the sum of every stack decrement in its body
 (`push`, `vpush`, `sub sp, #n`, `str rX, [sp, #-n]!`), which is at least what
 any one path through it takes. A call (`bl`, or a branch to the start of
-another function, conditional or not) adds the callee's bound. `blx rX`
-right after rX was loaded from a literal pool is a call to that address. Any other indirect call may
+another function, conditional or not) adds the callee's bound. `blx rX` or
+`bx rX` right after rX was loaded from a literal pool is a call to that
+address. Any other indirect call may
 reach every function whose address the data sections contain (vtables and
 other constants), so it adds the largest bound among those. Interrupt and
 exception handlers are not counted. The script fails on recursion and on a
@@ -34,7 +38,8 @@ BRANCH = re.compile(r"^b(eq|ne|cs|hs|cc|lo|mi|pl|vs|vc|hi|ls|ge|lt|gt|le|al)?$")
 
 
 def read_elf(path):
-    """Returns the functions (start -> (end, name)), the words of the data
+    """Returns the functions (start -> (end, name)), every function symbol's
+    name with its address (aliases included), the words of the data
     sections, and the loaded sections as (address, bytes)."""
     with open(path, "rb") as file:
         data = file.read()
@@ -47,7 +52,7 @@ def read_elf(path):
     sections = [struct.unpack_from("<IIIIIIIIII", data, shoff + i * shentsize) for i in range(shnum)]
     names_offset = sections[shstrndx][4]
 
-    functions, data_words, memory = {}, set(), []
+    functions, names, data_words, memory = {}, {}, set(), []
     for name, kind, flags, addr, offset, size, link, _, _, entsize in sections:
         section = data[names_offset + name:data.index(b"\0", names_offset + name)]
         loaded = kind == 1 and flags & 0x2  # SHT_PROGBITS with SHF_ALLOC
@@ -63,11 +68,14 @@ def read_elf(path):
             strings = sections[link][4]
             for at in range(offset, offset + size, entsize):
                 st_name, value, st_size, info, _, _ = struct.unpack_from("<IIIBBH", data, at)
-                if info & 0xF == 2 and st_size > 0:  # STT_FUNC
+                if info & 0xF == 2:  # STT_FUNC
                     end = data.index(b"\0", strings + st_name)
                     start = value & ~1
-                    functions[start] = (start + st_size, data[strings + st_name:end].decode())
-    return functions, data_words, memory
+                    name = data[strings + st_name:end].decode()
+                    names[name] = start
+                    if st_size > 0:
+                        functions[start] = (start + st_size, name)
+    return functions, names, data_words, memory
 
 
 def read_word(memory, address):
@@ -95,7 +103,8 @@ def demangle(name):
     for code, char in (("$LT$", "<"), ("$GT$", ">"), ("$u20$", " "), ("$C$", ","),
                        ("$RF$", "&"), ("$u7b$", "{"), ("$u7d$", "}"), ("..", "::")):
         text = text.replace(code, char)
-    return text.lstrip("_")
+    # A segment that starts with `<` or `{` is mangled with a leading `_`.
+    return re.sub(r"(^|::)_(?=[<{])", r"\1", text)
 
 
 def pushed_bytes(operands):
@@ -156,7 +165,7 @@ def scan(listing, functions, memory):
             target = int(operands.split()[0], 16)
             if target in functions and target != current:
                 calls[current].add(target)
-        elif base == "blx":
+        elif base == "blx" or (base == "bx" and operands != "lr"):
             loaded = (literals.get(operands) or 0) & ~1
             if operands.startswith("0x"):
                 calls[current].add(int(operands.split()[0], 16))
@@ -171,7 +180,7 @@ def main():
     if len(sys.argv) != 4:
         sys.exit(__doc__)
     objdump, elf, root = sys.argv[1:]
-    functions, data_words, memory = read_elf(elf)
+    functions, names, data_words, memory = read_elf(elf)
     address_taken = [start for start in functions if (start | 1) in data_words]
     listing = subprocess.run(
         [objdump, "-d", "--no-show-raw-insn", elf], capture_output=True, text=True, check=True
@@ -194,9 +203,12 @@ def main():
         bound[start] = frame[start] + deepest
         return bound[start]
 
-    roots = [start for start in functions if functions[start][1] == root]
+    # The raw symbol, an alias at the same address, or the shortened name
+    # that the path output prints.
+    roots = [start for name, start in names.items() if root in (name, demangle(name))]
+    roots = [start for start in roots if start in functions]
     if not roots:
-        sys.exit(f"no function named {root} in {elf} (give the symbol as llvm-nm prints it)")
+        sys.exit(f"no function named {root} in {elf}")
     print(stack(roots[0], []))
 
     # The path that reaches the bound, for the reader.

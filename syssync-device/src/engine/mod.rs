@@ -619,25 +619,42 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         }
         let request = self.next_request(now)?;
         let counter = self.next_counter()?;
+        // The check-in's inventory digest is computed here, before
+        // `encode_request` builds the message, so that the inventory it reads
+        // and the message are never on the stack at once (2.4 KiB each).
+        let digest = match request {
+            Request::CheckIn => self.inventory_digest(),
+            _ => [0; 8],
+        };
+        let len = self.encode_request(request, counter, digest, buf)?;
+        self.outstanding = Some(Outstanding {
+            counter,
+            request,
+            deadline: now + Duration(self.config.request_timeout_ms),
+        });
+        Some(len)
+    }
+
+    /// Builds the message for `request` and encodes it into `buf`. A
+    /// check-in carries `digest`.
+    // Out of line: see `poll_transmit`.
+    #[inline(never)]
+    fn encode_request(
+        &mut self,
+        request: Request,
+        counter: u32,
+        digest: [u8; 8],
+        buf: &mut [u8],
+    ) -> Option<usize> {
         let header = UplinkHeader {
             device: self.device,
             counter,
         };
-        let mut message = self.build_message(request);
+        let mut message = self.build_message(request, digest);
         if let DeviceMessage::InventoryReport(inventory) = &mut message {
             self.read_inventory(inventory);
         }
-        match encode_uplink(&self.crypto, &self.key, header, &message, buf) {
-            Ok(len) => {
-                self.outstanding = Some(Outstanding {
-                    counter,
-                    request,
-                    deadline: now + Duration(self.config.request_timeout_ms),
-                });
-                Some(len)
-            }
-            Err(_) => None,
-        }
+        encode_uplink(&self.crypto, &self.key, header, &message, buf).ok()
     }
 
     /// Returns the next event for the application.
@@ -779,7 +796,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         })
     }
 
-    fn build_message(&mut self, request: Request) -> DeviceMessage {
+    fn build_message(&mut self, request: Request, digest: [u8; 8]) -> DeviceMessage {
         match request {
             Request::Registration => DeviceMessage::RegistrationRequest(RegistrationRequest {
                 account: self.registration.unwrap_or(AccountId(0)),
@@ -789,14 +806,11 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                     .running
                     .map_or(Version::default(), |image| image.version),
             }),
-            Request::CheckIn => {
-                let inventory = self.inventory_digest();
-                DeviceMessage::CheckIn(CheckIn {
-                    job: self.progress(),
-                    inventory,
-                    location: None,
-                })
-            }
+            Request::CheckIn => DeviceMessage::CheckIn(CheckIn {
+                job: self.progress(),
+                inventory: digest,
+                location: None,
+            }),
             // Filled in place by `poll_transmit`.
             Request::Inventory => DeviceMessage::InventoryReport(Inventory::empty()),
             Request::Chunk {
