@@ -223,7 +223,7 @@
 //!
 //! | item | bytes |
 //! |---|---|
-//! | `Engine` (the decoded manifest takes 1576 of them) | 3000 |
+//! | `Engine` (the decoded manifest takes 1576 of them) | 3000 (3536 with `RollbackFsmBoot`, as in the size probe) |
 //! | of which `NorFileStore` | 60 plus the flash driver |
 //! | transmit buffer passed to `poll_transmit` | up to 4160 (an inventory report takes about 2.4 KiB; a chunk request 30 bytes) |
 //! | receive buffer for `handle_frame` | chunk size + 30 (about 1.1 KiB at the default) |
@@ -233,20 +233,23 @@
 //! check-in and inventory report, and a manifest body buffer (1536 bytes) at
 //! construction and when staging starts; `RollbackFsmBoot` adds the encoded
 //! signed manifest (up to 1603 bytes) to the latter. In the Cortex-M4 size
-//! probe of `benches/footprint`, an upper bound computed from the
-//! disassembly is 14,644 bytes from `main`, reached while [`Engine::new`]
-//! restores a job and verifies its stored manifest, and 6,284 bytes from
-//! [`handle_frame`](Engine::handle_frame) (`bash benches/footprint.sh`
-//! prints the path).
+//! probe of `benches/footprint`, upper bounds computed from the disassembly
+//! are 9,684 bytes from [`Engine::new`], reached while it restores a job and
+//! verifies its stored manifest, 6,284 from
+//! [`handle_frame`](Engine::handle_frame) and 5,044 from
+//! [`poll_transmit`](Engine::poll_transmit); the caller's frame adds to
+//! them (`bash benches/footprint.sh` prints the deepest path from `main`).
+//! The probe gives both frame buffers the full 4160 bytes.
 //!
 //! A firmware that keeps the engine in a static should start it uninitialised
 //! (`MaybeUninit`, or a crate such as `static_cell`), which puts it in `.bss`.
 //! An `Option<Engine>` that starts as `None` goes in `.data`, and its initial
-//! value then takes the engine's size in flash as well. Writing the engine
+//! value then takes the engine's size in flash as well. Write the engine
 //! into the static straight from the `Result` of [`Engine::new`]
-//! (`Ok(engine) => STATIC.write(engine)` in a `match`) keeps a second copy
-//! of it off the stack: in the size probe, binding it with `let` first took
-//! 3,344 more bytes of stack.
+//! (`Ok(engine) => STATIC.write(engine)` in a `match`). In the size probe,
+//! binding it with `let` first took 3,344 more bytes in `main`'s frame. The
+//! frame still holds the `Result` itself, and `Engine::new` builds the
+//! engine in its own frame before it returns it.
 //!
 //! # Panics
 //!
