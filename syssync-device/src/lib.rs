@@ -248,7 +248,7 @@
 //! into the static straight from the `Result` of [`Engine::new`]
 //! (`Ok(engine) => STATIC.write(engine)` in a `match`). In the size probe,
 //! binding it with `let` first took 3,344 more bytes in `main`'s frame. The
-//! frame still holds the `Result` itself, and `Engine::new` builds the
+//! frame still contains the `Result` itself, and `Engine::new` builds the
 //! engine in its own frame before it returns it.
 //!
 //! # Panics

@@ -128,8 +128,8 @@ impl Manifest {
     /// the return value. A manifest is about 1.5 KiB, and on a
     /// microcontroller each such move can take another copy on the stack.
     ///
-    /// On an error `self` holds whatever was decoded before it: do not use
-    /// it.
+    /// On an error `self` contains whatever was decoded before the error.
+    /// Do not use it then.
     pub fn decode_from(&mut self, body: &[u8]) -> Result<(), ManifestError> {
         if body.len() > MAX_MANIFEST_LEN {
             return Err(ManifestError::TooLong);
@@ -209,9 +209,9 @@ impl SignedManifest<'_> {
     /// `manifest` instead of returning it, which keeps the stack of a
     /// bootloader or device small (see [`Manifest::decode_from`]).
     ///
-    /// On an error `manifest` is left unchanged if the signature failed,
-    /// and holds whatever was decoded before the error otherwise: do not
-    /// use it.
+    /// If the signature fails, `manifest` is left unchanged. On a later
+    /// error it contains whatever was decoded before the error. Do not use
+    /// it after an error.
     pub fn verify_into<C: Crypto + ?Sized>(
         &self,
         crypto: &C,
