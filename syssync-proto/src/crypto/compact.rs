@@ -286,12 +286,11 @@ fn point_add(p: &Point, q: &Point) -> Point {
 /// negative, or `None` if no point has that encoding. As in `ed25519-dalek`,
 /// y may be given in a non-canonical form (y + p).
 fn decode_negated(bytes: &[u8; 32]) -> Option<Point> {
-    let one = ONE;
     let y = decode_fe(bytes);
     // x^2 = u / v with u = y^2 - 1 and v = d y^2 + 1.
     let y2 = square(&y);
-    let u = sub(&y2, &one);
-    let v = add(&mul(&y2, &decode_fe(&D)), &one);
+    let u = sub(&y2, &ONE);
+    let v = add(&mul(&y2, &decode_fe(&D)), &ONE);
     // Candidate root x = u v^3 (u v^7)^((p - 5) / 8).
     let v3 = mul(&square(&v), &v);
     let uv7 = mul(&mul(&u, &v3), &mul(&v3, &v));
@@ -309,7 +308,7 @@ fn decode_negated(bytes: &[u8; 32]) -> Option<Point> {
     if is_odd(&x) == (bytes[31] >> 7 == 1) {
         x = sub(&[0; 16], &x);
     }
-    Some([x, y, one, mul(&x, &y)])
+    Some([x, y, ONE, mul(&x, &y)])
 }
 
 /// Returns the canonical encoding of a point: y, with the parity of x in
@@ -511,11 +510,14 @@ mod tests {
         identity[0] = 1;
         assert_eq!(encode(&straus(&[0; 32], &minus_base, &[0; 32])), identity);
         // [1](-B) + [1]B is the identity too.
-        let mut one = [0; 32];
-        one[0] = 1;
-        assert_eq!(encode(&straus(&one, &minus_base, &one)), identity);
+        let mut scalar_one = [0; 32];
+        scalar_one[0] = 1;
         assert_eq!(
-            encode(&straus(&[0; 32], &minus_base, &one)),
+            encode(&straus(&scalar_one, &minus_base, &scalar_one)),
+            identity
+        );
+        assert_eq!(
+            encode(&straus(&[0; 32], &minus_base, &scalar_one)),
             ED25519_BASEPOINT_POINT.compress().to_bytes()
         );
     }
