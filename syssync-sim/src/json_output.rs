@@ -280,6 +280,44 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_os = "linux")]
+    fn proc_directory_rejected() {
+        // Proves that the check rejects a directory where no file can be
+        // created. Even root cannot create a file under /proc.
+        let path = Path::new("/proc/syssync-sim-report.json");
+        let error = JsonOutput::check(path).expect_err("/proc takes no new file");
+        let expected = "cannot write --json /proc/syssync-sim-report.json: \
+                        creating the temporary file /proc/syssync-sim-report.json.partial";
+        assert!(error.starts_with(expected), "{error}");
+    }
+
+    #[test]
+    fn read_only_directory_matches_system() {
+        // Proves that the check of a directory without write permission
+        // agrees with the system. Root ignores the mode bits, so there the
+        // check must accept the directory.
+        use std::os::unix::fs::PermissionsExt;
+        let dir = scratch("locked");
+        let locked = dir.join("locked");
+        std::fs::create_dir(&locked).expect("folder");
+        std::fs::set_permissions(&locked, Permissions::from_mode(0o555)).expect("mode set");
+
+        let result = JsonOutput::check(&locked.join("report.json"));
+        let creatable = File::create(locked.join("probe")).is_ok();
+        match result {
+            Ok(_) => assert!(creatable, "accepted a directory that takes no file"),
+            Err(error) => {
+                assert!(!creatable, "rejected a writable directory: {error}");
+                assert!(error.contains("creating the temporary file"), "{error}");
+            }
+        }
+        let entries = std::fs::read_dir(&locked).expect("folder").count();
+        assert_eq!(entries, usize::from(creatable), "the check left a file");
+        std::fs::set_permissions(&locked, Permissions::from_mode(0o755)).expect("mode reset");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn dangling_symlink_gets_target() {
         // Proves that a link to a file that does not exist yet stays a link
         // and the report is created at its target.
