@@ -48,7 +48,9 @@ pub enum NotificationKind {
     RetryLimitReached,
     /// The job's failure threshold was exceeded and the job paused itself.
     RolloutPaused,
-    /// Every target device of the job has an outcome.
+    /// Every target device of the job has an outcome. A group or fleet job
+    /// reopens for a device that joins its targets later, so it is sent
+    /// again when that device has its outcome too.
     RolloutCompleted,
 }
 
