@@ -10,19 +10,19 @@
 //!   addition formula, which also doubles.
 //! - `[s]B - [k]A` is computed in one pass over the bits of both scalars
 //!   (Straus' method), with `B - A` computed once.
-//! - SHA-512 comes from RustCrypto's `sha2`.
+//! - SHA-512 is RustCrypto's `sha2::compress512` under this crate's own
+//!   padding and block buffer.
 //!
 //! The strict checks of `ed25519-dalek`'s `verify_strict` come first, as in
 //! `SaltyCrypto`. `R` is then compared byte for byte
 //! with the canonical encoding of the computed point, which rejects a
 //! non-canonical `R` as well.
 
-use sha2::{Digest, Sha256, Sha512};
-
+use super::sha::{Sha256, Sha512};
 use super::strict::{ed25519_strict_checks, GROUP_ORDER};
 use super::Crypto;
 
-/// SHA-256 from RustCrypto's `sha2` and HMAC-SHA256 over it, like
+/// SHA-256 over RustCrypto's `sha2` and HMAC-SHA256 over it, like
 /// `RustCrypto`, and Ed25519 verification written for
 /// this crate, with the same strict checks as `ed25519-dalek`'s
 /// `verify_strict`.
@@ -76,12 +76,11 @@ fn verify(public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
     let Some(minus_a) = decode_negated(public_key) else {
         return false;
     };
-    let hash = Sha512::new()
-        .chain_update(r)
-        .chain_update(public_key)
-        .chain_update(message)
-        .finalize();
-    let k = reduce(&hash.into());
+    let mut hash = Sha512::new();
+    hash.update(r);
+    hash.update(public_key);
+    hash.update(message);
+    let k = reduce(&hash.finalize());
     encode(&straus(&k, &minus_a, s)) == *r
 }
 

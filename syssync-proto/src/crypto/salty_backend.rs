@@ -8,12 +8,11 @@
 //! them the two backends agree on every case in `tests/ed25519.rs`, which
 //! include Project Wycheproof's EdDSA vectors.
 
-use sha2::{Digest, Sha256};
-
+use super::sha::Sha256;
 use super::strict::ed25519_strict_checks;
 use super::Crypto;
 
-/// SHA-256 from RustCrypto's `sha2` and HMAC-SHA256 over it, like
+/// SHA-256 over RustCrypto's `sha2` and HMAC-SHA256 over it, like
 /// [`RustCrypto`](super::RustCrypto), and Ed25519 verification from `salty`
 /// with the same strict checks as `ed25519-dalek`'s `verify_strict`.
 ///
