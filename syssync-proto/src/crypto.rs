@@ -52,10 +52,10 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     core::hint::black_box(difference) == 0
 }
 
-#[cfg(any(feature = "rustcrypto", feature = "salty", feature = "compact"))]
+#[cfg(feature = "sha256")]
 mod sha;
 
-#[cfg(any(feature = "rustcrypto", feature = "salty", feature = "compact"))]
+#[cfg(feature = "sha256")]
 pub use sha::Sha256;
 
 #[cfg(feature = "rustcrypto")]
