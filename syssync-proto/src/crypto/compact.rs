@@ -224,30 +224,33 @@ fn pow_p58(a: &Fe) -> Fe {
 
 /// Returns the canonical 32-byte encoding: the value reduced below p.
 fn encode_fe(a: &Fe) -> [u8; 32] {
-    let mut t = a.map(i64::from);
-    carry(&mut t);
-    carry(&mut t);
-    carry(&mut t);
-    // Now 0 <= t < 2^256 with limbs in 0..2^16, which is below 2p + 38, so
-    // subtracting p at most twice reduces it.
+    let mut wide = a.map(i64::from);
+    carry(&mut wide);
+    carry(&mut wide);
+    carry(&mut wide);
+    // Now 0 <= wide < 2^256 with limbs in 0..2^16, which is below 2p + 38,
+    // so subtracting p at most twice reduces it, in i32 limbs.
+    let mut t = wide.map(|limb| limb as i32);
     for _ in 0..2 {
-        let mut m = [0i64; 16];
-        m[0] = t[0] - 0xffed;
-        for i in 1..16 {
-            let top = if i == 15 { 0x7fff } else { 0xffff };
-            m[i] = t[i] - top - ((m[i - 1] >> 16) & 1);
-            m[i - 1] &= 0xffff;
+        let mut m = [0i32; 16];
+        let mut borrow = 0;
+        for (i, (m, t)) in m.iter_mut().zip(&t).enumerate() {
+            let p_limb = match i {
+                0 => 0xffed,
+                15 => 0x7fff,
+                _ => 0xffff,
+            };
+            let difference = t - p_limb - borrow;
+            borrow = (difference >> 16) & 1;
+            *m = difference & 0xffff;
         }
-        let borrow = (m[15] >> 16) & 1;
-        m[15] &= 0xffff;
         if borrow == 0 {
             t = m;
         }
     }
     let mut out = [0u8; 32];
     for (pair, limb) in out.chunks_exact_mut(2).zip(t) {
-        pair[0] = limb as u8;
-        pair[1] = (limb >> 8) as u8;
+        pair.copy_from_slice(&(limb as u16).to_le_bytes());
     }
     out
 }
