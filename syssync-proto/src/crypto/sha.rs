@@ -259,16 +259,18 @@ impl Sha256Hasher for sha2::Sha256 {
 #[cfg(any(feature = "rustcrypto", feature = "salty", feature = "compact"))]
 pub(super) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     // A key longer than the 64-byte block is hashed first. The key or its
-    // hash is padded with zeros to the block.
-    let mut block = [0u8; 64];
-    if key.len() > block.len() {
-        block[..32].copy_from_slice(&Sha256::digest(key));
+    // hash, padded with zeros to the block, is XORed with 0x36 bytes for the
+    // inner hash and with 0x5c bytes for the outer one.
+    let hashed_key;
+    let key = if key.len() > 64 {
+        hashed_key = Sha256::digest(key);
+        &hashed_key[..]
     } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let mut pad = [0u8; 64];
-    for (pad, key) in pad.iter_mut().zip(&block) {
-        *pad = key ^ 0x36;
+        key
+    };
+    let mut pad = [0x36u8; 64];
+    for (pad, key) in pad.iter_mut().zip(key) {
+        *pad ^= key;
     }
     let mut inner = Sha256::new();
     inner.update(&pad);
@@ -276,8 +278,8 @@ pub(super) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
         inner.update(part);
     }
     let inner_hash = inner.finalize();
-    for (pad, key) in pad.iter_mut().zip(&block) {
-        *pad = key ^ 0x5c;
+    for pad in &mut pad {
+        *pad ^= 0x36 ^ 0x5c;
     }
     let mut outer = Sha256::new();
     outer.update(&pad);
