@@ -94,9 +94,14 @@ impl<'a> Reader<'a> {
         let max_len = bits.div_ceil(7);
         let last_max = (1u16 << (bits - 7 * (max_len - 1))) - 1;
         let mut value = 0u64;
+        // 2^(7 * index): a multiplication by it takes less code on 32-bit
+        // targets than a 64-bit shift by a variable amount. Bits beyond 64
+        // are dropped, and such a last byte is rejected below.
+        let mut weight = 1u64;
         for index in 0..max_len {
             let byte = self.u8();
-            value |= u64::from(byte & 0x7F) << (7 * index);
+            value |= u64::from(byte & 0x7F).wrapping_mul(weight);
+            weight <<= 7;
             if byte & 0x80 == 0 {
                 if index == max_len - 1 && u16::from(byte) > last_max {
                     break;
