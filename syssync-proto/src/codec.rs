@@ -484,8 +484,11 @@ pub(crate) fn encode_inventory(writer: &mut Writer<'_>, inventory: &Inventory, o
     writer.u32(inventory.security_counter);
 
     let files = &inventory.files;
-    let mut indices: [u8; MAX_INVENTORY_FILES] = core::array::from_fn(|index| index as u8);
+    let mut indices = [0u8; MAX_INVENTORY_FILES];
     let indices = &mut indices[..files.len()];
+    for (index, slot) in indices.iter_mut().enumerate() {
+        *slot = index as u8;
+    }
     if order == FileOrder::ByName {
         // The insertion sort of `Inventory::normalize`, on indices: equal
         // names keep their order, so the bytes equal those of a normalized copy.
