@@ -229,8 +229,10 @@ impl Sha512 {
         self.0.update(data);
     }
 
-    /// Finishes and returns the digest.
-    pub(super) fn finalize(mut self) -> [u8; 64] {
+    /// Finishes and returns the digest. Feeding or finishing the hash again
+    /// afterwards gives no meaningful digest. It takes `&mut self` rather
+    /// than `self`, which saves a copy of the 200-byte state.
+    pub(super) fn finalize(&mut self) -> [u8; 64] {
         self.0.finish();
         let mut out = [0; 64];
         for (bytes, word) in out.chunks_exact_mut(8).zip(&self.0.state) {
