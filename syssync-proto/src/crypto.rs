@@ -78,6 +78,10 @@ mod rustcrypto {
             super::sha::hmac_sha256(key, parts)
         }
 
+        fn sha256(&self, parts: &[&[u8]]) -> [u8; 32] {
+            super::sha::sha256(parts)
+        }
+
         fn verify_ed25519(
             &self,
             public_key: &[u8; 32],

@@ -58,6 +58,10 @@ impl Crypto for CompactCrypto {
         super::sha::hmac_sha256(key, parts)
     }
 
+    fn sha256(&self, parts: &[&[u8]]) -> [u8; 32] {
+        super::sha::sha256(parts)
+    }
+
     fn verify_ed25519(&self, public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
         verify(public_key, message, signature)
     }
