@@ -11,10 +11,11 @@ Each function's frame is the sum of every stack decrement in its body
 (`push`, `vpush`, `sub sp, #n`, `str rX, [sp, #-n]!`), which is at least what
 any one path through it takes. A call (`bl`, or a branch to the start of
 another function, conditional or not) adds the callee's bound. `blx rX` or
-`bx rX` right after rX was loaded from a literal pool is a call to that
-address. Any other indirect call may
-reach every function whose address the data sections contain (vtables and
-other constants), so it adds the largest bound among those. Interrupt and
+`bx rX` is a call to the address in rX if rX was loaded from a literal
+pool, or copied from a register so loaded, and not written since. Any
+other indirect call may reach every function whose address the data
+sections contain (vtables and other constants), so it adds the largest
+bound among those. Interrupt and
 exception handlers are not counted. The script fails on recursion and on a
 stack pointer set from a register, which it cannot bound.
 """
@@ -147,6 +148,12 @@ def scan(listing, functions, memory):
 
         if base == "ldr" and "[pc" in operands and comment.startswith("0x"):
             literals[destination] = read_word(memory, int(comment.split()[0], 16))
+            continue
+        # A register copy of a loaded literal keeps it: the compiler loads a
+        # function's address once and may move it before the calls.
+        source = operands.partition(",")[2].strip()
+        if base == "mov" and destination != "sp" and source in literals:
+            literals[destination] = literals[source]
             continue
         if base not in NO_DESTINATION:
             literals.pop(destination, None)

@@ -11,25 +11,48 @@ pub trait Sha256Hasher {
     fn finish(&mut self) -> [u8; 32];
 }
 
-/// Software SHA-256 from RustCrypto's `sha2` crate.
+/// Software SHA-256: syssync-proto's streaming layer over the compression
+/// function of RustCrypto's `sha2` crate.
 #[cfg(feature = "sha2")]
-#[derive(Debug, Clone, Default)]
-pub struct Sha256 {
-    inner: sha2::Sha256,
-}
+pub use syssync_proto::crypto::Sha256;
 
 #[cfg(feature = "sha2")]
 impl Sha256Hasher for Sha256 {
     fn reset(&mut self) {
-        self.inner = sha2::Sha256::default();
+        Sha256::reset(self);
     }
 
     fn update(&mut self, data: &[u8]) {
-        sha2::Digest::update(&mut self.inner, data);
+        Sha256::update(self, data);
     }
 
     fn finish(&mut self) -> [u8; 32] {
-        let digest = sha2::Digest::finalize_reset(&mut self.inner);
-        digest.into()
+        self.finalize_reset()
+    }
+}
+
+#[cfg(all(test, feature = "sha2"))]
+mod tests {
+    use super::{Sha256, Sha256Hasher};
+
+    /// SHA-256 of "abc", FIPS 180-4.
+    const ABC: [u8; 32] = [
+        0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40, 0xde, 0x5d, 0xae, 0x22,
+        0x23, 0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00,
+        0x15, 0xad,
+    ];
+
+    #[test]
+    fn finish_and_reset_start_a_new_digest() {
+        let mut hasher = Sha256::default();
+        hasher.update(b"ab");
+        hasher.update(b"c");
+        assert_eq!(hasher.finish(), ABC);
+        hasher.update(b"abc");
+        assert_eq!(hasher.finish(), ABC);
+        hasher.update(b"discarded");
+        Sha256Hasher::reset(&mut hasher);
+        hasher.update(b"abc");
+        assert_eq!(hasher.finish(), ABC);
     }
 }

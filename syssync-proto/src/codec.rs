@@ -94,9 +94,14 @@ impl<'a> Reader<'a> {
         let max_len = bits.div_ceil(7);
         let last_max = (1u16 << (bits - 7 * (max_len - 1))) - 1;
         let mut value = 0u64;
+        // 2^(7 * index): a multiplication by it takes less code on 32-bit
+        // targets than a 64-bit shift by a variable amount. Bits beyond 64
+        // are dropped, and such a last byte is rejected below.
+        let mut weight = 1u64;
         for index in 0..max_len {
             let byte = self.u8();
-            value |= u64::from(byte & 0x7F) << (7 * index);
+            value |= u64::from(byte & 0x7F).wrapping_mul(weight);
+            weight <<= 7;
             if byte & 0x80 == 0 {
                 if index == max_len - 1 && u16::from(byte) > last_max {
                     break;
@@ -479,8 +484,11 @@ pub(crate) fn encode_inventory(writer: &mut Writer<'_>, inventory: &Inventory, o
     writer.u32(inventory.security_counter);
 
     let files = &inventory.files;
-    let mut indices: [u8; MAX_INVENTORY_FILES] = core::array::from_fn(|index| index as u8);
+    let mut indices = [0u8; MAX_INVENTORY_FILES];
     let indices = &mut indices[..files.len()];
+    for (index, slot) in indices.iter_mut().enumerate() {
+        *slot = index as u8;
+    }
     if order == FileOrder::ByName {
         // The insertion sort of `Inventory::normalize`, on indices: equal
         // names keep their order, so the bytes equal those of a normalized copy.

@@ -52,65 +52,18 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     core::hint::black_box(difference) == 0
 }
 
-/// SHA-256 from RustCrypto's `sha2` and HMAC-SHA256 over it, shared by the
-/// software backends.
-#[cfg(any(feature = "rustcrypto", feature = "salty", feature = "compact"))]
-mod sha {
-    use sha2::{Digest, Sha256};
+#[cfg(feature = "sha256")]
+mod sha;
 
-    use super::Sha256Hasher;
-
-    impl Sha256Hasher for Sha256 {
-        fn update(&mut self, data: &[u8]) {
-            Digest::update(self, data);
-        }
-
-        fn finalize(self) -> [u8; 32] {
-            Digest::finalize(self).into()
-        }
-    }
-
-    /// Computes HMAC-SHA256 as RFC 2104 defines it, with the `Sha256` that
-    /// the backends already link. In the Cortex-M4 device-side size probe it
-    /// takes about 230 bytes less code than the `hmac` crate's
-    /// `Hmac<Sha256>`. `tests/hmac.rs` checks it against RFC 4231 and
-    /// against that crate.
-    pub(super) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-        // A key longer than the 64-byte block is hashed first. The key or
-        // its hash is padded with zeros to the block.
-        let mut block = [0u8; 64];
-        if key.len() > block.len() {
-            block[..32].copy_from_slice(&Sha256::digest(key));
-        } else {
-            block[..key.len()].copy_from_slice(key);
-        }
-        let mut pad = [0u8; 64];
-        for (pad, key) in pad.iter_mut().zip(&block) {
-            *pad = key ^ 0x36;
-        }
-        let mut inner = Sha256::new();
-        Digest::update(&mut inner, pad);
-        for part in parts {
-            Digest::update(&mut inner, part);
-        }
-        let inner_hash = Digest::finalize(inner);
-        for (pad, key) in pad.iter_mut().zip(&block) {
-            *pad = key ^ 0x5c;
-        }
-        let mut outer = Sha256::new();
-        Digest::update(&mut outer, pad);
-        Digest::update(&mut outer, inner_hash);
-        Digest::finalize(outer).into()
-    }
-}
+#[cfg(feature = "sha256")]
+pub use sha::Sha256;
 
 #[cfg(feature = "rustcrypto")]
 mod rustcrypto {
-    use sha2::{Digest, Sha256};
+    use super::{Crypto, Sha256};
 
-    use super::Crypto;
-
-    /// The software default: RustCrypto `sha2` with HMAC over it, and `ed25519-dalek`.
+    /// The software default: SHA-256 over RustCrypto's `sha2` with HMAC over
+    /// it, and `ed25519-dalek`.
     #[derive(Clone, Copy, Debug, Default)]
     pub struct RustCrypto;
 
@@ -123,6 +76,10 @@ mod rustcrypto {
 
         fn hmac_sha256(&self, key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
             super::sha::hmac_sha256(key, parts)
+        }
+
+        fn sha256(&self, parts: &[&[u8]]) -> [u8; 32] {
+            super::sha::sha256(parts)
         }
 
         fn verify_ed25519(

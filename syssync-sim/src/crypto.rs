@@ -74,9 +74,9 @@ impl SimCrypto {
 }
 
 impl Crypto for SimCrypto {
-    type Sha256 = Sha256;
+    type Sha256 = <RustCrypto as Crypto>::Sha256;
 
-    fn sha256_start(&self) -> Sha256 {
+    fn sha256_start(&self) -> Self::Sha256 {
         RustCrypto.sha256_start()
     }
 

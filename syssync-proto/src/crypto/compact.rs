@@ -10,19 +10,19 @@
 //!   addition formula, which also doubles.
 //! - `[s]B - [k]A` is computed in one pass over the bits of both scalars
 //!   (Straus' method), with `B - A` computed once.
-//! - SHA-512 comes from RustCrypto's `sha2`.
+//! - SHA-512 is RustCrypto's `sha2::compress512` under this crate's own
+//!   padding and block buffer.
 //!
 //! The strict checks of `ed25519-dalek`'s `verify_strict` come first, as in
 //! `SaltyCrypto`. `R` is then compared byte for byte
 //! with the canonical encoding of the computed point, which rejects a
 //! non-canonical `R` as well.
 
-use sha2::{Digest, Sha256, Sha512};
-
+use super::sha::{Sha256, Sha512};
 use super::strict::{ed25519_strict_checks, GROUP_ORDER};
 use super::Crypto;
 
-/// SHA-256 from RustCrypto's `sha2` and HMAC-SHA256 over it, like
+/// SHA-256 over RustCrypto's `sha2` and HMAC-SHA256 over it, like
 /// `RustCrypto`, and Ed25519 verification written for
 /// this crate, with the same strict checks as `ed25519-dalek`'s
 /// `verify_strict`.
@@ -58,6 +58,10 @@ impl Crypto for CompactCrypto {
         super::sha::hmac_sha256(key, parts)
     }
 
+    fn sha256(&self, parts: &[&[u8]]) -> [u8; 32] {
+        super::sha::sha256(parts)
+    }
+
     fn verify_ed25519(&self, public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
         verify(public_key, message, signature)
     }
@@ -76,12 +80,11 @@ fn verify(public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
     let Some(minus_a) = decode_negated(public_key) else {
         return false;
     };
-    let hash = Sha512::new()
-        .chain_update(r)
-        .chain_update(public_key)
-        .chain_update(message)
-        .finalize();
-    let k = reduce(&hash.into());
+    let mut hash = Sha512::new();
+    hash.update(r);
+    hash.update(public_key);
+    hash.update(message);
+    let k = reduce(&hash.finalize());
     encode(&straus(&k, &minus_a, s)) == *r
 }
 
@@ -225,30 +228,33 @@ fn pow_p58(a: &Fe) -> Fe {
 
 /// Returns the canonical 32-byte encoding: the value reduced below p.
 fn encode_fe(a: &Fe) -> [u8; 32] {
-    let mut t = a.map(i64::from);
-    carry(&mut t);
-    carry(&mut t);
-    carry(&mut t);
-    // Now 0 <= t < 2^256 with limbs in 0..2^16, which is below 2p + 38, so
-    // subtracting p at most twice reduces it.
+    let mut wide = a.map(i64::from);
+    carry(&mut wide);
+    carry(&mut wide);
+    carry(&mut wide);
+    // Now 0 <= wide < 2^256 with limbs in 0..2^16, which is below 2p + 38,
+    // so subtracting p at most twice reduces it, in i32 limbs.
+    let mut t = wide.map(|limb| limb as i32);
     for _ in 0..2 {
-        let mut m = [0i64; 16];
-        m[0] = t[0] - 0xffed;
-        for i in 1..16 {
-            let top = if i == 15 { 0x7fff } else { 0xffff };
-            m[i] = t[i] - top - ((m[i - 1] >> 16) & 1);
-            m[i - 1] &= 0xffff;
+        let mut m = [0i32; 16];
+        let mut borrow = 0;
+        for (i, (m, t)) in m.iter_mut().zip(&t).enumerate() {
+            let p_limb = match i {
+                0 => 0xffed,
+                15 => 0x7fff,
+                _ => 0xffff,
+            };
+            let difference = t - p_limb - borrow;
+            borrow = (difference >> 16) & 1;
+            *m = difference & 0xffff;
         }
-        let borrow = (m[15] >> 16) & 1;
-        m[15] &= 0xffff;
         if borrow == 0 {
             t = m;
         }
     }
     let mut out = [0u8; 32];
     for (pair, limb) in out.chunks_exact_mut(2).zip(t) {
-        pair[0] = limb as u8;
-        pair[1] = (limb >> 8) as u8;
+        pair.copy_from_slice(&(limb as u16).to_le_bytes());
     }
     out
 }

@@ -8,12 +8,11 @@
 //! them the two backends agree on every case in `tests/ed25519.rs`, which
 //! include Project Wycheproof's EdDSA vectors.
 
-use sha2::{Digest, Sha256};
-
+use super::sha::Sha256;
 use super::strict::ed25519_strict_checks;
 use super::Crypto;
 
-/// SHA-256 from RustCrypto's `sha2` and HMAC-SHA256 over it, like
+/// SHA-256 over RustCrypto's `sha2` and HMAC-SHA256 over it, like
 /// [`RustCrypto`](super::RustCrypto), and Ed25519 verification from `salty`
 /// with the same strict checks as `ed25519-dalek`'s `verify_strict`.
 ///
@@ -40,6 +39,10 @@ impl Crypto for SaltyCrypto {
 
     fn hmac_sha256(&self, key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
         super::sha::hmac_sha256(key, parts)
+    }
+
+    fn sha256(&self, parts: &[&[u8]]) -> [u8; 32] {
+        super::sha::sha256(parts)
     }
 
     fn verify_ed25519(&self, public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
