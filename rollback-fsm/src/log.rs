@@ -8,7 +8,7 @@
 use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
 
 use crate::config::{round_up, slot_size, ConfigError, FlashError, Region};
-use crate::record::{Decoded, StateRecord, RECORD_LEN};
+use crate::record::{StateRecord, RECORD_LEN};
 
 /// Largest write size the log supports, in bytes.
 const MAX_WRITE: usize = 256;
@@ -95,15 +95,16 @@ impl StateLog {
             Some((seq, position)) => (seq, Some(position)),
             None => (0, None),
         };
-        let record = match StateRecord::decode(&best_body) {
-            Decoded::Record(record) => record,
-            Decoded::Unrecognised { .. } | Decoded::Invalid => StateRecord::safe(),
-        };
-        Ok(Loaded {
-            record,
+        // The record is decoded in place, so it is not copied into `Loaded`.
+        let mut loaded = Loaded {
+            record: StateRecord::safe(),
             last_seq,
             position,
-        })
+        };
+        if position.is_some() && !loaded.record.decode_fields(&best_body, last_seq) {
+            loaded.record = StateRecord::safe();
+        }
+        Ok(loaded)
     }
 
     /// Appends `record` with the next sequence number and makes it current

@@ -215,9 +215,11 @@ impl StateRecord {
         let Some(seq) = Self::checked_seq(bytes) else {
             return Decoded::Invalid;
         };
-        match Self::decode_fields(bytes, seq) {
-            Some(record) => Decoded::Record(record),
-            None => Decoded::Unrecognised { seq },
+        let mut record = Self::safe();
+        if record.decode_fields(bytes, seq) {
+            Decoded::Record(record)
+        } else {
+            Decoded::Unrecognised { seq }
         }
     }
 
@@ -235,26 +237,37 @@ impl StateRecord {
         bytes[188..192].copy_from_slice(&crc.to_le_bytes());
     }
 
-    fn decode_fields(bytes: &[u8; RECORD_LEN], seq: u32) -> Option<Self> {
+    /// Decodes the fields of a record body whose magic and CRC are valid
+    /// into `self` and returns whether every field is recognised.
+    ///
+    /// The fields are written in place, because returning a record by value
+    /// copies it, and each copy of its two descriptors is a call. When a
+    /// field is not recognised, `self` is left partly written.
+    pub(crate) fn decode_fields(&mut self, bytes: &[u8; RECORD_LEN], seq: u32) -> bool {
         if bytes[4] != FORMAT_VERSION || bytes[14..16] != [0, 0] {
-            return None;
+            return false;
         }
         let writer = match bytes[5] {
             1 => Writer::Application,
             2 => Writer::Bootloader,
-            _ => return None,
+            _ => return false,
         };
-        Some(Self {
-            seq,
-            writer,
-            phase: Phase::from_u8(bytes[6])?,
-            trial_boots: bytes[7],
-            revert_reason: RevertReason::from_u8(bytes[12])?,
-            rejection: Rejection::from_u8(bytes[13])?,
-            security_floor: read_u32(bytes, 16),
-            active: decode_descriptor(&bytes[20..104])?,
-            spare: decode_descriptor(&bytes[104..188])?,
-        })
+        let (Some(phase), Some(revert_reason), Some(rejection)) = (
+            Phase::from_u8(bytes[6]),
+            RevertReason::from_u8(bytes[12]),
+            Rejection::from_u8(bytes[13]),
+        ) else {
+            return false;
+        };
+        self.seq = seq;
+        self.writer = writer;
+        self.phase = phase;
+        self.trial_boots = bytes[7];
+        self.revert_reason = revert_reason;
+        self.rejection = rejection;
+        self.security_floor = read_u32(bytes, 16);
+        decode_descriptor(&bytes[20..104], &mut self.active)
+            && decode_descriptor(&bytes[104..188], &mut self.spare)
     }
 }
 
@@ -265,14 +278,18 @@ fn encode_descriptor(out: &mut [u8], descriptor: Option<&ImageDescriptor>) {
     }
 }
 
-/// Decodes an optional descriptor; the outer `None` means the bytes are invalid.
-fn decode_descriptor(bytes: &[u8]) -> Option<Option<ImageDescriptor>> {
+/// Decodes an optional descriptor into `out` and returns whether the bytes
+/// are valid. An erased descriptor decodes to `None`.
+fn decode_descriptor(bytes: &[u8], out: &mut Option<ImageDescriptor>) -> bool {
     if bytes.iter().all(|b| *b == 0xFF) {
-        return Some(None);
+        *out = None;
+        return true;
     }
-    let mut array = [0u8; DESCRIPTOR_LEN];
-    array.copy_from_slice(bytes);
-    ImageDescriptor::from_bytes(&array).map(Some)
+    let Ok(array) = <&[u8; DESCRIPTOR_LEN]>::try_from(bytes) else {
+        return false;
+    };
+    *out = ImageDescriptor::from_bytes(array);
+    out.is_some()
 }
 
 #[cfg(test)]
