@@ -264,7 +264,8 @@ where
         // not copied whole on every step.
         match action {
             Action::WriteRecord(next) => {
-                self.log.append(&mut self.flashes.state, loaded, &next)?;
+                loaded.record = next;
+                self.log.append(&mut self.flashes.state, loaded)?;
                 log_info!(
                     "state record {} written: phase {}",
                     loaded.record.seq,

@@ -107,8 +107,12 @@ impl StateLog {
         Ok(loaded)
     }
 
-    /// Appends `record` with the next sequence number and makes it current
-    /// in `loaded`.
+    /// Appends `loaded.record` with the next sequence number and makes it
+    /// current in `loaded`.
+    ///
+    /// The caller changes `loaded.record` in place before the call, so the
+    /// record is not copied again. After an error, `loaded.record` may differ
+    /// from the current record on flash, so the caller loads the log again.
     ///
     /// NOTE: a slot whose torn marker reads as all `0xFF` can be written again.
     /// Bits that the new record leaves at 1 can then stay unstable, and the
@@ -122,7 +126,6 @@ impl StateLog {
         &self,
         flash: &mut F,
         loaded: &mut Loaded,
-        record: &StateRecord,
     ) -> Result<(), FlashError> {
         let (mut sector, mut slot) = match loaded.position {
             Some(position) => (position.sector, position.slot + 1),
@@ -130,7 +133,7 @@ impl StateLog {
         };
         // Whether this call erased `sector`, so that its slots need no check.
         let mut erased = false;
-        let mut body = record.to_bytes();
+        let mut body = loaded.record.to_bytes();
 
         // Every slot passed over raises the sequence number by one more, so the
         // new record outranks any torn record in those slots, even one whose
@@ -161,7 +164,6 @@ impl StateLog {
             StateRecord::set_seq(&mut body, seq);
             match self.write_slot(flash, position, &body) {
                 Ok(true) => {
-                    loaded.record = *record;
                     loaded.record.seq = seq;
                     loaded.last_seq = seq;
                     loaded.position = Some(position);
