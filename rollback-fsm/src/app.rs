@@ -237,6 +237,19 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> AppSide<S, T, G> {
         (self.staging_flash, self.state_flash, self.settings)
     }
 
+    /// Reads the current state record from flash.
+    ///
+    /// Without a recognised record, this is the safe state
+    /// ([`StateRecord::safe`]). [`status`](Self::status) returns the
+    /// application's view of the same state.
+    pub fn record(&mut self) -> Result<StateRecord, AppError> {
+        let result = self.log.load(&mut self.state_flash);
+        match &result {
+            Ok(loaded) => Ok(loaded.record),
+            Err(error) => Err(AppError::Flash(*error)),
+        }
+    }
+
     /// Reads the update state from flash.
     pub fn status(&mut self) -> Result<Status, AppError> {
         // Here and in the requests below, the loaded record is borrowed from

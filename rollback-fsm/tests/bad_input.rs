@@ -43,6 +43,10 @@ fn assert_rejected_at_boot(
     assert_eq!(status.staged, StagedImage::Rejected(reason));
     assert_eq!(status.running, Some(old.descriptor));
     assert!(!status.on_trial);
+    let record = device.app().record().unwrap();
+    assert_eq!(record.phase, Phase::Idle);
+    assert_eq!(record.rejection, Some(reason));
+    assert_eq!(record.active, Some(old.descriptor));
 }
 
 #[test]
