@@ -196,14 +196,32 @@ impl StateRecord {
     /// Encodes the record body.
     pub fn to_bytes(&self) -> [u8; RECORD_LEN] {
         let mut out = [0u8; RECORD_LEN];
-        out[0..4].copy_from_slice(&RECORD_MAGIC);
-        out[4] = FORMAT_VERSION;
-        out[5] = self.writer as u8;
-        out[6] = self.phase as u8;
-        out[7] = self.trial_boots;
-        out[12] = self.revert_reason.map_or(0, |r| r as u8);
-        out[13] = self.rejection.map_or(0, |r| r as u8);
-        out[16..20].copy_from_slice(&self.security_floor.to_le_bytes());
+        // The header as one array literal: one range copy instead of three,
+        // which are calls at opt-level z. `set_seq` fills in bytes 8 to 11.
+        let [magic_0, magic_1, magic_2, magic_3] = RECORD_MAGIC;
+        let [floor_0, floor_1, floor_2, floor_3] = self.security_floor.to_le_bytes();
+        out[..20].copy_from_slice(&[
+            magic_0,
+            magic_1,
+            magic_2,
+            magic_3,
+            FORMAT_VERSION,
+            self.writer as u8,
+            self.phase as u8,
+            self.trial_boots,
+            0,
+            0,
+            0,
+            0,
+            self.revert_reason.map_or(0, |r| r as u8),
+            self.rejection.map_or(0, |r| r as u8),
+            0,
+            0,
+            floor_0,
+            floor_1,
+            floor_2,
+            floor_3,
+        ]);
         encode_descriptor(&mut out[20..104], self.active.as_ref());
         encode_descriptor(&mut out[104..188], self.spare.as_ref());
         Self::set_seq(&mut out, self.seq);
@@ -279,7 +297,8 @@ fn encode_descriptor(out: &mut [u8], descriptor: Option<&ImageDescriptor>) {
 }
 
 /// Decodes an optional descriptor into `out` and returns whether the bytes
-/// are valid. An erased descriptor decodes to `None`.
+/// are valid. An erased descriptor decodes to `None`, and invalid bytes
+/// leave `out` unchanged.
 fn decode_descriptor(bytes: &[u8], out: &mut Option<ImageDescriptor>) -> bool {
     if bytes.iter().all(|b| *b == 0xFF) {
         *out = None;
@@ -288,8 +307,13 @@ fn decode_descriptor(bytes: &[u8], out: &mut Option<ImageDescriptor>) -> bool {
     let Ok(array) = <&[u8; DESCRIPTOR_LEN]>::try_from(bytes) else {
         return false;
     };
-    *out = ImageDescriptor::from_bytes(array);
-    out.is_some()
+    match ImageDescriptor::from_bytes(array) {
+        Some(descriptor) => {
+            *out = Some(descriptor);
+            true
+        }
+        None => false,
+    }
 }
 
 #[cfg(test)]
