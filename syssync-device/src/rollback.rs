@@ -204,12 +204,16 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> BootControl for RollbackFsmBoot<S, T
             Err(error) => return Err(RollbackFsmError::App(*error)),
         }
         // The signed manifest is the evidence that a bootloader built with
-        // rollback-fsm's `authentication` feature checks; without the feature
-        // rollback-fsm ignores it.
+        // rollback-fsm's `authentication` feature checks. Without the
+        // feature rollback-fsm ignores it, so it is not encoded.
         let mut evidence = [0u8; MAX_SIGNED_MANIFEST_LEN];
-        let evidence = manifest
-            .encode(&mut evidence)
-            .map_err(|_| RollbackFsmError::EvidenceTooLong)?;
+        let evidence: &[u8] = if rollback_fsm::STORES_EVIDENCE {
+            manifest
+                .encode(&mut evidence)
+                .map_err(|_| RollbackFsmError::EvidenceTooLong)?
+        } else {
+            &[]
+        };
         Ok(app.begin_staging(&descriptor, evidence)?)
     }
 
