@@ -517,6 +517,12 @@ impl<G: NorFlash> Settings<G> {
 
     /// Reads any byte range, splitting it into reads aligned to the read size.
     fn read_bytes(&mut self, offset: u32, out: &mut [u8]) -> Result<(), FlashError> {
+        // Bytes can be read at any offset, so no aligned reads through the
+        // scratch buffer are needed. The constant condition leaves one of
+        // the two paths in the firmware.
+        if G::READ_SIZE == 1 {
+            return self.region.read(&mut self.flash, offset, out);
+        }
         let read_size = G::READ_SIZE as u32;
         let max_span = SCRATCH as u32 / read_size * read_size;
         let mut done = 0usize;
