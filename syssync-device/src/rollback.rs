@@ -73,12 +73,11 @@ impl From<ConfigError> for RollbackFsmError {
 /// The boot side of `rollback-fsm`, as the engine uses it.
 #[derive(Debug)]
 pub struct RollbackFsmBoot<S, T, G> {
-    config: Config,
+    /// Staging partition of the layout, for the direct staging accesses.
+    staging: Partition,
     /// The application side, opened once: it checks the layout when it is
     /// built, and each request then reads the state from flash again.
     app: AppSide<S, T, G>,
-    /// Largest image the application side accepts.
-    max_image_size: u32,
 }
 
 fn version(version: rollback_fsm::Version) -> Version {
@@ -98,8 +97,7 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> RollbackFsmBoot<S, T, G> {
         let settings = Settings::new(settings, settings_partition)?;
         let app = AppSide::new(&config, staging, state, settings)?;
         Ok(RollbackFsmBoot {
-            config,
-            max_image_size: app.max_image_size(),
+            staging: config.layout().staging,
             app,
         })
     }
@@ -111,7 +109,7 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> RollbackFsmBoot<S, T, G> {
     }
 
     fn staging_address(&self, offset: u32, len: usize) -> Result<u32, RollbackFsmError> {
-        let partition = self.config.layout().staging;
+        let partition = self.staging;
         let end = u64::from(offset) + len as u64;
         if end > u64::from(partition.size) {
             return Err(RollbackFsmError::OutOfRange);
@@ -161,7 +159,7 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> BootControl for RollbackFsmBoot<S, T
     }
 
     fn staging_capacity(&self) -> u32 {
-        self.max_image_size
+        self.app.max_image_size()
     }
 
     fn staging_erase_size(&self) -> u32 {
