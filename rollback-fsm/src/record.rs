@@ -196,32 +196,25 @@ impl StateRecord {
     /// Encodes the record body.
     pub fn to_bytes(&self) -> [u8; RECORD_LEN] {
         let mut out = [0u8; RECORD_LEN];
-        // The header as one array literal: one range copy instead of three,
-        // which are calls at opt-level z. `set_seq` fills in bytes 8 to 11.
+        // Byte by byte at constant indices, which need no bounds checks,
+        // because range copies are calls at opt-level z. `set_seq` fills in
+        // bytes 8 to 11, and the reserved bytes 14 and 15 stay zero.
         let [magic_0, magic_1, magic_2, magic_3] = RECORD_MAGIC;
         let [floor_0, floor_1, floor_2, floor_3] = self.security_floor.to_le_bytes();
-        out[..20].copy_from_slice(&[
-            magic_0,
-            magic_1,
-            magic_2,
-            magic_3,
-            FORMAT_VERSION,
-            self.writer as u8,
-            self.phase as u8,
-            self.trial_boots,
-            0,
-            0,
-            0,
-            0,
-            self.revert_reason.map_or(0, |r| r as u8),
-            self.rejection.map_or(0, |r| r as u8),
-            0,
-            0,
-            floor_0,
-            floor_1,
-            floor_2,
-            floor_3,
-        ]);
+        out[0] = magic_0;
+        out[1] = magic_1;
+        out[2] = magic_2;
+        out[3] = magic_3;
+        out[4] = FORMAT_VERSION;
+        out[5] = self.writer as u8;
+        out[6] = self.phase as u8;
+        out[7] = self.trial_boots;
+        out[12] = self.revert_reason.map_or(0, |r| r as u8);
+        out[13] = self.rejection.map_or(0, |r| r as u8);
+        out[16] = floor_0;
+        out[17] = floor_1;
+        out[18] = floor_2;
+        out[19] = floor_3;
         encode_descriptor(&mut out[20..104], self.active.as_ref());
         encode_descriptor(&mut out[104..188], self.spare.as_ref());
         Self::set_seq(&mut out, self.seq);
@@ -250,9 +243,18 @@ impl StateRecord {
 
     /// Sets the sequence number of an encoded record body and updates its CRC.
     pub(crate) fn set_seq(bytes: &mut [u8; RECORD_LEN], seq: u32) {
-        bytes[8..12].copy_from_slice(&seq.to_le_bytes());
-        let crc = crc32(&bytes[..188]);
-        bytes[188..192].copy_from_slice(&crc.to_le_bytes());
+        // Byte by byte at constant indices, because range copies are calls
+        // at opt-level z.
+        let [seq_0, seq_1, seq_2, seq_3] = seq.to_le_bytes();
+        bytes[8] = seq_0;
+        bytes[9] = seq_1;
+        bytes[10] = seq_2;
+        bytes[11] = seq_3;
+        let [crc_0, crc_1, crc_2, crc_3] = crc32(&bytes[..188]).to_le_bytes();
+        bytes[188] = crc_0;
+        bytes[189] = crc_1;
+        bytes[190] = crc_2;
+        bytes[191] = crc_3;
     }
 
     /// Decodes the fields of a record body whose magic and CRC are valid
