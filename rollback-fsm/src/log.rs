@@ -236,11 +236,17 @@ impl StateLog {
         self.region
             .write(flash, start, &marker[..write_size as usize])?;
 
+        // A body of whole write words is written as it is. The condition is
+        // a constant, so each firmware keeps only one of the two paths.
         let padded_len = round_up(RECORD_LEN as u32, write_size) as usize;
-        let mut padded = [0xFFu8; RECORD_LEN + MAX_WRITE];
-        padded[..RECORD_LEN].copy_from_slice(body);
-        self.region
-            .write(flash, start + write_size, &padded[..padded_len])?;
+        if padded_len == RECORD_LEN {
+            self.region.write(flash, start + write_size, body)?;
+        } else {
+            let mut padded = [0xFFu8; RECORD_LEN + MAX_WRITE];
+            padded[..RECORD_LEN].copy_from_slice(body);
+            self.region
+                .write(flash, start + write_size, &padded[..padded_len])?;
+        }
 
         let mut check = [0u8; RECORD_LEN];
         self.region.read(flash, start + write_size, &mut check)?;
