@@ -8,9 +8,7 @@ use crate::config::{
     evidence_area, policy, round_up, Config, ConfigError, FlashError, PartitionName, Region,
     MAX_EVIDENCE_LEN,
 };
-use crate::core::{
-    app_begin_staging, app_confirm, app_report_failure, app_request_install, Policy, RequestError,
-};
+use crate::core::{begin_staging, confirm, report_failure, request_install, Policy, RequestError};
 use crate::descriptor::ImageDescriptor;
 use crate::log::StateLog;
 use crate::record::{Phase, Rejection, RevertReason, StateRecord};
@@ -127,9 +125,11 @@ pub struct Status {
 
 impl Status {
     fn from_record(record: &StateRecord) -> Self {
-        let staged = match (record.phase, record.spare, record.rejection) {
-            (Phase::Staging, Some(image), _) => StagedImage::Writing(image),
-            (Phase::InstallRequested, Some(image), _) => StagedImage::InstallRequested(image),
+        // The staged descriptor is matched by reference: a tuple holding it
+        // by value would be one more copy of it.
+        let staged = match (record.phase, &record.spare, record.rejection) {
+            (Phase::Staging, Some(image), _) => StagedImage::Writing(*image),
+            (Phase::InstallRequested, Some(image), _) => StagedImage::InstallRequested(*image),
             (Phase::Idle, _, Some(rejection)) => StagedImage::Rejected(rejection),
             _ => StagedImage::None,
         };
@@ -143,6 +143,18 @@ impl Status {
             security_floor: record.security_floor,
         }
     }
+}
+
+/// An application request that changes the state record.
+#[derive(Clone, Copy)]
+enum Request<'a> {
+    BeginStaging {
+        descriptor: &'a ImageDescriptor,
+        evidence: &'a [u8],
+    },
+    Install,
+    Confirm,
+    ReportFailure,
 }
 
 /// Staging progress kept in RAM.
@@ -225,6 +237,19 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> AppSide<S, T, G> {
         (self.staging_flash, self.state_flash, self.settings)
     }
 
+    /// Reads the current state record from flash.
+    ///
+    /// Without a recognised record, this is the safe state
+    /// ([`StateRecord::safe`]). [`status`](Self::status) returns the
+    /// application's view of the same state.
+    pub fn record(&mut self) -> Result<StateRecord, AppError> {
+        let result = self.log.load(&mut self.state_flash);
+        match &result {
+            Ok(loaded) => Ok(loaded.record),
+            Err(error) => Err(AppError::Flash(*error)),
+        }
+    }
+
     /// Reads the update state from flash.
     pub fn status(&mut self) -> Result<Status, AppError> {
         // Here and in the requests below, the loaded record is borrowed from
@@ -252,22 +277,52 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> AppSide<S, T, G> {
                 len: evidence.len(),
             });
         }
-        let mut result = self.log.load(&mut self.state_flash);
-        let loaded = result.as_mut().map_err(|error| *error)?;
-        // Here and in the requests below, the new record is borrowed from
-        // its result as well, for the same reason.
-        let next = app_begin_staging(&loaded.record, descriptor, &self.policy);
-        let next = next.as_ref().map_err(|error| *error)?;
-        if descriptor.size > self.evidence_offset {
-            return Err(RequestError::InvalidDescriptor(Rejection::Size).into());
-        }
-        self.session = None;
-        self.write_evidence(evidence)?;
-        self.log.append(&mut self.state_flash, loaded, next)?;
+        self.update(Request::BeginStaging {
+            descriptor,
+            evidence,
+        })?;
         self.session = Some(StagingSession {
             descriptor: *descriptor,
             erased_until: 0,
         });
+        Ok(())
+    }
+
+    /// Loads the current record, applies `request` to it in place and, if
+    /// the record changed, appends it to the state log.
+    ///
+    /// The four requests share this path, so the firmware has one copy of
+    /// the load, the append and their error mapping.
+    fn update(&mut self, request: Request<'_>) -> Result<(), AppError> {
+        // The loaded record is borrowed from the result, because moving it
+        // out with `?` copies it field by field, which takes more code.
+        let mut result = self.log.load(&mut self.state_flash);
+        let loaded = result.as_mut().map_err(|error| *error)?;
+        let record = &mut loaded.record;
+        let changed = match request {
+            Request::BeginStaging { descriptor, .. } => {
+                begin_staging(record, descriptor, &self.policy)
+            }
+            Request::Install => request_install(record),
+            Request::Confirm => confirm(record),
+            Request::ReportFailure => report_failure(record),
+        }?;
+        if !changed {
+            return Ok(());
+        }
+        if let Request::BeginStaging {
+            descriptor,
+            evidence,
+        } = request
+        {
+            // `begin_staging` has checked the size against the policy's
+            // `max_image_size`, which `AppSide::new` caps at
+            // `evidence_offset`, so the image ends before the evidence.
+            debug_assert!(descriptor.size <= self.evidence_offset);
+            self.session = None;
+            self.write_evidence(evidence)?;
+        }
+        self.log.append(&mut self.state_flash, loaded)?;
         Ok(())
     }
 
@@ -386,13 +441,7 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> AppSide<S, T, G> {
     /// with the `authentication` feature, the evidence before it touches the active
     /// partition.
     pub fn request_install(&mut self) -> Result<(), AppError> {
-        let mut result = self.log.load(&mut self.state_flash);
-        let loaded = result.as_mut().map_err(|error| *error)?;
-        let next = app_request_install(&loaded.record);
-        let next = next.as_ref().map_err(|error| *error)?;
-        if *next != loaded.record {
-            self.log.append(&mut self.state_flash, loaded, next)?;
-        }
+        self.update(Request::Install)?;
         self.session = None;
         Ok(())
     }
@@ -402,25 +451,12 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> AppSide<S, T, G> {
     /// Does nothing if the image is already confirmed. Raises the security
     /// floor to the image's security counter.
     pub fn confirm(&mut self) -> Result<(), AppError> {
-        let mut result = self.log.load(&mut self.state_flash);
-        let loaded = result.as_mut().map_err(|error| *error)?;
-        if let Some(next) = app_confirm(&loaded.record)
-            .as_ref()
-            .map_err(|error| *error)?
-        {
-            self.log.append(&mut self.state_flash, loaded, next)?;
-        }
-        Ok(())
+        self.update(Request::Confirm)
     }
 
     /// Reports the running trial image as unhealthy: the next boot reverts it.
     pub fn report_failure(&mut self) -> Result<(), AppError> {
-        let mut result = self.log.load(&mut self.state_flash);
-        let loaded = result.as_mut().map_err(|error| *error)?;
-        let next = app_report_failure(&loaded.record);
-        let next = next.as_ref().map_err(|error| *error)?;
-        self.log.append(&mut self.state_flash, loaded, next)?;
-        Ok(())
+        self.update(Request::ReportFailure)
     }
 
     /// Reads setting `key` into `buf`; see [`Settings::read`].

@@ -117,7 +117,6 @@ pub struct BootSide<'a, A, S, R, T, H> {
     recovery: Region,
     log: StateLog,
     evidence_offset: u32,
-    chunk: u32,
     loaded: Option<Loaded>,
     event: Option<Event>,
     copy: Option<CopyJob>,
@@ -164,7 +163,7 @@ where
             &flashes.state,
         )?;
 
-        let chunk = chunk_for::<A>().min(chunk_for::<S>()).min(chunk_for::<R>());
+        let chunk = Self::chunk();
         check_chunk::<A>(chunk, PartitionName::Active)?;
         check_chunk::<S>(chunk, PartitionName::Staging)?;
         check_chunk::<R>(chunk, PartitionName::Recovery)?;
@@ -180,7 +179,6 @@ where
             recovery,
             log,
             evidence_offset: layout.staging.size - evidence,
-            chunk,
             loaded: None,
             event: None,
             copy: None,
@@ -190,6 +188,13 @@ where
             authenticator: None,
             _authenticator: PhantomData,
         })
+    }
+
+    /// Returns the copy chunk size: the largest that every image device
+    /// supports. It depends on the flash types only, so the compiler folds
+    /// it.
+    fn chunk() -> u32 {
+        chunk_for::<A>().min(chunk_for::<S>()).min(chunk_for::<R>())
     }
 
     /// Sets the authenticator that staged images must pass.
@@ -264,7 +269,8 @@ where
         // not copied whole on every step.
         match action {
             Action::WriteRecord(next) => {
-                self.log.append(&mut self.flashes.state, loaded, &next)?;
+                loaded.record = next;
+                self.log.append(&mut self.flashes.state, loaded)?;
                 log_info!(
                     "state record {} written: phase {}",
                     loaded.record.seq,
@@ -348,7 +354,7 @@ where
         let flashes = &mut self.flashes;
         let mut chunk = ChunkCopy {
             buf: &mut self.buf,
-            chunk: self.chunk,
+            chunk: Self::chunk(),
             size: job.size,
         };
         let hasher = (job.kind == CopyKind::Backup).then_some(&mut self.hasher);
@@ -435,7 +441,7 @@ where
                 self.recovery,
                 size,
                 &mut self.buf,
-                self.chunk,
+                Self::chunk(),
                 &mut self.hasher,
                 expected,
             ),
@@ -444,7 +450,7 @@ where
                 self.active,
                 size,
                 &mut self.buf,
-                self.chunk,
+                Self::chunk(),
                 &mut self.hasher,
                 expected,
             ),
@@ -470,7 +476,7 @@ where
             self.staging,
             staged.size,
             &mut self.buf,
-            self.chunk,
+            Self::chunk(),
             &mut self.hasher,
             &staged.sha256,
         )?;
@@ -493,7 +499,7 @@ where
             return Ok(false);
         };
         let mut evidence = [0u8; 2 + MAX_EVIDENCE_LEN + MAX_CHUNK as usize];
-        let chunk = self.chunk as usize;
+        let chunk = Self::chunk() as usize;
         self.staging.read(
             &mut self.flashes.staging,
             self.evidence_offset,
@@ -503,7 +509,7 @@ where
         if len > MAX_EVIDENCE_LEN {
             return Ok(false);
         }
-        let total = round_up(2 + len as u32, self.chunk) as usize;
+        let total = round_up(2 + len as u32, Self::chunk()) as usize;
         let mut at = chunk;
         while at < total {
             let offset = self.evidence_offset + at as u32;

@@ -17,6 +17,11 @@ pub const DEFAULT_TRIAL_BOOTS: u8 = 3;
 /// Largest evidence (signed manifest) stored with a staged image, in bytes.
 pub const MAX_EVIDENCE_LEN: usize = 1664;
 
+/// Whether [`crate::AppSide::begin_staging`] stores its evidence: true with
+/// the `authentication` feature. Without it the evidence is ignored, so a
+/// caller need not build it.
+pub const STORES_EVIDENCE: bool = cfg!(feature = "authentication");
+
 /// Names a partition in errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]

@@ -2,8 +2,8 @@
 //!
 //! Nothing here touches flash. The bootloader driver ([`crate::BootSide`])
 //! feeds [`Event`]s and carries out the returned [`Action`]s, and the
-//! application driver ([`crate::AppSide`]) uses the `app_*` transitions. Tests
-//! can drive [`decide`] directly.
+//! application driver ([`crate::AppSide`]) applies the `app_*` transitions to
+//! the loaded record in place. Tests can drive [`decide`] directly.
 
 use crate::descriptor::{ImageDescriptor, TargetType, Version};
 use crate::record::{Phase, Rejection, RevertReason, StateRecord, Writer};
@@ -225,36 +225,16 @@ pub fn app_begin_staging(
     descriptor: &ImageDescriptor,
     policy: &Policy,
 ) -> Result<StateRecord, RequestError> {
-    match state.phase {
-        Phase::Idle | Phase::Staging => {}
-        Phase::Trial => return Err(RequestError::ImageOnTrial),
-        _ => return Err(RequestError::UpdateInProgress),
-    }
-    check_descriptor(descriptor, policy, state.security_floor)
-        .map_err(RequestError::InvalidDescriptor)?;
     let mut next = *state;
-    next.writer = Writer::Application;
-    next.phase = Phase::Staging;
-    next.trial_boots = 0;
-    next.rejection = None;
-    next.spare = Some(*descriptor);
+    begin_staging(&mut next, descriptor, policy)?;
     Ok(next)
 }
 
 /// Returns the record that requests installation of the staged image.
 pub fn app_request_install(state: &StateRecord) -> Result<StateRecord, RequestError> {
-    match state.phase {
-        Phase::Staging => {
-            let mut next = *state;
-            next.writer = Writer::Application;
-            next.phase = Phase::InstallRequested;
-            Ok(next)
-        }
-        Phase::InstallRequested => Ok(*state),
-        Phase::Trial => Err(RequestError::ImageOnTrial),
-        Phase::Idle => Err(RequestError::NothingStaged),
-        _ => Err(RequestError::UpdateInProgress),
-    }
+    let mut next = *state;
+    request_install(&mut next)?;
+    Ok(next)
 }
 
 /// Returns the record that confirms the trial image, or `None` if the image
@@ -262,32 +242,79 @@ pub fn app_request_install(state: &StateRecord) -> Result<StateRecord, RequestEr
 ///
 /// Confirming raises the security floor to the image's security counter.
 pub fn app_confirm(state: &StateRecord) -> Result<Option<StateRecord>, RequestError> {
-    match state.phase {
-        Phase::Trial => {
-            let counter = state.active.map_or(0, |image| image.security_counter);
-            let mut next = *state;
-            next.writer = Writer::Application;
-            next.phase = Phase::Idle;
-            next.trial_boots = 0;
-            next.revert_reason = None;
-            next.rejection = None;
-            next.security_floor = state.security_floor.max(counter);
-            Ok(Some(next))
-        }
-        Phase::Idle | Phase::Staging => Ok(None),
-        _ => Err(RequestError::NotOnTrial),
-    }
+    let mut next = *state;
+    Ok(confirm(&mut next)?.then_some(next))
 }
 
 /// Returns the record that makes the next boot revert the trial image.
 pub fn app_report_failure(state: &StateRecord) -> Result<StateRecord, RequestError> {
-    match state.phase {
+    let mut next = *state;
+    report_failure(&mut next)?;
+    Ok(next)
+}
+
+// The transitions below change the record in place, so the application
+// driver applies them to the loaded record without copying it. Each returns
+// whether the record changed.
+
+pub(crate) fn begin_staging(
+    record: &mut StateRecord,
+    descriptor: &ImageDescriptor,
+    policy: &Policy,
+) -> Result<bool, RequestError> {
+    match record.phase {
+        Phase::Idle | Phase::Staging => {}
+        Phase::Trial => return Err(RequestError::ImageOnTrial),
+        _ => return Err(RequestError::UpdateInProgress),
+    }
+    check_descriptor(descriptor, policy, record.security_floor)
+        .map_err(RequestError::InvalidDescriptor)?;
+    record.writer = Writer::Application;
+    record.phase = Phase::Staging;
+    record.trial_boots = 0;
+    record.rejection = None;
+    record.spare = Some(*descriptor);
+    Ok(true)
+}
+
+pub(crate) fn request_install(record: &mut StateRecord) -> Result<bool, RequestError> {
+    match record.phase {
+        Phase::Staging => {
+            record.writer = Writer::Application;
+            record.phase = Phase::InstallRequested;
+            Ok(true)
+        }
+        Phase::InstallRequested => Ok(false),
+        Phase::Trial => Err(RequestError::ImageOnTrial),
+        Phase::Idle => Err(RequestError::NothingStaged),
+        _ => Err(RequestError::UpdateInProgress),
+    }
+}
+
+pub(crate) fn confirm(record: &mut StateRecord) -> Result<bool, RequestError> {
+    match record.phase {
         Phase::Trial => {
-            let mut next = *state;
-            next.writer = Writer::Application;
-            next.phase = Phase::Revert;
-            next.revert_reason = Some(RevertReason::ApplicationReportedFailure);
-            Ok(next)
+            let counter = record.active.map_or(0, |image| image.security_counter);
+            record.writer = Writer::Application;
+            record.phase = Phase::Idle;
+            record.trial_boots = 0;
+            record.revert_reason = None;
+            record.rejection = None;
+            record.security_floor = record.security_floor.max(counter);
+            Ok(true)
+        }
+        Phase::Idle | Phase::Staging => Ok(false),
+        _ => Err(RequestError::NotOnTrial),
+    }
+}
+
+pub(crate) fn report_failure(record: &mut StateRecord) -> Result<bool, RequestError> {
+    match record.phase {
+        Phase::Trial => {
+            record.writer = Writer::Application;
+            record.phase = Phase::Revert;
+            record.revert_reason = Some(RevertReason::ApplicationReportedFailure);
+            Ok(true)
         }
         _ => Err(RequestError::NotOnTrial),
     }

@@ -136,16 +136,13 @@ impl ImageDescriptor {
     /// Writes the canonical form into the first 84 bytes of `out`, which
     /// hold zeros.
     pub(crate) fn write_to(&self, out: &mut [u8]) {
-        out[0..4].copy_from_slice(&self.size.to_le_bytes());
-        out[4..36].copy_from_slice(&self.sha256);
-        // Security counter, version and name length as one array literal:
-        // one range copy instead of six, which are calls at opt-level z.
+        // Security counter, version and name length as one array literal.
         let [counter_0, counter_1, counter_2, counter_3] = self.security_counter.to_le_bytes();
         let [major_0, major_1] = self.version.major.to_le_bytes();
         let [minor_0, minor_1] = self.version.minor.to_le_bytes();
         let [patch_0, patch_1] = self.version.patch.to_le_bytes();
         let [build_0, build_1, build_2, build_3] = self.version.build.to_le_bytes();
-        out[36..51].copy_from_slice(&[
+        let middle = [
             counter_0,
             counter_1,
             counter_2,
@@ -161,8 +158,18 @@ impl ImageDescriptor {
             build_2,
             build_3,
             self.target_type.len,
-        ]);
-        out[51..83].copy_from_slice(&self.target_type.bytes);
+        ];
+        // The fields in their order, copied in one byte loop: each range copy
+        // would be a call at opt-level z.
+        let size = self.size.to_le_bytes();
+        let fields: [&[u8]; 4] = [&size, &self.sha256, &middle, &self.target_type.bytes];
+        let mut slots = out.iter_mut();
+        for field in fields {
+            // The field comes first, so `zip` takes a slot only for a byte.
+            for (byte, slot) in field.iter().zip(slots.by_ref()) {
+                *slot = *byte;
+            }
+        }
     }
 
     /// Decodes a descriptor, returning `None` for an absent (erased) or invalid one.

@@ -213,7 +213,7 @@ pub use auth::{AuthError, ImageAuthenticator, ManifestAuthenticator};
 pub use boot::{BootError, BootFlashes, BootSide, Step};
 pub use config::{
     Config, ConfigError, FlashError, Layout, Partition, PartitionName, DEFAULT_TRIAL_BOOTS,
-    MAX_EVIDENCE_LEN,
+    MAX_EVIDENCE_LEN, STORES_EVIDENCE,
 };
 pub use descriptor::{
     ImageDescriptor, InvalidTargetType, TargetType, Version, DESCRIPTOR_LEN, TARGET_TYPE_MAX_LEN,

@@ -5,10 +5,10 @@
 //! touched by a torn write is seen as used and never written again before an
 //! erase. The valid record with the highest sequence number is current.
 
-use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
+use embedded_storage::nor_flash::NorFlash;
 
 use crate::config::{round_up, slot_size, ConfigError, FlashError, Region};
-use crate::record::{Decoded, StateRecord, RECORD_LEN};
+use crate::record::{StateRecord, RECORD_LEN};
 
 /// Largest write size the log supports, in bytes.
 const MAX_WRITE: usize = 256;
@@ -31,14 +31,42 @@ pub(crate) struct Loaded {
     pub(crate) position: Option<SlotPosition>,
 }
 
+/// The state log on one partition.
+///
+/// Sector, write and slot sizes come from the constants of the flash type
+/// that each method is called with, so the compiler folds the offsets
+/// computed from them. The drivers call every method with the flash type
+/// that `new` checked against the partition.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct StateLog {
     region: Region,
-    sector_size: u32,
     sectors: u32,
+}
+
+/// Sizes of the log on flash type `F`, in bytes.
+struct Geometry {
+    sector_size: u32,
     write_size: u32,
     slot_size: u32,
     slots_per_sector: u32,
+}
+
+impl Geometry {
+    fn of<F: NorFlash>() -> Self {
+        let sector_size = F::ERASE_SIZE as u32;
+        let write_size = F::WRITE_SIZE as u32;
+        let slot_size = slot_size(write_size);
+        Self {
+            sector_size,
+            write_size,
+            slot_size,
+            slots_per_sector: sector_size / slot_size,
+        }
+    }
+
+    fn slot_offset(&self, position: SlotPosition) -> u32 {
+        position.sector * self.sector_size + position.slot * self.slot_size
+    }
 }
 
 impl StateLog {
@@ -53,34 +81,24 @@ impl StateLog {
         if sectors < 2 || slot_size > sector_size || !read_fits || F::WRITE_SIZE > MAX_WRITE {
             return Err(ConfigError::StateTooSmall);
         }
-        Ok(Self {
-            region,
-            sector_size,
-            sectors,
-            write_size,
-            slot_size,
-            slots_per_sector: sector_size / slot_size,
-        })
-    }
-
-    fn slot_offset(&self, position: SlotPosition) -> u32 {
-        position.sector * self.sector_size + position.slot * self.slot_size
+        Ok(Self { region, sectors })
     }
 
     /// Reads every slot once and returns the current record.
     ///
     /// Unless the newest valid record is of this format version and fully
     /// understood, the record is the safe state ([`StateRecord::safe`]).
-    pub(crate) fn load<F: ReadNorFlash>(&self, flash: &mut F) -> Result<Loaded, FlashError> {
+    pub(crate) fn load<F: NorFlash>(&self, flash: &mut F) -> Result<Loaded, FlashError> {
+        let geometry = Geometry::of::<F>();
         // Highest sequence number and slot so far. The body read from that
         // slot is kept and decoded once, so every decision uses the same read.
         let mut best: Option<(u32, SlotPosition)> = None;
         let mut best_body = [0u8; RECORD_LEN];
         let mut body = [0u8; RECORD_LEN];
         for sector in 0..self.sectors {
-            for slot in 0..self.slots_per_sector {
+            for slot in 0..geometry.slots_per_sector {
                 let position = SlotPosition { sector, slot };
-                let at = self.slot_offset(position) + self.write_size;
+                let at = geometry.slot_offset(position) + geometry.write_size;
                 self.region.read(flash, at, &mut body)?;
                 let Some(seq) = StateRecord::checked_seq(&body) else {
                     continue;
@@ -95,19 +113,24 @@ impl StateLog {
             Some((seq, position)) => (seq, Some(position)),
             None => (0, None),
         };
-        let record = match StateRecord::decode(&best_body) {
-            Decoded::Record(record) => record,
-            Decoded::Unrecognised { .. } | Decoded::Invalid => StateRecord::safe(),
-        };
-        Ok(Loaded {
-            record,
+        // The record is decoded in place, so it is not copied into `Loaded`.
+        let mut loaded = Loaded {
+            record: StateRecord::safe(),
             last_seq,
             position,
-        })
+        };
+        if position.is_some() && !loaded.record.decode_fields(&best_body, last_seq) {
+            loaded.record = StateRecord::safe();
+        }
+        Ok(loaded)
     }
 
-    /// Appends `record` with the next sequence number and makes it current
-    /// in `loaded`.
+    /// Appends `loaded.record` with the next sequence number and makes it
+    /// current in `loaded`.
+    ///
+    /// The caller changes `loaded.record` in place before the call, so the
+    /// record is not copied again. After an error, `loaded.record` may differ
+    /// from the current record on flash, so the caller loads the log again.
     ///
     /// NOTE: a slot whose torn marker reads as all `0xFF` can be written again.
     /// Bits that the new record leaves at 1 can then stay unstable, and the
@@ -121,15 +144,15 @@ impl StateLog {
         &self,
         flash: &mut F,
         loaded: &mut Loaded,
-        record: &StateRecord,
     ) -> Result<(), FlashError> {
+        let geometry = Geometry::of::<F>();
         let (mut sector, mut slot) = match loaded.position {
             Some(position) => (position.sector, position.slot + 1),
             None => (0, 0),
         };
         // Whether this call erased `sector`, so that its slots need no check.
         let mut erased = false;
-        let mut body = record.to_bytes();
+        let mut body = loaded.record.to_bytes();
 
         // Every slot passed over raises the sequence number by one more, so the
         // new record outranks any torn record in those slots, even one whose
@@ -137,7 +160,7 @@ impl StateLog {
         let mut seq = loaded.last_seq.wrapping_add(1);
         let mut last_error = None;
         loop {
-            if slot == self.slots_per_sector {
+            if slot == geometry.slots_per_sector {
                 if erased {
                     break;
                 }
@@ -146,8 +169,9 @@ impl StateLog {
                 if loaded.position.is_some() {
                     sector = (sector + 1) % self.sectors;
                 }
-                let from = sector * self.sector_size;
-                self.region.erase(flash, from, from + self.sector_size)?;
+                let from = sector * geometry.sector_size;
+                self.region
+                    .erase(flash, from, from + geometry.sector_size)?;
                 erased = true;
                 slot = 0;
             }
@@ -160,7 +184,6 @@ impl StateLog {
             StateRecord::set_seq(&mut body, seq);
             match self.write_slot(flash, position, &body) {
                 Ok(true) => {
-                    loaded.record = *record;
                     loaded.record.seq = seq;
                     loaded.last_seq = seq;
                     loaded.position = Some(position);
@@ -177,18 +200,19 @@ impl StateLog {
         }))
     }
 
-    fn slot_is_erased<F: ReadNorFlash>(
+    fn slot_is_erased<F: NorFlash>(
         &self,
         flash: &mut F,
         position: SlotPosition,
     ) -> Result<bool, FlashError> {
+        let geometry = Geometry::of::<F>();
         let mut buf = [0u8; MAX_WRITE];
         // A whole number of write words, so every read stays aligned to the read size.
-        let piece = self.write_size * (MAX_WRITE as u32 / self.write_size);
-        let start = self.slot_offset(position);
+        let piece = geometry.write_size * (MAX_WRITE as u32 / geometry.write_size);
+        let start = geometry.slot_offset(position);
         let mut at = 0;
-        while at < self.slot_size {
-            let len = piece.min(self.slot_size - at) as usize;
+        while at < geometry.slot_size {
+            let len = piece.min(geometry.slot_size - at) as usize;
             self.region.read(flash, start + at, &mut buf[..len])?;
             if buf[..len].iter().any(|b| *b != 0xFF) {
                 return Ok(false);
@@ -205,20 +229,27 @@ impl StateLog {
         position: SlotPosition,
         body: &[u8; RECORD_LEN],
     ) -> Result<bool, FlashError> {
-        let start = self.slot_offset(position);
+        let geometry = Geometry::of::<F>();
+        let write_size = geometry.write_size;
+        let start = geometry.slot_offset(position);
         let marker = [0u8; MAX_WRITE];
         self.region
-            .write(flash, start, &marker[..self.write_size as usize])?;
+            .write(flash, start, &marker[..write_size as usize])?;
 
-        let padded_len = round_up(RECORD_LEN as u32, self.write_size) as usize;
-        let mut padded = [0xFFu8; RECORD_LEN + MAX_WRITE];
-        padded[..RECORD_LEN].copy_from_slice(body);
-        self.region
-            .write(flash, start + self.write_size, &padded[..padded_len])?;
+        // A body of whole write words is written as it is. The condition is
+        // a constant, so each firmware keeps only one of the two paths.
+        let padded_len = round_up(RECORD_LEN as u32, write_size) as usize;
+        if padded_len == RECORD_LEN {
+            self.region.write(flash, start + write_size, body)?;
+        } else {
+            let mut padded = [0xFFu8; RECORD_LEN + MAX_WRITE];
+            padded[..RECORD_LEN].copy_from_slice(body);
+            self.region
+                .write(flash, start + write_size, &padded[..padded_len])?;
+        }
 
         let mut check = [0u8; RECORD_LEN];
-        self.region
-            .read(flash, start + self.write_size, &mut check)?;
+        self.region.read(flash, start + write_size, &mut check)?;
         Ok(&check == body)
     }
 }

@@ -196,14 +196,25 @@ impl StateRecord {
     /// Encodes the record body.
     pub fn to_bytes(&self) -> [u8; RECORD_LEN] {
         let mut out = [0u8; RECORD_LEN];
-        out[0..4].copy_from_slice(&RECORD_MAGIC);
+        // Byte by byte at constant indices, which need no bounds checks,
+        // because range copies are calls at opt-level z. `set_seq` fills in
+        // bytes 8 to 11, and the reserved bytes 14 and 15 stay zero.
+        let [magic_0, magic_1, magic_2, magic_3] = RECORD_MAGIC;
+        let [floor_0, floor_1, floor_2, floor_3] = self.security_floor.to_le_bytes();
+        out[0] = magic_0;
+        out[1] = magic_1;
+        out[2] = magic_2;
+        out[3] = magic_3;
         out[4] = FORMAT_VERSION;
         out[5] = self.writer as u8;
         out[6] = self.phase as u8;
         out[7] = self.trial_boots;
         out[12] = self.revert_reason.map_or(0, |r| r as u8);
         out[13] = self.rejection.map_or(0, |r| r as u8);
-        out[16..20].copy_from_slice(&self.security_floor.to_le_bytes());
+        out[16] = floor_0;
+        out[17] = floor_1;
+        out[18] = floor_2;
+        out[19] = floor_3;
         encode_descriptor(&mut out[20..104], self.active.as_ref());
         encode_descriptor(&mut out[104..188], self.spare.as_ref());
         Self::set_seq(&mut out, self.seq);
@@ -215,9 +226,11 @@ impl StateRecord {
         let Some(seq) = Self::checked_seq(bytes) else {
             return Decoded::Invalid;
         };
-        match Self::decode_fields(bytes, seq) {
-            Some(record) => Decoded::Record(record),
-            None => Decoded::Unrecognised { seq },
+        let mut record = Self::safe();
+        if record.decode_fields(bytes, seq) {
+            Decoded::Record(record)
+        } else {
+            Decoded::Unrecognised { seq }
         }
     }
 
@@ -230,31 +243,51 @@ impl StateRecord {
 
     /// Sets the sequence number of an encoded record body and updates its CRC.
     pub(crate) fn set_seq(bytes: &mut [u8; RECORD_LEN], seq: u32) {
-        bytes[8..12].copy_from_slice(&seq.to_le_bytes());
-        let crc = crc32(&bytes[..188]);
-        bytes[188..192].copy_from_slice(&crc.to_le_bytes());
+        // Byte by byte at constant indices, because range copies are calls
+        // at opt-level z.
+        let [seq_0, seq_1, seq_2, seq_3] = seq.to_le_bytes();
+        bytes[8] = seq_0;
+        bytes[9] = seq_1;
+        bytes[10] = seq_2;
+        bytes[11] = seq_3;
+        let [crc_0, crc_1, crc_2, crc_3] = crc32(&bytes[..188]).to_le_bytes();
+        bytes[188] = crc_0;
+        bytes[189] = crc_1;
+        bytes[190] = crc_2;
+        bytes[191] = crc_3;
     }
 
-    fn decode_fields(bytes: &[u8; RECORD_LEN], seq: u32) -> Option<Self> {
+    /// Decodes the fields of a record body whose magic and CRC are valid
+    /// into `self` and returns whether every field is recognised.
+    ///
+    /// The fields are written in place, because returning a record by value
+    /// copies it, and each copy of its two descriptors is a call. When a
+    /// field is not recognised, `self` is left partly written.
+    pub(crate) fn decode_fields(&mut self, bytes: &[u8; RECORD_LEN], seq: u32) -> bool {
         if bytes[4] != FORMAT_VERSION || bytes[14..16] != [0, 0] {
-            return None;
+            return false;
         }
         let writer = match bytes[5] {
             1 => Writer::Application,
             2 => Writer::Bootloader,
-            _ => return None,
+            _ => return false,
         };
-        Some(Self {
-            seq,
-            writer,
-            phase: Phase::from_u8(bytes[6])?,
-            trial_boots: bytes[7],
-            revert_reason: RevertReason::from_u8(bytes[12])?,
-            rejection: Rejection::from_u8(bytes[13])?,
-            security_floor: read_u32(bytes, 16),
-            active: decode_descriptor(&bytes[20..104])?,
-            spare: decode_descriptor(&bytes[104..188])?,
-        })
+        let (Some(phase), Some(revert_reason), Some(rejection)) = (
+            Phase::from_u8(bytes[6]),
+            RevertReason::from_u8(bytes[12]),
+            Rejection::from_u8(bytes[13]),
+        ) else {
+            return false;
+        };
+        self.seq = seq;
+        self.writer = writer;
+        self.phase = phase;
+        self.trial_boots = bytes[7];
+        self.revert_reason = revert_reason;
+        self.rejection = rejection;
+        self.security_floor = read_u32(bytes, 16);
+        decode_descriptor(&bytes[20..104], &mut self.active)
+            && decode_descriptor(&bytes[104..188], &mut self.spare)
     }
 }
 
@@ -265,14 +298,24 @@ fn encode_descriptor(out: &mut [u8], descriptor: Option<&ImageDescriptor>) {
     }
 }
 
-/// Decodes an optional descriptor; the outer `None` means the bytes are invalid.
-fn decode_descriptor(bytes: &[u8]) -> Option<Option<ImageDescriptor>> {
+/// Decodes an optional descriptor into `out` and returns whether the bytes
+/// are valid. An erased descriptor decodes to `None`, and invalid bytes
+/// leave `out` unchanged.
+fn decode_descriptor(bytes: &[u8], out: &mut Option<ImageDescriptor>) -> bool {
     if bytes.iter().all(|b| *b == 0xFF) {
-        return Some(None);
+        *out = None;
+        return true;
     }
-    let mut array = [0u8; DESCRIPTOR_LEN];
-    array.copy_from_slice(bytes);
-    ImageDescriptor::from_bytes(&array).map(Some)
+    let Ok(array) = <&[u8; DESCRIPTOR_LEN]>::try_from(bytes) else {
+        return false;
+    };
+    match ImageDescriptor::from_bytes(array) {
+        Some(descriptor) => {
+            *out = Some(descriptor);
+            true
+        }
+        None => false,
+    }
 }
 
 #[cfg(test)]

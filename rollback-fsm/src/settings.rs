@@ -107,11 +107,14 @@ pub struct Settings<G> {
     flash: G,
     region: Region,
     bank_size: u32,
-    write_size: u32,
     scratch: [u8; SCRATCH],
 }
 
 impl<G: NorFlash> Settings<G> {
+    /// The device's write size. A constant rather than a field, so the
+    /// offsets and sizes derived from it are computed when compiling.
+    const WRITE_SIZE: u32 = G::WRITE_SIZE as u32;
+
     /// Creates the store; the partition must hold two banks of whole sectors.
     pub fn new(flash: G, partition: Partition) -> Result<Self, ConfigError> {
         let region = Region::new(PartitionName::Settings, partition);
@@ -128,7 +131,6 @@ impl<G: NorFlash> Settings<G> {
             flash,
             region,
             bank_size: partition.size / 2,
-            write_size,
             scratch: [0; SCRATCH],
         })
     }
@@ -214,7 +216,7 @@ impl<G: NorFlash> Settings<G> {
         let mut area = [0u8; 2 * SCRATCH];
         self.read_bytes(at, &mut area[..len])?;
         let erased = area[..len].iter().all(|b| *b == 0xFF);
-        let header = &area[self.write_size as usize..self.write_size as usize + 16];
+        let header = &area[Self::WRITE_SIZE as usize..Self::WRITE_SIZE as usize + 16];
         let valid = header[0..4] == BANK_MAGIC
             && header[4] == BANK_VERSION
             && crc32(&header[..12]) == read_u32(header, 12);
@@ -222,12 +224,12 @@ impl<G: NorFlash> Settings<G> {
     }
 
     fn entry_size(&self, len: u32) -> u32 {
-        self.write_size + round_up(ENTRY_HEADER_LEN + len, self.write_size)
+        Self::WRITE_SIZE + round_up(ENTRY_HEADER_LEN + len, Self::WRITE_SIZE)
     }
 
     /// Size of one header copy: a marker word and the header.
     fn header_slot(&self) -> u32 {
-        self.write_size + round_up(BANK_HEADER_LEN, self.write_size)
+        Self::WRITE_SIZE + round_up(BANK_HEADER_LEN, Self::WRITE_SIZE)
     }
 
     /// Size of the header area: two copies of the header.
@@ -292,18 +294,18 @@ impl<G: NorFlash> Settings<G> {
     /// Reads the entry at `at` (relative to the bank).
     fn scan_at(&mut self, bank: u32, at: u32) -> Result<Scan, FlashError> {
         let base = bank_base(bank, self.bank_size);
-        if at + self.write_size + ENTRY_HEADER_LEN > self.bank_size {
+        if at + Self::WRITE_SIZE + ENTRY_HEADER_LEN > self.bank_size {
             return Ok(Scan::End { at, clean: false });
         }
         let mut head = [0u8; SCRATCH + ENTRY_HEADER_LEN as usize];
-        let head_len = (self.write_size + ENTRY_HEADER_LEN) as usize;
+        let head_len = (Self::WRITE_SIZE + ENTRY_HEADER_LEN) as usize;
         self.read_bytes(base + at, &mut head[..head_len])?;
         if head[..head_len].iter().all(|b| *b == 0xFF) {
             return Ok(Scan::End { at, clean: true });
         }
         // A slice of constant length, so the field reads below need no
         // bounds checks of their own.
-        let header = &head[self.write_size as usize..][..ENTRY_HEADER_LEN as usize];
+        let header = &head[Self::WRITE_SIZE as usize..][..ENTRY_HEADER_LEN as usize];
         let key = u16::from_le_bytes([header[0], header[1]]);
         let len = u16::from_le_bytes([header[2], header[3]]) as u32;
         let stored_crc = read_u32(header, 4);
@@ -312,7 +314,7 @@ impl<G: NorFlash> Settings<G> {
             return Ok(Scan::End { at, clean: false });
         }
 
-        let value_at = at + self.write_size + ENTRY_HEADER_LEN;
+        let value_at = at + Self::WRITE_SIZE + ENTRY_HEADER_LEN;
         let mut digest = CRC32.digest();
         digest.update(&header[..4]);
         let mut done = 0;
@@ -486,13 +488,13 @@ impl<G: NorFlash> Settings<G> {
     /// Writes a marker word of zeros at `at`, then the concatenated `parts`
     /// padded with `0xFF` to whole write words.
     fn write_marked(&mut self, at: u32, parts: &[&[u8]]) -> Result<(), FlashError> {
-        let ws = self.write_size as usize;
+        let ws = Self::WRITE_SIZE as usize;
         self.scratch[..ws].fill(0);
         self.region
             .write(&mut self.flash, at, &self.scratch[..ws])?;
 
         let capacity = SCRATCH / ws * ws;
-        let mut offset = at + self.write_size;
+        let mut offset = at + Self::WRITE_SIZE;
         let mut fill = 0;
         for part in parts {
             for byte in part.iter() {
@@ -507,7 +509,7 @@ impl<G: NorFlash> Settings<G> {
             }
         }
         if fill > 0 {
-            let padded = round_up(fill as u32, self.write_size) as usize;
+            let padded = round_up(fill as u32, Self::WRITE_SIZE) as usize;
             self.scratch[fill..padded].fill(0xFF);
             self.region
                 .write(&mut self.flash, offset, &self.scratch[..padded])?;
@@ -517,6 +519,12 @@ impl<G: NorFlash> Settings<G> {
 
     /// Reads any byte range, splitting it into reads aligned to the read size.
     fn read_bytes(&mut self, offset: u32, out: &mut [u8]) -> Result<(), FlashError> {
+        // Bytes can be read at any offset, so no aligned reads through the
+        // scratch buffer are needed. The constant condition leaves one of
+        // the two paths in the firmware.
+        if G::READ_SIZE == 1 {
+            return self.region.read(&mut self.flash, offset, out);
+        }
         let read_size = G::READ_SIZE as u32;
         let max_span = SCRATCH as u32 / read_size * read_size;
         let mut done = 0usize;

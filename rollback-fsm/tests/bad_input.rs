@@ -43,6 +43,10 @@ fn assert_rejected_at_boot(
     assert_eq!(status.staged, StagedImage::Rejected(reason));
     assert_eq!(status.running, Some(old.descriptor));
     assert!(!status.on_trial);
+    let record = device.app().record().unwrap();
+    assert_eq!(record.phase, Phase::Idle);
+    assert_eq!(record.rejection, Some(reason));
+    assert_eq!(record.active, Some(old.descriptor));
 }
 
 #[test]
@@ -75,11 +79,16 @@ fn wrong_target_or_counter_rejected_at_staging() {
     other_target.target_type = TargetType::new("other-board").unwrap();
     let mut oversized = new.descriptor;
     oversized.size = 4097;
+    // One byte more than the smallest of the active and recovery partitions
+    // and the staging partition without its evidence area.
+    let mut over_max = new.descriptor;
+    over_max.size = device.app().max_image_size() + 1;
     let mut old_counter = new.descriptor;
     old_counter.security_counter = 0;
     let cases = [
         (other_target, Rejection::TargetType),
         (oversized, Rejection::Size),
+        (over_max, Rejection::Size),
         (old_counter, Rejection::SecurityCounter),
     ];
     for (descriptor, rejection) in cases {

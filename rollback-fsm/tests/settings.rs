@@ -135,3 +135,28 @@ fn largest_write_size_supported() {
     assert_eq!(&buf[..20], &value(5)[..]);
     assert_eq!(settings.read(2, &mut buf), Ok(Some(5)));
 }
+
+#[test]
+fn read_size_above_one_supported() {
+    // Proves that a device with 16-byte read units, larger than its write
+    // words, stores, compacts and reads values at unaligned offsets.
+    let mut flash: FlashSim<256, 8, 16> =
+        FlashSim::new(FlashConfig::new(1024).strict(true), PowerRail::new()).unwrap();
+    let mut settings = Settings::new(&mut flash, Partition::new(0, 1024)).unwrap();
+    for round in 0..30u8 {
+        let odd = vec![round; 1 + usize::from(round % 13)];
+        settings.write(1, &odd).unwrap();
+        settings.write(2, &value(round)).unwrap();
+        let mut buf = [0u8; 32];
+        assert_eq!(
+            settings.read(1, &mut buf),
+            Ok(Some(odd.len())),
+            "round {round}"
+        );
+        assert_eq!(&buf[..odd.len()], &odd[..], "round {round}");
+        assert_eq!(settings.read(2, &mut buf), Ok(Some(20)), "round {round}");
+        assert_eq!(&buf[..20], &value(round)[..], "round {round}");
+    }
+    assert_eq!(settings.read(3, &mut [0u8; 8]), Ok(None));
+    assert!(flash.counters().erases > 2, "no compaction happened");
+}

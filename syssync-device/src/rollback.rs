@@ -10,7 +10,6 @@
 use embedded_storage::nor_flash::{NorFlash, NorFlashError, NorFlashErrorKind};
 use rollback_fsm::{
     AppError, AppSide, Config, ConfigError, ImageDescriptor, Partition, Phase, Settings,
-    StagedImage as FsmStaged, Status as FsmStatus,
 };
 use syssync_proto::{RevertReason, SignedManifest, Version, MAX_SIGNED_MANIFEST_LEN};
 
@@ -74,12 +73,11 @@ impl From<ConfigError> for RollbackFsmError {
 /// The boot side of `rollback-fsm`, as the engine uses it.
 #[derive(Debug)]
 pub struct RollbackFsmBoot<S, T, G> {
-    config: Config,
+    /// Staging partition of the layout, for the direct staging accesses.
+    staging: Partition,
     /// The application side, opened once: it checks the layout when it is
     /// built, and each request then reads the state from flash again.
     app: AppSide<S, T, G>,
-    /// Largest image the application side accepts.
-    max_image_size: u32,
 }
 
 fn version(version: rollback_fsm::Version) -> Version {
@@ -99,8 +97,7 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> RollbackFsmBoot<S, T, G> {
         let settings = Settings::new(settings, settings_partition)?;
         let app = AppSide::new(&config, staging, state, settings)?;
         Ok(RollbackFsmBoot {
-            config,
-            max_image_size: app.max_image_size(),
+            staging: config.layout().staging,
             app,
         })
     }
@@ -112,7 +109,7 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> RollbackFsmBoot<S, T, G> {
     }
 
     fn staging_address(&self, offset: u32, len: usize) -> Result<u32, RollbackFsmError> {
-        let partition = self.config.layout().staging;
+        let partition = self.staging;
         let end = u64::from(offset) + len as u64;
         if end > u64::from(partition.size) {
             return Err(RollbackFsmError::OutOfRange);
@@ -125,21 +122,22 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> BootControl for RollbackFsmBoot<S, T
     type Error = RollbackFsmError;
 
     fn status(&mut self) -> Result<BootStatus, RollbackFsmError> {
-        // The status is borrowed from the result, because moving it out with
-        // `?` copies it field by field, which takes more code.
-        let result = self.app.status();
-        let status = match &result {
-            Ok(status) => status,
+        // The record is read rather than `AppSide::status`, which copies
+        // both descriptors into a `Status`. It is borrowed from the result,
+        // because moving it out with `?` copies it field by field.
+        let result = self.app.record();
+        let record = match &result {
+            Ok(record) => record,
             Err(error) => return Err(RollbackFsmError::App(*error)),
         };
-        let phase = match status.phase {
+        let phase = match record.phase {
             Phase::Idle => BootPhase::Idle,
             Phase::Staging => BootPhase::Staging,
             Phase::InstallRequested | Phase::Backup | Phase::Install => BootPhase::InstallRequested,
             Phase::Trial => BootPhase::Trial,
             Phase::Revert => BootPhase::RevertRequested,
         };
-        let last_revert = status.last_revert.map(|reason| match reason {
+        let last_revert = record.revert_reason.map(|reason| match reason {
             rollback_fsm::RevertReason::TrialLimit => RevertReason::TRIAL_LIMIT,
             rollback_fsm::RevertReason::ApplicationReportedFailure => {
                 RevertReason::APPLICATION_FAILURE
@@ -148,19 +146,20 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> BootControl for RollbackFsmBoot<S, T
         });
         Ok(BootStatus {
             phase,
-            running: status.running.map(|image| RunningImage {
+            running: record.active.as_ref().map(|image| RunningImage {
                 version: version(image.version),
                 size: image.size,
                 sha256: image.sha256,
             }),
-            security_floor: status.security_floor,
+            security_floor: record.security_floor,
             last_revert,
-            last_install_rejected: matches!(status.staged, FsmStaged::Rejected(_)),
+            // `AppSide::status` reports a rejection in phase `Idle` only.
+            last_install_rejected: record.phase == Phase::Idle && record.rejection.is_some(),
         })
     }
 
     fn staging_capacity(&self) -> u32 {
-        self.max_image_size
+        self.app.max_image_size()
     }
 
     fn staging_erase_size(&self) -> u32 {
@@ -190,25 +189,29 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> BootControl for RollbackFsmBoot<S, T
             security_counter: image.security_counter,
         };
         let app = &mut self.app;
-        // The status is matched by reference, as in `status`.
-        match &app.status() {
+        // The record is matched by reference, as in `status`.
+        match &app.record() {
             // The same image after a reset: keep what is staged. The staged
-            // descriptor is compared in place, because building
-            // `FsmStaged::Writing(descriptor)` to compare with copies it.
-            Ok(FsmStatus {
-                staged: FsmStaged::Writing(staged),
-                ..
-            }) if *staged == descriptor => return Ok(()),
+            // descriptor is compared by reference, so it is not copied.
+            Ok(record)
+                if record.phase == Phase::Staging && record.spare.as_ref() == Some(&descriptor) =>
+            {
+                return Ok(())
+            }
             Ok(_) => {}
             Err(error) => return Err(RollbackFsmError::App(*error)),
         }
         // The signed manifest is the evidence that a bootloader built with
-        // rollback-fsm's `authentication` feature checks; without the feature
-        // rollback-fsm ignores it.
+        // rollback-fsm's `authentication` feature checks. Without the
+        // feature rollback-fsm ignores it, so it is not encoded.
         let mut evidence = [0u8; MAX_SIGNED_MANIFEST_LEN];
-        let evidence = manifest
-            .encode(&mut evidence)
-            .map_err(|_| RollbackFsmError::EvidenceTooLong)?;
+        let evidence: &[u8] = if rollback_fsm::STORES_EVIDENCE {
+            manifest
+                .encode(&mut evidence)
+                .map_err(|_| RollbackFsmError::EvidenceTooLong)?
+        } else {
+            &[]
+        };
         Ok(app.begin_staging(&descriptor, evidence)?)
     }
 
@@ -241,13 +244,15 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> BootControl for RollbackFsmBoot<S, T
     }
 
     fn cancel_staging(&mut self) -> Result<(), RollbackFsmError> {
-        match &self.app.status() {
+        match &self.app.record() {
+            // A requested install, reported by `AppSide::status` as
+            // `StagedImage::InstallRequested`, cannot be withdrawn.
+            Ok(record) if record.phase == Phase::InstallRequested && record.spare.is_some() => {
+                Err(RollbackFsmError::CannotCancelInstall)
+            }
             // A staging phase boots the running image; the next job's
             // `begin_staging` replaces the descriptor.
-            Ok(status) => match status.staged {
-                FsmStaged::None | FsmStaged::Writing(_) | FsmStaged::Rejected(_) => Ok(()),
-                FsmStaged::InstallRequested(_) => Err(RollbackFsmError::CannotCancelInstall),
-            },
+            Ok(_) => Ok(()),
             Err(error) => Err(RollbackFsmError::App(*error)),
         }
     }

@@ -9,11 +9,12 @@ use common::{sha256, standard_release, Release, ServerStub, CHUNK, DEVICE, KEY, 
 use flash_sim::{FlashConfig, FlashSim, PowerRail};
 use rollback_fsm::{BootFlashes, BootSide, Layout, Partition, Settings, Sha256, Step};
 use syssync_device::boot::setting;
-use syssync_device::rollback::RollbackFsmBoot;
+use syssync_device::boot::StagedImage;
+use syssync_device::rollback::{RollbackFsmBoot, RollbackFsmError};
 use syssync_device::{BootControl, BootPhase, Engine, Event, Instant, NorFileStore};
 #[cfg(feature = "authentication")]
 use syssync_proto::message::JobOutcome;
-use syssync_proto::{JobId, RustCrypto, MAX_FRAME_LEN};
+use syssync_proto::{JobId, RustCrypto, SignedManifest, MAX_FRAME_LEN};
 
 type Flash = FlashSim<1024, 4>;
 type Boot = RollbackFsmBoot<Flash, Flash, Flash>;
@@ -227,6 +228,54 @@ fn update_through_rollback_fsm() {
     assert_eq!(
         rig.server.reports.first().map(|report| report.job),
         Some(JobId(9))
+    );
+}
+
+#[test]
+fn adapter_reports_each_request() {
+    // Proves that `RollbackFsmBoot` reports the phase after each request,
+    // keeps a restaged identical image, and rejects the cancel of a
+    // requested install.
+    let rail = PowerRail::new();
+    let mut boot = Boot::new(
+        layout(),
+        flash(&rail, PART as usize),
+        flash(&rail, 4096),
+        flash(&rail, 4096),
+        SETTINGS,
+    )
+    .unwrap();
+    let status = boot.status().unwrap();
+    assert_eq!(status.phase, BootPhase::Idle);
+    assert_eq!(status.running, None);
+    assert!(!status.last_install_rejected);
+
+    let release = standard_release();
+    let image = StagedImage {
+        size: release.files[0].len() as u32,
+        sha256: sha256(&release.files[0]),
+        target: release.manifest.target.clone(),
+        version: release.manifest.version,
+        security_counter: release.manifest.security_counter,
+    };
+    let manifest = SignedManifest {
+        key_id: 1,
+        body: &release.body,
+        signature: release.signature,
+    };
+    boot.begin_staging(&image, &manifest).unwrap();
+    assert_eq!(boot.status().unwrap().phase, BootPhase::Staging);
+    boot.begin_staging(&image, &manifest).unwrap();
+    assert_eq!(boot.status().unwrap().phase, BootPhase::Staging);
+    assert_eq!(boot.cancel_staging(), Ok(()));
+
+    boot.request_install().unwrap();
+    let status = boot.status().unwrap();
+    assert_eq!(status.phase, BootPhase::InstallRequested);
+    assert_eq!(status.running, None);
+    assert_eq!(
+        boot.cancel_staging(),
+        Err(RollbackFsmError::CannotCancelInstall)
     );
 }
 
