@@ -429,26 +429,36 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             Ok(dest) => dest,
             Err(Fault) => return self.storage_failed(),
         };
-        let (mut hasher, mut position) = match self.job.as_mut().and_then(|job| job.verify.take()) {
-            Some(state) => state,
-            None => (self.crypto.sha256_start(), 0),
+        // The hasher stays in the job between steps, because moving its state
+        // out and back copied it twice per step. It records each piece it has
+        // hashed, so a failed read resumes after the last one.
+        let Some(job) = self.job.as_mut() else {
+            return;
         };
+        let crypto = &self.crypto;
+        let (_, mut position) = *job.verify.get_or_insert_with(|| (crypto.sha256_start(), 0));
         let step_end = size.min(position.saturating_add(u32::from(self.config.chunk_size)));
         while position < step_end {
             let take = (PIECE as u32).min(step_end - position) as usize;
             let mut piece = [0u8; PIECE];
-            if self.dest_read(dest, position, &mut piece[..take]).is_err() {
+            let read = self.dest_read(dest, position, &mut piece[..take]);
+            let Some((hasher, hashed)) = self.job.as_mut().and_then(|job| job.verify.as_mut())
+            else {
+                return;
+            };
+            if read.is_err() {
                 return self.storage_failed();
             }
             hasher.update(&piece[..take]);
             position += take as u32;
+            *hashed = position;
         }
         if position < size {
-            if let Some(job) = self.job.as_mut() {
-                job.verify = Some((hasher, position));
-            }
             return;
         }
+        let Some((hasher, _)) = self.job.as_mut().and_then(|job| job.verify.take()) else {
+            return;
+        };
         if hasher.finalize() != expected {
             self.fail(FailureCode::DIGEST_MISMATCH);
             return;
