@@ -955,20 +955,20 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
     // ---- replies ----
 
     fn dispatch(&mut self, now: Instant, request: Request, message: ServerMessage<'_>) {
-        if request == Request::Inventory {
+        if matches!(request, Request::Inventory) {
             self.inventory_requested = false;
         }
         if let Request::Report(report) = request {
             // Any authenticated reply to a report means the server has it.
             self.report_delivered(now, report);
         }
-        if request == Request::CheckIn {
+        if matches!(request, Request::CheckIn) {
             self.schedule_check_in(now);
         }
         match message {
             ServerMessage::Idle(idle) => {
                 self.interval_s = self.config.clamp_interval(idle.interval_s);
-                if request == Request::CheckIn {
+                if matches!(request, Request::CheckIn) {
                     self.schedule_check_in(now);
                 }
                 if let Request::Chunk { .. } = request {
@@ -989,7 +989,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             ServerMessage::Confirm(confirm) => self.handle_confirm(now, confirm.job),
             ServerMessage::Cancel(cancel) => self.handle_cancel(now, request, cancel.job),
             ServerMessage::RegistrationResult(result) => {
-                if request != Request::Registration {
+                if !matches!(request, Request::Registration) {
                     self.push(Event::UnexpectedFrame);
                     return;
                 }
