@@ -768,7 +768,14 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
                     size,
                 });
             }
-            self.rewrite(&mut |kept| (*kept != entry).then(|| kept.clone()), None)?;
+            // Only one pending file has a given name, so matching the name
+            // removes exactly the entry found.
+            self.rewrite(
+                &mut |kept| {
+                    (!(kept.state == STATE_PENDING && kept.name == name)).then(|| kept.clone())
+                },
+                None,
+            )?;
         }
         let needed = size.div_ceil(self.erase);
         let mut used = [0u8; MAX_DATA_SECTORS / 8];
@@ -867,14 +874,28 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
             Ok(None) => return Err(StoreError::NotFound),
             Err(error) => return Err(error),
         };
-        let committed_count = self.file_count()?;
-        let replaces = self.find(pending.name.as_str())?.is_some();
+        // One scan counts the installed files and looks for one of the
+        // pending file's name.
+        let mut committed_count = 0;
+        let mut replaces = false;
+        self.find_entry(&mut |entry| {
+            if entry.state == STATE_COMMITTED {
+                committed_count += 1;
+                replaces |= entry.name == pending.name;
+            }
+            false
+        })?;
         if !replaces && committed_count >= MAX_FILES {
             return Err(StoreError::DirectoryFull);
         }
         self.rewrite(
             &mut |entry| {
-                if entry == pending {
+                // It is the lookup's test. Extents of pending files never
+                // overlap, so it selects that one entry.
+                if entry.state == STATE_PENDING
+                    && entry.first == file.first
+                    && entry.sectors == file.sectors
+                {
                     Some(Entry {
                         state: STATE_COMMITTED,
                         sha256: *sha256,
