@@ -358,40 +358,24 @@ impl<F: NorFlash> NorFileStore<F> {
         if let Some(directory) = self.directory {
             return Ok(directory);
         }
-        let a = self.check_snapshot(0)?;
-        let b = self.check_snapshot(1)?;
-        let directory = match (a, b) {
-            (Some((seq_a, count_a)), Some((seq_b, count_b))) => {
-                if seq_b > seq_a {
-                    Directory {
-                        area: Some(1),
-                        seq: seq_b,
-                        count: count_b,
-                    }
-                } else {
-                    Directory {
-                        area: Some(0),
-                        seq: seq_a,
-                        count: count_a,
-                    }
+        // The valid snapshot with the higher sequence number is current, and
+        // area 0 wins a tie.
+        let mut directory = Directory {
+            area: None,
+            seq: 0,
+            count: 0,
+        };
+        for area in 0..2 {
+            if let Some((seq, count)) = self.check_snapshot(area)? {
+                if directory.area.is_none() || seq > directory.seq {
+                    directory = Directory {
+                        area: Some(area),
+                        seq,
+                        count,
+                    };
                 }
             }
-            (Some((seq, count)), None) => Directory {
-                area: Some(0),
-                seq,
-                count,
-            },
-            (None, Some((seq, count))) => Directory {
-                area: Some(1),
-                seq,
-                count,
-            },
-            (None, None) => Directory {
-                area: None,
-                seq: 0,
-                count: 0,
-            },
-        };
+        }
         self.directory = Some(directory);
         Ok(directory)
     }

@@ -1030,7 +1030,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 // Tell the server the new inventory soon.
                 self.next_check_in = now;
             }
-            Phase::Trial if report.outcome == JobOutcome::Installed => {
+            Phase::Trial if matches!(report.outcome, JobOutcome::Installed) => {
                 job.record.flags |= FLAG_INSTALL_REPORTED;
                 self.persist();
                 self.schedule_check_in(now);
