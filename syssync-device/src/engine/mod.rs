@@ -36,7 +36,7 @@ use syssync_proto::{
     Manifest, RefusalCode, RejectReason, RevertReason, TargetType, Version,
 };
 
-use crate::boot::{setting, BootControl, BootPhase, BootStatus, StagedImage};
+use crate::boot::{setting, BootControl, BootPhase, BootStatus};
 use crate::config::{ConfigError, ConfirmPolicy};
 use crate::store::FileStore;
 use crate::time::{Duration, Instant, Jitter};
@@ -1224,16 +1224,5 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 job.record.offset = 0;
             }
         }
-    }
-
-    fn staged_image(&self, manifest: &Manifest) -> Option<StagedImage> {
-        let (_, file) = manifest.application()?;
-        Some(StagedImage {
-            size: file.size,
-            sha256: file.sha256,
-            target: manifest.target.clone(),
-            version: manifest.version,
-            security_counter: manifest.security_counter,
-        })
     }
 }
