@@ -523,7 +523,6 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         self.refresh_status();
         if let Some(id) = self.job.as_ref().map(|job| job.record.job) {
             self.set_outcome(JobOutcome::Reverted(reason));
-            self.push(Event::Reverted { job: id, reason });
             self.push(Event::ResetWanted {
                 job: id,
                 not_before: None,
@@ -987,7 +986,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 _ => self.push(Event::UnexpectedFrame),
             },
             ServerMessage::Confirm(confirm) => self.handle_confirm(now, confirm.job),
-            ServerMessage::Cancel(cancel) => self.handle_cancel(now, request, cancel.job),
+            ServerMessage::Cancel(cancel) => self.handle_cancel(request, cancel.job),
             ServerMessage::RegistrationResult(result) => {
                 if !matches!(request, Request::Registration) {
                     self.push(Event::UnexpectedFrame);
@@ -1058,7 +1057,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             }
             RefusalCode::UNKNOWN_JOB | RefusalCode::JOB_NOT_ACTIVE => {
                 if let Request::Chunk { .. } = request {
-                    self.cancel_job(now);
+                    self.abort_job(JobOutcome::Cancelled);
                 } else {
                     self.retry_at = backoff;
                 }
@@ -1093,14 +1092,16 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         self.next_check_in = now;
     }
 
-    fn handle_cancel(&mut self, now: Instant, request: Request, id: JobId) {
+    fn handle_cancel(&mut self, request: Request, id: JobId) {
         let current = self
             .job
             .as_ref()
             .map(|job| (job.record.job, job.record.phase));
         match current {
             Some((job, phase)) if job == id => match phase {
-                Phase::Downloading | Phase::Committing | Phase::Staged => self.cancel_job(now),
+                Phase::Downloading | Phase::Committing | Phase::Staged => {
+                    self.abort_job(JobOutcome::Cancelled)
+                }
                 Phase::Trial => {
                     // Never confirm an aborted job: the next boot reverts it.
                     if self.boot.report_failure().is_err() {
@@ -1108,7 +1109,6 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                     }
                     self.refresh_status();
                     self.set_outcome(JobOutcome::Cancelled);
-                    self.push(Event::Cancelled { job: id });
                     self.push(Event::ResetWanted {
                         job: id,
                         not_before: None,
@@ -1153,15 +1153,25 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         }
     }
 
-    /// Ends the job with `outcome` to report; keeps nothing but the record.
+    /// Ends the job with `outcome` to report and keeps nothing but the
+    /// record. A failed, reverted or cancelled job also raises its event.
     fn set_outcome(&mut self, outcome: JobOutcome) {
-        if let Some(job) = self.job.as_mut() {
-            job.record.phase = Phase::Reporting;
-            job.record.outcome = Some(outcome);
-            job.record.relocation = None;
-            job.verify = None;
-            job.pending = None;
-            self.persist();
+        let Some(job) = self.job.as_mut() else {
+            return;
+        };
+        let id = job.record.job;
+        job.record.phase = Phase::Reporting;
+        job.record.outcome = Some(outcome);
+        job.record.relocation = None;
+        job.verify = None;
+        job.pending = None;
+        self.persist();
+        // The events are built here once rather than at every caller.
+        match outcome {
+            JobOutcome::Failed(code) => self.push(Event::Failed { job: id, code }),
+            JobOutcome::Reverted(reason) => self.push(Event::Reverted { job: id, reason }),
+            JobOutcome::Cancelled => self.push(Event::Cancelled { job: id }),
+            JobOutcome::Installed | JobOutcome::Rejected(_) => {}
         }
     }
 
@@ -1180,21 +1190,17 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
     }
 
     fn fail(&mut self, code: FailureCode) {
-        let Some(id) = self.job.as_ref().map(|job| job.record.job) else {
-            return;
-        };
-        self.discard_staged();
-        self.set_outcome(JobOutcome::Failed(code));
-        self.push(Event::Failed { job: id, code });
+        self.abort_job(JobOutcome::Failed(code));
     }
 
-    fn cancel_job(&mut self, _now: Instant) {
-        let Some(id) = self.job.as_ref().map(|job| job.record.job) else {
+    /// Ends the job with `outcome` before its image runs. It discards what
+    /// was staged and raises the outcome's event.
+    fn abort_job(&mut self, outcome: JobOutcome) {
+        if self.job.is_none() {
             return;
-        };
+        }
         self.discard_staged();
-        self.set_outcome(JobOutcome::Cancelled);
-        self.push(Event::Cancelled { job: id });
+        self.set_outcome(outcome);
     }
 
     /// Moves the download cursor to the next file still to fetch, or to the

@@ -89,15 +89,10 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 _ => {
                     if let Some(reason) = self.status.last_revert {
                         self.set_outcome(JobOutcome::Reverted(reason));
-                        self.push(Event::Reverted { job: id, reason });
                     } else if running.is_some() && running == new_image {
                         self.set_outcome(JobOutcome::Installed);
                     } else {
                         self.set_outcome(JobOutcome::Failed(FailureCode::INSTALL_REFUSED));
-                        self.push(Event::Failed {
-                            job: id,
-                            code: FailureCode::INSTALL_REFUSED,
-                        });
                     }
                 }
             },
@@ -106,12 +101,10 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 BootPhase::RevertRequested => {
                     let reason = RevertReason::APPLICATION_FAILURE;
                     self.set_outcome(JobOutcome::Reverted(reason));
-                    self.push(Event::Reverted { job: id, reason });
                 }
                 BootPhase::Idle => {
                     if let Some(reason) = self.status.last_revert {
                         self.set_outcome(JobOutcome::Reverted(reason));
-                        self.push(Event::Reverted { job: id, reason });
                     } else if self.config.confirm_policy == ConfirmPolicy::Server {
                         // Confirmed just before a reset that lost the journal update.
                         self.job = None;
