@@ -28,8 +28,8 @@ mod restore;
 use heapless::Deque;
 use syssync_proto::frame::{derive_device_key, encode_uplink, Binding, Frame};
 use syssync_proto::message::{
-    CheckIn, ChunkRequest, DeviceMessage, InstalledApplication, InstalledFile, Inventory,
-    JobOutcome, JobProgress, JobReport, JobState, RegistrationRequest, ServerMessage, UplinkHeader,
+    CheckIn, ChunkRequest, DeviceMessage, InstalledApplication, Inventory, JobOutcome, JobProgress,
+    JobReport, JobState, RegistrationRequest, ServerMessage, UplinkHeader,
 };
 use syssync_proto::{
     name_from_utf8, AccountId, Crypto, DeviceId, DeviceKey, FailureCode, FrameError, JobId,
@@ -891,12 +891,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         for index in 0.. {
             match self.store.file(index) {
                 Ok(Some(file)) => {
-                    let entry = InstalledFile {
-                        name: file.name,
-                        size: file.size,
-                        sha256: file.sha256,
-                    };
-                    if inventory.files.push(entry).is_err() {
+                    if inventory.files.push(file).is_err() {
                         break;
                     }
                 }
