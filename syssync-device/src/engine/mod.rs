@@ -1019,8 +1019,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         }
         match job.record.phase {
             Phase::Reporting => {
-                self.job = None;
-                self.persist_none();
+                self.clear_job();
                 // Tell the server the new inventory soon.
                 self.next_check_in = now;
             }
@@ -1081,8 +1080,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             return;
         }
         self.refresh_status();
-        self.job = None;
-        self.persist_none();
+        self.clear_job();
         self.push(Event::Confirmed { job: id });
         self.next_check_in = now;
     }
@@ -1138,14 +1136,10 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         true
     }
 
-    fn persist_none(&mut self) {
-        if self
-            .store
-            .store_job_record(&JobRecord::encode(None))
-            .is_err()
-        {
-            self.push_storage_failed();
-        }
+    /// Drops the job and stores the empty record in the journal.
+    fn clear_job(&mut self) {
+        self.job = None;
+        self.persist();
     }
 
     /// Ends the job with `outcome` to report and keeps nothing but the

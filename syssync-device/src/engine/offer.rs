@@ -36,8 +36,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             }
             // The server moved on to another job: drop the unfinished download.
             self.discard_staged();
-            self.job = None;
-            self.persist_none();
+            self.clear_job();
         }
         self.refresh_status();
         if matches!(

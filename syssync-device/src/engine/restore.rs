@@ -107,8 +107,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                         self.set_outcome(JobOutcome::Reverted(reason));
                     } else if self.config.confirm_policy == ConfirmPolicy::Server {
                         // Confirmed just before a reset that lost the journal update.
-                        self.job = None;
-                        self.persist_none();
+                        self.clear_job();
                         self.push(Event::Confirmed { job: id });
                     } else {
                         self.set_outcome(JobOutcome::Installed);
