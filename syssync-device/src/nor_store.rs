@@ -447,11 +447,20 @@ impl<F: NorFlash> NorFileStore<F> {
 
         let seq = directory.seq.wrapping_add(1);
         let mut header = [0u8; UNIT];
-        put(&mut header, 0, &DIR_MAGIC);
-        header[4] = FORMAT;
-        put(&mut header, 8, &seq.to_le_bytes());
-        put(&mut header, 12, &count.to_le_bytes());
-        put(&mut header, 16, &digest.finalize().to_le_bytes());
+        // Bytes 0 to 19 are one array literal, so they take one copy
+        // instead of a call per field.
+        let [m0, m1, m2, m3] = DIR_MAGIC;
+        let [seq_0, seq_1, seq_2, seq_3] = seq.to_le_bytes();
+        let [count_0, count_1] = count.to_le_bytes();
+        let [crc_0, crc_1, crc_2, crc_3] = digest.finalize().to_le_bytes();
+        put(
+            &mut header,
+            0,
+            &[
+                m0, m1, m2, m3, FORMAT, 0, 0, 0, seq_0, seq_1, seq_2, seq_3, count_0, count_1, 0,
+                0, crc_0, crc_1, crc_2, crc_3,
+            ],
+        );
         let header_crc = crc32(&header[..20]);
         put(&mut header, 20, &header_crc.to_le_bytes());
         self.write_verified(start, &header)?;
@@ -557,8 +566,9 @@ impl<F: NorFlash> NorFileStore<F> {
 
     fn encode_slot(seq: u32, record: &[u8; JOB_RECORD_LEN]) -> [u8; SLOT_LEN] {
         let mut slot = [0u8; SLOT_LEN];
-        put(&mut slot, 0, &RECORD_MAGIC);
-        put(&mut slot, 4, &seq.to_le_bytes());
+        let [m0, m1, m2, m3] = RECORD_MAGIC;
+        let [seq_0, seq_1, seq_2, seq_3] = seq.to_le_bytes();
+        put(&mut slot, 0, &[m0, m1, m2, m3, seq_0, seq_1, seq_2, seq_3]);
         put(&mut slot, 8, record);
         let end = 8 + JOB_RECORD_LEN;
         let crc = crc32(&slot[..end]);
@@ -998,10 +1008,18 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
         writer.finish(self)?;
 
         let mut header = [0u8; MANIFEST_HEADER];
-        put(&mut header, 0, &MANIFEST_MAGIC);
-        put(&mut header, 4, &job.0.to_le_bytes());
-        header[8] = key_id;
-        put(&mut header, 12, &(body.len() as u16).to_le_bytes());
+        // Bytes 0 to 15 are one array literal, so they take one copy
+        // instead of a call per field.
+        let [m0, m1, m2, m3] = MANIFEST_MAGIC;
+        let [job_0, job_1, job_2, job_3] = job.0.to_le_bytes();
+        let [len_0, len_1] = (body.len() as u16).to_le_bytes();
+        put(
+            &mut header,
+            0,
+            &[
+                m0, m1, m2, m3, job_0, job_1, job_2, job_3, key_id, 0, 0, 0, len_0, len_1, 0, 0,
+            ],
+        );
         put(&mut header, 16, &signature.0);
         let mut digest = CRC.digest();
         digest.update(&header[..80]);
