@@ -499,6 +499,21 @@ impl<F: NorFlash> NorFileStore<F> {
         Ok(None)
     }
 
+    /// Returns the first directory entry in `state`, with the name `name`
+    /// unless it is `None`.
+    ///
+    /// The lookups by state and name share this one predicate, instead of a
+    /// closure each.
+    fn find_file(
+        &mut self,
+        state: u8,
+        name: Option<&str>,
+    ) -> Result<Option<Entry>, StoreError<F::Error>> {
+        self.find_entry(&mut |entry| {
+            entry.state == state && name.is_none_or(|name| entry.name == name)
+        })
+    }
+
     /// Sets the bit of each data sector in use in `used`, which must be all
     /// zeros on entry.
     ///
@@ -703,7 +718,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
     }
 
     fn find(&mut self, name: &str) -> Result<Option<FileInfo>, StoreError<F::Error>> {
-        match self.find_entry(&mut |entry| entry.state == STATE_COMMITTED && entry.name == name) {
+        match self.find_file(STATE_COMMITTED, Some(name)) {
             Ok(ref entry) => Ok(entry.as_ref().map(Entry::info)),
             Err(error) => Err(error),
         }
@@ -716,7 +731,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
         buf: &mut [u8],
     ) -> Result<usize, StoreError<F::Error>> {
         let entry = self
-            .find_entry(&mut |entry| entry.state == STATE_COMMITTED && entry.name == name)?
+            .find_file(STATE_COMMITTED, Some(name))?
             .ok_or(StoreError::NotFound)?;
         if offset >= entry.size {
             return Ok(0);
@@ -752,8 +767,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
         size: u32,
     ) -> Result<PendingFile, StoreError<F::Error>> {
         let name = valid_name(name).ok_or(StoreError::InvalidArgument)?;
-        let found =
-            self.find_entry(&mut |entry| entry.state == STATE_PENDING && entry.name == name);
+        let found = self.find_file(STATE_PENDING, Some(name.as_str()));
         if let Some(entry) = found? {
             if entry.size == size {
                 return Ok(PendingFile {
@@ -810,7 +824,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
     }
 
     fn find_pending(&mut self, name: &str) -> Result<Option<PendingFile>, StoreError<F::Error>> {
-        match self.find_entry(&mut |entry| entry.state == STATE_PENDING && entry.name == name) {
+        match self.find_file(STATE_PENDING, Some(name)) {
             Ok(ref entry) => Ok(entry.as_ref().map(|entry| PendingFile {
                 first: entry.first,
                 sectors: entry.sectors,
@@ -906,10 +920,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
     }
 
     fn discard_pending(&mut self) -> Result<(), StoreError<F::Error>> {
-        if self
-            .find_entry(&mut |entry| entry.state == STATE_PENDING)?
-            .is_none()
-        {
+        if self.find_file(STATE_PENDING, None)?.is_none() {
             return Ok(());
         }
         self.rewrite(
