@@ -46,6 +46,8 @@ const DIR_MAGIC: [u8; 4] = *b"SSFD";
 const FORMAT: u8 = 1;
 const STATE_COMMITTED: u8 = 1;
 const STATE_PENDING: u8 = 2;
+/// A state that no entry has, so a [`Change`] with it drops nothing.
+const STATE_NONE: u8 = 0;
 
 const RECORD_MAGIC: [u8; 4] = *b"SSJR";
 const SLOT_LEN: usize = UNIT;
@@ -208,6 +210,33 @@ pub struct NorFileStore<F> {
     data_sectors: u32,
     directory: Option<Directory>,
     journal: Option<Journal>,
+}
+
+/// The changes that a new directory snapshot makes to the current one.
+struct Change<'a> {
+    /// Entries in this state are dropped, if they have the name `drop_name`
+    /// or it is `None`. [`STATE_NONE`] drops nothing.
+    drop_state: u8,
+    drop_name: Option<&'a str>,
+    /// The pending file with this extent is committed with this digest.
+    commit: Option<(PendingFile, &'a Sha256Digest)>,
+    /// An entry added after the kept ones.
+    extra: Option<&'a Entry>,
+}
+
+impl Change<'_> {
+    fn drops(&self, entry: &Entry) -> bool {
+        entry.state == self.drop_state && self.drop_name.is_none_or(|name| entry.name == name)
+    }
+
+    fn commits(&self, entry: &Entry) -> bool {
+        // Extents of pending files never overlap, so this selects one entry.
+        self.commit.is_some_and(|(file, _)| {
+            entry.state == STATE_PENDING
+                && entry.first == file.first
+                && entry.sectors == file.sectors
+        })
+    }
 }
 
 fn sectors_for(bytes: usize, erase: usize) -> u32 {
@@ -399,15 +428,12 @@ impl<F: NorFlash> NorFileStore<F> {
         Ok(Entry::decode(&bytes))
     }
 
-    /// Writes a new snapshot: every current entry passed through `keep`, then `extra`.
+    /// Writes a new snapshot with every current entry that `change` keeps,
+    /// then `change.extra`.
     ///
-    /// `keep` is a trait object so that the five callers share one copy of
-    /// this function instead of one monomorphised copy each.
-    fn rewrite(
-        &mut self,
-        keep: &mut dyn FnMut(&Entry) -> Option<Entry>,
-        extra: Option<&Entry>,
-    ) -> Result<(), StoreError<F::Error>> {
+    /// The change is data rather than a closure per caller, and kept entries
+    /// are re-encoded from the entry read instead of being cloned.
+    fn rewrite(&mut self, change: &Change<'_>) -> Result<(), StoreError<F::Error>> {
         let directory = self.directory()?;
         let target = match directory.area {
             Some(0) => 1,
@@ -422,19 +448,25 @@ impl<F: NorFlash> NorFileStore<F> {
         let mut count: u16 = 0;
         for index in 0..usize::from(directory.count) {
             // Borrowed, because moving the entry out of the result copies it.
-            let kept = match self.entry(directory, index) {
-                Ok(Some(ref entry)) => keep(entry),
-                Ok(None) => None,
+            let bytes = match self.entry(directory, index) {
+                Ok(Some(ref entry)) if !change.drops(entry) => {
+                    let mut bytes = entry.encode();
+                    if change.commits(entry) {
+                        bytes[0] = STATE_COMMITTED;
+                        if let Some((_, sha256)) = change.commit {
+                            put(&mut bytes, 38, sha256);
+                        }
+                    }
+                    bytes
+                }
+                Ok(_) => continue,
                 Err(error) => return Err(error),
             };
-            if let Some(kept) = kept {
-                let bytes = kept.encode();
-                digest.update(&bytes);
-                writer.push(self, &bytes)?;
-                count += 1;
-            }
+            digest.update(&bytes);
+            writer.push(self, &bytes)?;
+            count += 1;
         }
-        if let Some(entry) = extra {
+        if let Some(entry) = change.extra {
             if usize::from(count) >= MAX_ENTRIES {
                 return Err(StoreError::DirectoryFull);
             }
@@ -778,12 +810,12 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
             }
             // Only one pending file has a given name, so matching the name
             // removes exactly the entry found.
-            self.rewrite(
-                &mut |kept| {
-                    (!(kept.state == STATE_PENDING && kept.name == name)).then(|| kept.clone())
-                },
-                None,
-            )?;
+            self.rewrite(&Change {
+                drop_state: STATE_PENDING,
+                drop_name: Some(name.as_str()),
+                commit: None,
+                extra: None,
+            })?;
         }
         let needed = size.div_ceil(self.erase);
         let mut used = [0u8; MAX_DATA_SECTORS / 8];
@@ -815,7 +847,12 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
             first: first as u16,
             sectors: needed as u16,
         };
-        self.rewrite(&mut |kept| Some(kept.clone()), Some(&entry))?;
+        self.rewrite(&Change {
+            drop_state: STATE_NONE,
+            drop_name: None,
+            commit: None,
+            extra: Some(&entry),
+        })?;
         Ok(PendingFile {
             first: first as u16,
             sectors: needed as u16,
@@ -896,49 +933,36 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
         if !replaces && committed_count >= MAX_FILES {
             return Err(StoreError::DirectoryFull);
         }
-        self.rewrite(
-            &mut |entry| {
-                // It is the lookup's test. Extents of pending files never
-                // overlap, so it selects that one entry.
-                if entry.state == STATE_PENDING
-                    && entry.first == file.first
-                    && entry.sectors == file.sectors
-                {
-                    Some(Entry {
-                        state: STATE_COMMITTED,
-                        sha256: *sha256,
-                        ..entry.clone()
-                    })
-                } else if entry.state == STATE_COMMITTED && entry.name == pending.name {
-                    None
-                } else {
-                    Some(entry.clone())
-                }
-            },
-            None,
-        )
+        self.rewrite(&Change {
+            drop_state: STATE_COMMITTED,
+            drop_name: Some(pending.name.as_str()),
+            commit: Some((file, sha256)),
+            extra: None,
+        })
     }
 
     fn discard_pending(&mut self) -> Result<(), StoreError<F::Error>> {
         if self.find_file(STATE_PENDING, None)?.is_none() {
             return Ok(());
         }
-        self.rewrite(
-            &mut |entry| (entry.state != STATE_PENDING).then(|| entry.clone()),
-            None,
-        )
+        self.rewrite(&Change {
+            drop_state: STATE_PENDING,
+            drop_name: None,
+            commit: None,
+            extra: None,
+        })
     }
 
     fn remove(&mut self, name: &str) -> Result<bool, StoreError<F::Error>> {
         if self.find(name)?.is_none() {
             return Ok(false);
         }
-        self.rewrite(
-            &mut |entry| {
-                (!(entry.state == STATE_COMMITTED && entry.name == name)).then(|| entry.clone())
-            },
-            None,
-        )?;
+        self.rewrite(&Change {
+            drop_state: STATE_COMMITTED,
+            drop_name: Some(name),
+            commit: None,
+            extra: None,
+        })?;
         Ok(true)
     }
 
