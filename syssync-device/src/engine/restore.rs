@@ -165,7 +165,10 @@ fn load_manifest<S: FileStore, C: Crypto>(
     manifest: &mut Manifest,
 ) -> bool {
     let mut body = [0u8; MAX_MANIFEST_LEN];
-    let Ok(Some(stored)) = store.load_manifest(&mut body) else {
+    // Borrowed, because moving the stored manifest out of the result copies
+    // its signature once more.
+    let loaded = store.load_manifest(&mut body);
+    let Ok(Some(stored)) = &loaded else {
         return false;
     };
     if stored.job != id {
