@@ -64,12 +64,6 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             return Ok(());
         }
         let id = record.job;
-        let running = self.status.running.map(|image| image.sha256);
-        let new_image = self
-            .job
-            .as_ref()
-            .and_then(|job| job.manifest.as_ref())
-            .and_then(|manifest| manifest.application().map(|(_, file)| file.sha256));
         match record.phase {
             Phase::Staged => match self.status.phase {
                 BootPhase::Trial => {
@@ -89,7 +83,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 _ => {
                     if let Some(reason) = self.status.last_revert {
                         self.set_outcome(JobOutcome::Reverted(reason));
-                    } else if running.is_some() && running == new_image {
+                    } else if self.new_image_running() {
                         self.set_outcome(JobOutcome::Installed);
                     } else {
                         self.set_outcome(JobOutcome::Failed(FailureCode::INSTALL_REFUSED));
@@ -117,6 +111,21 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             Phase::Downloading | Phase::Committing | Phase::Reporting => {}
         }
         Ok(())
+    }
+
+    /// Checks whether the running image is the application image of the
+    /// job's manifest. It compares the digests in place, because copying
+    /// each into an `Option` first takes more code.
+    fn new_image_running(&self) -> bool {
+        let new_image = self
+            .job
+            .as_ref()
+            .and_then(|job| job.manifest.as_ref())
+            .and_then(|manifest| manifest.application());
+        match (self.status.running.as_ref(), new_image) {
+            (Some(image), Some((_, file))) => image.sha256 == file.sha256,
+            _ => false,
+        }
     }
 
     /// Reverts a trial image that no job of this engine will confirm.
