@@ -116,6 +116,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                     }
                     self.status
                         .running
+                        .as_ref()
                         .is_some_and(|image| image.sha256 == file.sha256 && image.size == file.size)
                 }
                 FileKind::Plain => {
