@@ -123,17 +123,17 @@ struct Entry {
 }
 
 impl Entry {
-    fn encode(&self) -> [u8; ENTRY_LEN] {
-        let mut out = [0u8; ENTRY_LEN];
+    /// Encodes the entry into `out`, which must be all zeros on entry. The
+    /// buffer is the caller's, because returning the array copies it.
+    fn encode(&self, out: &mut [u8; ENTRY_LEN]) {
         out[0] = self.state;
         let name = self.name.as_bytes();
         out[1] = name.len() as u8;
-        put(&mut out, 2, name);
-        put(&mut out, 34, &self.size.to_le_bytes());
-        put(&mut out, 38, &self.sha256);
-        put(&mut out, 70, &self.first.to_le_bytes());
-        put(&mut out, 72, &self.sectors.to_le_bytes());
-        out
+        put(out, 2, name);
+        put(out, 34, &self.size.to_le_bytes());
+        put(out, 38, &self.sha256);
+        put(out, 70, &self.first.to_le_bytes());
+        put(out, 72, &self.sectors.to_le_bytes());
     }
 
     fn decode(bytes: &[u8; ENTRY_LEN]) -> Option<Self> {
@@ -446,31 +446,35 @@ impl<F: NorFlash> NorFileStore<F> {
         let mut writer = UnitWriter::new(start + UNIT as u32);
         let mut digest = CRC.digest();
         let mut count: u16 = 0;
-        for index in 0..usize::from(directory.count) {
-            // Borrowed, because moving the entry out of the result copies it.
-            let bytes = match self.entry(directory, index) {
-                Ok(Some(ref entry)) if !change.drops(entry) => {
-                    let mut bytes = entry.encode();
-                    if change.commits(entry) {
-                        bytes[0] = STATE_COMMITTED;
-                        if let Some((_, sha256)) = change.commit {
-                            put(&mut bytes, 38, sha256);
+        // The kept entries, then `change.extra`, go through one encoding and
+        // write path.
+        let entries = usize::from(directory.count);
+        for index in 0..=entries {
+            let mut bytes = [0u8; ENTRY_LEN];
+            if index < entries {
+                // Borrowed, because moving the entry out of the result copies it.
+                match self.entry(directory, index) {
+                    Ok(Some(ref entry)) if !change.drops(entry) => {
+                        entry.encode(&mut bytes);
+                        if change.commits(entry) {
+                            bytes[0] = STATE_COMMITTED;
+                            if let Some((_, sha256)) = change.commit {
+                                put(&mut bytes, 38, sha256);
+                            }
                         }
                     }
-                    bytes
+                    Ok(_) => continue,
+                    Err(error) => return Err(error),
                 }
-                Ok(_) => continue,
-                Err(error) => return Err(error),
-            };
-            digest.update(&bytes);
-            writer.push(self, &bytes)?;
-            count += 1;
-        }
-        if let Some(entry) = change.extra {
-            if usize::from(count) >= MAX_ENTRIES {
-                return Err(StoreError::DirectoryFull);
+            } else {
+                let Some(entry) = change.extra else {
+                    break;
+                };
+                if usize::from(count) >= MAX_ENTRIES {
+                    return Err(StoreError::DirectoryFull);
+                }
+                entry.encode(&mut bytes);
             }
-            let bytes = entry.encode();
             digest.update(&bytes);
             writer.push(self, &bytes)?;
             count += 1;
