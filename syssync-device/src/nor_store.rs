@@ -715,13 +715,6 @@ impl UnitWriter {
     }
 }
 
-fn valid_name(name: &str) -> Option<FileName> {
-    if name.is_empty() {
-        return None;
-    }
-    FileName::try_from(name).ok()
-}
-
 impl<F: NorFlash> FileStore for NorFileStore<F> {
     type Error = F::Error;
     type Handle = PendingFile;
@@ -802,13 +795,25 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
         name: &str,
         size: u32,
     ) -> Result<PendingFile, StoreError<F::Error>> {
-        let name = valid_name(name).ok_or(StoreError::InvalidArgument)?;
-        let found = self.find_file(STATE_PENDING, Some(name.as_str()));
-        if let Some(entry) = found? {
-            if entry.size == size {
+        // The name is copied straight into the new entry, because each move
+        // of a `FileName` through an `Option` or a `Result` copies it.
+        let mut entry = Entry {
+            state: STATE_PENDING,
+            name: FileName::new(),
+            size,
+            sha256: [0; 32],
+            first: 0,
+            sectors: 0,
+        };
+        if name.is_empty() || entry.name.push_str(name).is_err() {
+            return Err(StoreError::InvalidArgument);
+        }
+        let found = self.find_file(STATE_PENDING, Some(name));
+        if let Some(pending) = found? {
+            if pending.size == size {
                 return Ok(PendingFile {
-                    first: entry.first,
-                    sectors: entry.sectors,
+                    first: pending.first,
+                    sectors: pending.sectors,
                     size,
                 });
             }
@@ -816,7 +821,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
             // removes exactly the entry found.
             self.rewrite(&Change {
                 drop_state: STATE_PENDING,
-                drop_name: Some(name.as_str()),
+                drop_name: Some(name),
                 commit: None,
                 extra: None,
             })?;
@@ -843,14 +848,8 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
             }
         }
         let first = first.ok_or(StoreError::NoSpace)?;
-        let entry = Entry {
-            state: STATE_PENDING,
-            name,
-            size,
-            sha256: [0; 32],
-            first: first as u16,
-            sectors: needed as u16,
-        };
+        entry.first = first as u16;
+        entry.sectors = needed as u16;
         self.rewrite(&Change {
             drop_state: STATE_NONE,
             drop_name: None,
