@@ -489,11 +489,9 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             return;
         }
         let id = job.record.job;
-        if self.boot.confirm().is_err() {
-            self.push_storage_failed();
+        if !self.end_trial(true) {
             return;
         }
-        self.refresh_status();
         self.set_outcome(JobOutcome::Installed);
         self.push(Event::Confirmed { job: id });
     }
@@ -515,12 +513,10 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             self.trial_deadline = None;
             return true;
         }
-        if self.boot.report_failure().is_err() {
-            self.push_storage_failed();
+        if !self.end_trial(false) {
             return false;
         }
         self.trial_deadline = None;
-        self.refresh_status();
         if let Some(id) = self.job.as_ref().map(|job| job.record.job) {
             self.set_outcome(JobOutcome::Reverted(reason));
             self.push(Event::ResetWanted {
@@ -529,6 +525,26 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 deadline: None,
             });
         }
+        true
+    }
+
+    /// Confirms the trial image, or reports it as failed if `confirm` is
+    /// false, and reads the new boot status. Returns false after raising
+    /// `StorageFailed` if the boot side could not record it.
+    // Out of line, because four inputs end a trial and one call is smaller
+    // than the calls and checks it contains.
+    #[inline(never)]
+    fn end_trial(&mut self, confirm: bool) -> bool {
+        let recorded = if confirm {
+            self.boot.confirm().is_ok()
+        } else {
+            self.boot.report_failure().is_ok()
+        };
+        if !recorded {
+            self.push_storage_failed();
+            return false;
+        }
+        self.refresh_status();
         true
     }
 
@@ -1075,11 +1091,9 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         {
             return;
         }
-        if self.boot.confirm().is_err() {
-            self.push_storage_failed();
+        if !self.end_trial(true) {
             return;
         }
-        self.refresh_status();
         self.clear_job();
         self.push(Event::Confirmed { job: id });
         self.next_check_in = now;

@@ -148,11 +148,9 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             },
             Some(_) => return,
         };
-        if self.boot.report_failure().is_err() {
-            self.push_storage_failed();
+        if !self.end_trial(false) {
             return;
         }
-        self.refresh_status();
         self.push(Event::ResetWanted {
             job: id,
             not_before: None,
