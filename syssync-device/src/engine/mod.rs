@@ -531,7 +531,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
     /// Confirms the trial image, or reports it as failed if `confirm` is
     /// false, and reads the new boot status. Returns false after raising
     /// `StorageFailed` if the boot side could not record it.
-    // Out of line, because four inputs end a trial and one call is smaller
+    // Out of line, because five inputs end a trial and one call is smaller
     // than the calls and checks it contains.
     #[inline(never)]
     fn end_trial(&mut self, confirm: bool) -> bool {
@@ -1111,10 +1111,10 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 }
                 Phase::Trial => {
                     // Never confirm an aborted job: the next boot reverts it.
-                    if self.boot.report_failure().is_err() {
-                        self.push_storage_failed();
+                    if !self.end_trial(false) {
+                        // The status is read after a failed report too.
+                        self.refresh_status();
                     }
-                    self.refresh_status();
                     self.set_outcome(JobOutcome::Cancelled);
                     self.push(Event::ResetWanted {
                         job: id,
