@@ -12,11 +12,10 @@
 //! fetched twice.
 
 use syssync_proto::message::JobOutcome;
-use syssync_proto::{
-    Crypto, FailureCode, FileKind, ManifestFile, Sha256Hasher, SignedManifest, MAX_MANIFEST_LEN,
-};
+use syssync_proto::{Crypto, FailureCode, FileKind, ManifestFile, Sha256Hasher, MAX_MANIFEST_LEN};
 
 use super::record::{Phase, Relocation, FLAG_STAGING};
+use super::restore::stored_manifest;
 use super::{ActiveJob, Dest, Engine, Event};
 use crate::boot::{BootControl, StagedImage};
 use crate::store::FileStore;
@@ -153,17 +152,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             security_counter: manifest.security_counter,
         };
         let mut body = [0u8; MAX_MANIFEST_LEN];
-        let Ok(Some(stored)) = store.load_manifest(&mut body) else {
-            return Err(Fault);
-        };
-        if stored.job != job.record.job {
-            return Err(Fault);
-        }
-        let signed = SignedManifest {
-            key_id: stored.key_id,
-            body: body.get(..stored.len).ok_or(Fault)?,
-            signature: stored.signature,
-        };
+        let signed = stored_manifest(store, job.record.job, &mut body).ok_or(Fault)?;
         boot.begin_staging(&image, &signed).map_err(|_| Fault)
     }
 

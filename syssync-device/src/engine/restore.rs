@@ -2,7 +2,8 @@
 
 use syssync_proto::message::JobOutcome;
 use syssync_proto::{
-    Crypto, FailureCode, JobId, Manifest, RevertReason, TrustedKey, MAX_MANIFEST_LEN,
+    Crypto, FailureCode, JobId, Manifest, RevertReason, SignedManifest, TrustedKey,
+    MAX_MANIFEST_LEN,
 };
 
 use super::record::{JobRecord, Phase, FLAG_INSTALL_REPORTED};
@@ -172,20 +173,37 @@ fn load_manifest<S: FileStore, C: Crypto>(
     manifest: &mut Manifest,
 ) -> bool {
     let mut body = [0u8; MAX_MANIFEST_LEN];
-    // Borrowed, because moving the stored manifest out of the result copies
-    // its signature once more.
-    let loaded = store.load_manifest(&mut body);
-    let Ok(Some(stored)) = &loaded else {
+    let Some(signed) = stored_manifest(store, id, &mut body) else {
         return false;
-    };
-    if stored.job != id {
-        return false;
-    }
-    let signed = syssync_proto::SignedManifest {
-        key_id: stored.key_id,
-        body: &body[..stored.len],
-        signature: stored.signature,
     };
     // The copy on flash is checked like an offer: flash is input too.
     signed.verify_into(crypto, trusted, manifest).is_ok()
+}
+
+/// Reads the stored signed manifest of job `id`, with its body in `body`,
+/// or returns `None` if it is missing, damaged, unreadable or of another
+/// job.
+///
+/// Restoring a job and starting to stage its image share this one reader,
+/// so the store's `load_manifest` has one caller.
+#[inline(never)]
+pub(super) fn stored_manifest<'b, S: FileStore>(
+    store: &mut S,
+    id: JobId,
+    body: &'b mut [u8; MAX_MANIFEST_LEN],
+) -> Option<SignedManifest<'b>> {
+    // Borrowed, because moving the stored manifest out of the result copies
+    // its signature once more.
+    let loaded = store.load_manifest(body);
+    let Ok(Some(stored)) = &loaded else {
+        return None;
+    };
+    if stored.job != id {
+        return None;
+    }
+    Some(SignedManifest {
+        key_id: stored.key_id,
+        body: body.get(..stored.len)?,
+        signature: stored.signature,
+    })
 }
