@@ -46,6 +46,8 @@ const DIR_MAGIC: [u8; 4] = *b"SSFD";
 const FORMAT: u8 = 1;
 const STATE_COMMITTED: u8 = 1;
 const STATE_PENDING: u8 = 2;
+/// A state that no entry has, so a [`Change`] with it drops nothing.
+const STATE_NONE: u8 = 0;
 
 const RECORD_MAGIC: [u8; 4] = *b"SSJR";
 const SLOT_LEN: usize = UNIT;
@@ -121,17 +123,17 @@ struct Entry {
 }
 
 impl Entry {
-    fn encode(&self) -> [u8; ENTRY_LEN] {
-        let mut out = [0u8; ENTRY_LEN];
+    /// Encodes the entry into `out`, which must be all zeros on entry. The
+    /// buffer is the caller's, because returning the array copies it.
+    fn encode(&self, out: &mut [u8; ENTRY_LEN]) {
         out[0] = self.state;
         let name = self.name.as_bytes();
         out[1] = name.len() as u8;
-        put(&mut out, 2, name);
-        put(&mut out, 34, &self.size.to_le_bytes());
-        put(&mut out, 38, &self.sha256);
-        put(&mut out, 70, &self.first.to_le_bytes());
-        put(&mut out, 72, &self.sectors.to_le_bytes());
-        out
+        put(out, 2, name);
+        put(out, 34, &self.size.to_le_bytes());
+        put(out, 38, &self.sha256);
+        put(out, 70, &self.first.to_le_bytes());
+        put(out, 72, &self.sectors.to_le_bytes());
     }
 
     fn decode(bytes: &[u8; ENTRY_LEN]) -> Option<Self> {
@@ -208,6 +210,33 @@ pub struct NorFileStore<F> {
     data_sectors: u32,
     directory: Option<Directory>,
     journal: Option<Journal>,
+}
+
+/// The changes that a new directory snapshot makes to the current one.
+struct Change<'a> {
+    /// Entries in this state are dropped, if they have the name `drop_name`
+    /// or it is `None`. [`STATE_NONE`] drops nothing.
+    drop_state: u8,
+    drop_name: Option<&'a str>,
+    /// The pending file with this extent is committed with this digest.
+    commit: Option<(PendingFile, &'a Sha256Digest)>,
+    /// An entry added after the kept ones.
+    extra: Option<&'a Entry>,
+}
+
+impl Change<'_> {
+    fn drops(&self, entry: &Entry) -> bool {
+        entry.state == self.drop_state && self.drop_name.is_none_or(|name| entry.name == name)
+    }
+
+    fn commits(&self, entry: &Entry) -> bool {
+        // Extents of pending files never overlap, so this selects one entry.
+        self.commit.is_some_and(|(file, _)| {
+            entry.state == STATE_PENDING
+                && entry.first == file.first
+                && entry.sectors == file.sectors
+        })
+    }
 }
 
 fn sectors_for(bytes: usize, erase: usize) -> u32 {
@@ -358,40 +387,24 @@ impl<F: NorFlash> NorFileStore<F> {
         if let Some(directory) = self.directory {
             return Ok(directory);
         }
-        let a = self.check_snapshot(0)?;
-        let b = self.check_snapshot(1)?;
-        let directory = match (a, b) {
-            (Some((seq_a, count_a)), Some((seq_b, count_b))) => {
-                if seq_b > seq_a {
-                    Directory {
-                        area: Some(1),
-                        seq: seq_b,
-                        count: count_b,
-                    }
-                } else {
-                    Directory {
-                        area: Some(0),
-                        seq: seq_a,
-                        count: count_a,
-                    }
+        // The valid snapshot with the higher sequence number is current, and
+        // area 0 wins a tie.
+        let mut directory = Directory {
+            area: None,
+            seq: 0,
+            count: 0,
+        };
+        for area in 0..2 {
+            if let Some((seq, count)) = self.check_snapshot(area)? {
+                if directory.area.is_none() || seq > directory.seq {
+                    directory = Directory {
+                        area: Some(area),
+                        seq,
+                        count,
+                    };
                 }
             }
-            (Some((seq, count)), None) => Directory {
-                area: Some(0),
-                seq,
-                count,
-            },
-            (None, Some((seq, count))) => Directory {
-                area: Some(1),
-                seq,
-                count,
-            },
-            (None, None) => Directory {
-                area: None,
-                seq: 0,
-                count: 0,
-            },
-        };
+        }
         self.directory = Some(directory);
         Ok(directory)
     }
@@ -415,15 +428,12 @@ impl<F: NorFlash> NorFileStore<F> {
         Ok(Entry::decode(&bytes))
     }
 
-    /// Writes a new snapshot: every current entry passed through `keep`, then `extra`.
+    /// Writes a new snapshot with every current entry that `change` keeps,
+    /// then `change.extra`.
     ///
-    /// `keep` is a trait object so that the five callers share one copy of
-    /// this function instead of one monomorphised copy each.
-    fn rewrite(
-        &mut self,
-        keep: &mut dyn FnMut(&Entry) -> Option<Entry>,
-        extra: Option<&Entry>,
-    ) -> Result<(), StoreError<F::Error>> {
+    /// The change is data rather than a closure per caller, and kept entries
+    /// are re-encoded from the entry read instead of being cloned.
+    fn rewrite(&mut self, change: &Change<'_>) -> Result<(), StoreError<F::Error>> {
         let directory = self.directory()?;
         let target = match directory.area {
             Some(0) => 1,
@@ -436,25 +446,35 @@ impl<F: NorFlash> NorFileStore<F> {
         let mut writer = UnitWriter::new(start + UNIT as u32);
         let mut digest = CRC.digest();
         let mut count: u16 = 0;
-        for index in 0..usize::from(directory.count) {
-            // Borrowed, because moving the entry out of the result copies it.
-            let kept = match self.entry(directory, index) {
-                Ok(Some(ref entry)) => keep(entry),
-                Ok(None) => None,
-                Err(error) => return Err(error),
-            };
-            if let Some(kept) = kept {
-                let bytes = kept.encode();
-                digest.update(&bytes);
-                writer.push(self, &bytes)?;
-                count += 1;
+        // The kept entries, then `change.extra`, go through one encoding and
+        // write path.
+        let entries = usize::from(directory.count);
+        for index in 0..=entries {
+            let mut bytes = [0u8; ENTRY_LEN];
+            if index < entries {
+                // Borrowed, because moving the entry out of the result copies it.
+                match self.entry(directory, index) {
+                    Ok(Some(ref entry)) if !change.drops(entry) => {
+                        entry.encode(&mut bytes);
+                        if change.commits(entry) {
+                            bytes[0] = STATE_COMMITTED;
+                            if let Some((_, sha256)) = change.commit {
+                                put(&mut bytes, 38, sha256);
+                            }
+                        }
+                    }
+                    Ok(_) => continue,
+                    Err(error) => return Err(error),
+                }
+            } else {
+                let Some(entry) = change.extra else {
+                    break;
+                };
+                if usize::from(count) >= MAX_ENTRIES {
+                    return Err(StoreError::DirectoryFull);
+                }
+                entry.encode(&mut bytes);
             }
-        }
-        if let Some(entry) = extra {
-            if usize::from(count) >= MAX_ENTRIES {
-                return Err(StoreError::DirectoryFull);
-            }
-            let bytes = entry.encode();
             digest.update(&bytes);
             writer.push(self, &bytes)?;
             count += 1;
@@ -463,11 +483,20 @@ impl<F: NorFlash> NorFileStore<F> {
 
         let seq = directory.seq.wrapping_add(1);
         let mut header = [0u8; UNIT];
-        put(&mut header, 0, &DIR_MAGIC);
-        header[4] = FORMAT;
-        put(&mut header, 8, &seq.to_le_bytes());
-        put(&mut header, 12, &count.to_le_bytes());
-        put(&mut header, 16, &digest.finalize().to_le_bytes());
+        // Bytes 0 to 19 are one array literal, so they take one copy
+        // instead of a call per field.
+        let [m0, m1, m2, m3] = DIR_MAGIC;
+        let [seq_0, seq_1, seq_2, seq_3] = seq.to_le_bytes();
+        let [count_0, count_1] = count.to_le_bytes();
+        let [crc_0, crc_1, crc_2, crc_3] = digest.finalize().to_le_bytes();
+        put(
+            &mut header,
+            0,
+            &[
+                m0, m1, m2, m3, FORMAT, 0, 0, 0, seq_0, seq_1, seq_2, seq_3, count_0, count_1, 0,
+                0, crc_0, crc_1, crc_2, crc_3,
+            ],
+        );
         let header_crc = crc32(&header[..20]);
         put(&mut header, 20, &header_crc.to_le_bytes());
         self.write_verified(start, &header)?;
@@ -504,6 +533,21 @@ impl<F: NorFlash> NorFileStore<F> {
             }
         }
         Ok(None)
+    }
+
+    /// Returns the first directory entry in `state`, with the name `name`
+    /// unless it is `None`.
+    ///
+    /// The lookups by state and name share this one predicate, instead of a
+    /// closure each.
+    fn find_file(
+        &mut self,
+        state: u8,
+        name: Option<&str>,
+    ) -> Result<Option<Entry>, StoreError<F::Error>> {
+        self.find_entry(&mut |entry| {
+            entry.state == state && name.is_none_or(|name| entry.name == name)
+        })
     }
 
     /// Sets the bit of each data sector in use in `used`, which must be all
@@ -573,8 +617,9 @@ impl<F: NorFlash> NorFileStore<F> {
 
     fn encode_slot(seq: u32, record: &[u8; JOB_RECORD_LEN]) -> [u8; SLOT_LEN] {
         let mut slot = [0u8; SLOT_LEN];
-        put(&mut slot, 0, &RECORD_MAGIC);
-        put(&mut slot, 4, &seq.to_le_bytes());
+        let [m0, m1, m2, m3] = RECORD_MAGIC;
+        let [seq_0, seq_1, seq_2, seq_3] = seq.to_le_bytes();
+        put(&mut slot, 0, &[m0, m1, m2, m3, seq_0, seq_1, seq_2, seq_3]);
         put(&mut slot, 8, record);
         let end = 8 + JOB_RECORD_LEN;
         let crc = crc32(&slot[..end]);
@@ -670,13 +715,6 @@ impl UnitWriter {
     }
 }
 
-fn valid_name(name: &str) -> Option<FileName> {
-    if name.is_empty() {
-        return None;
-    }
-    FileName::try_from(name).ok()
-}
-
 impl<F: NorFlash> FileStore for NorFileStore<F> {
     type Error = F::Error;
     type Handle = PendingFile;
@@ -709,7 +747,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
     }
 
     fn find(&mut self, name: &str) -> Result<Option<FileInfo>, StoreError<F::Error>> {
-        match self.find_entry(&mut |entry| entry.state == STATE_COMMITTED && entry.name == name) {
+        match self.find_file(STATE_COMMITTED, Some(name)) {
             Ok(ref entry) => Ok(entry.as_ref().map(Entry::info)),
             Err(error) => Err(error),
         }
@@ -722,7 +760,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
         buf: &mut [u8],
     ) -> Result<usize, StoreError<F::Error>> {
         let entry = self
-            .find_entry(&mut |entry| entry.state == STATE_COMMITTED && entry.name == name)?
+            .find_file(STATE_COMMITTED, Some(name))?
             .ok_or(StoreError::NotFound)?;
         if offset >= entry.size {
             return Ok(0);
@@ -757,18 +795,36 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
         name: &str,
         size: u32,
     ) -> Result<PendingFile, StoreError<F::Error>> {
-        let name = valid_name(name).ok_or(StoreError::InvalidArgument)?;
-        let found =
-            self.find_entry(&mut |entry| entry.state == STATE_PENDING && entry.name == name);
-        if let Some(entry) = found? {
-            if entry.size == size {
+        // The name is copied straight into the new entry, because each move
+        // of a `FileName` through an `Option` or a `Result` copies it.
+        let mut entry = Entry {
+            state: STATE_PENDING,
+            name: FileName::new(),
+            size,
+            sha256: [0; 32],
+            first: 0,
+            sectors: 0,
+        };
+        if name.is_empty() || entry.name.push_str(name).is_err() {
+            return Err(StoreError::InvalidArgument);
+        }
+        let found = self.find_file(STATE_PENDING, Some(name));
+        if let Some(pending) = found? {
+            if pending.size == size {
                 return Ok(PendingFile {
-                    first: entry.first,
-                    sectors: entry.sectors,
+                    first: pending.first,
+                    sectors: pending.sectors,
                     size,
                 });
             }
-            self.rewrite(&mut |kept| (*kept != entry).then(|| kept.clone()), None)?;
+            // Only one pending file has a given name, so matching the name
+            // removes exactly the entry found.
+            self.rewrite(&Change {
+                drop_state: STATE_PENDING,
+                drop_name: Some(name),
+                commit: None,
+                extra: None,
+            })?;
         }
         let needed = size.div_ceil(self.erase);
         let mut used = [0u8; MAX_DATA_SECTORS / 8];
@@ -792,15 +848,14 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
             }
         }
         let first = first.ok_or(StoreError::NoSpace)?;
-        let entry = Entry {
-            state: STATE_PENDING,
-            name,
-            size,
-            sha256: [0; 32],
-            first: first as u16,
-            sectors: needed as u16,
-        };
-        self.rewrite(&mut |kept| Some(kept.clone()), Some(&entry))?;
+        entry.first = first as u16;
+        entry.sectors = needed as u16;
+        self.rewrite(&Change {
+            drop_state: STATE_NONE,
+            drop_name: None,
+            commit: None,
+            extra: Some(&entry),
+        })?;
         Ok(PendingFile {
             first: first as u16,
             sectors: needed as u16,
@@ -809,7 +864,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
     }
 
     fn find_pending(&mut self, name: &str) -> Result<Option<PendingFile>, StoreError<F::Error>> {
-        match self.find_entry(&mut |entry| entry.state == STATE_PENDING && entry.name == name) {
+        match self.find_file(STATE_PENDING, Some(name)) {
             Ok(ref entry) => Ok(entry.as_ref().map(|entry| PendingFile {
                 first: entry.first,
                 sectors: entry.sectors,
@@ -867,52 +922,50 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
             Ok(None) => return Err(StoreError::NotFound),
             Err(error) => return Err(error),
         };
-        let committed_count = self.file_count()?;
-        let replaces = self.find(pending.name.as_str())?.is_some();
+        // One scan counts the installed files and looks for one of the
+        // pending file's name.
+        let mut committed_count = 0;
+        let mut replaces = false;
+        self.find_entry(&mut |entry| {
+            if entry.state == STATE_COMMITTED {
+                committed_count += 1;
+                replaces |= entry.name == pending.name;
+            }
+            false
+        })?;
         if !replaces && committed_count >= MAX_FILES {
             return Err(StoreError::DirectoryFull);
         }
-        self.rewrite(
-            &mut |entry| {
-                if entry == pending {
-                    Some(Entry {
-                        state: STATE_COMMITTED,
-                        sha256: *sha256,
-                        ..entry.clone()
-                    })
-                } else if entry.state == STATE_COMMITTED && entry.name == pending.name {
-                    None
-                } else {
-                    Some(entry.clone())
-                }
-            },
-            None,
-        )
+        self.rewrite(&Change {
+            drop_state: STATE_COMMITTED,
+            drop_name: Some(pending.name.as_str()),
+            commit: Some((file, sha256)),
+            extra: None,
+        })
     }
 
     fn discard_pending(&mut self) -> Result<(), StoreError<F::Error>> {
-        if self
-            .find_entry(&mut |entry| entry.state == STATE_PENDING)?
-            .is_none()
-        {
+        if self.find_file(STATE_PENDING, None)?.is_none() {
             return Ok(());
         }
-        self.rewrite(
-            &mut |entry| (entry.state != STATE_PENDING).then(|| entry.clone()),
-            None,
-        )
+        self.rewrite(&Change {
+            drop_state: STATE_PENDING,
+            drop_name: None,
+            commit: None,
+            extra: None,
+        })
     }
 
     fn remove(&mut self, name: &str) -> Result<bool, StoreError<F::Error>> {
         if self.find(name)?.is_none() {
             return Ok(false);
         }
-        self.rewrite(
-            &mut |entry| {
-                (!(entry.state == STATE_COMMITTED && entry.name == name)).then(|| entry.clone())
-            },
-            None,
-        )?;
+        self.rewrite(&Change {
+            drop_state: STATE_COMMITTED,
+            drop_name: Some(name),
+            commit: None,
+            extra: None,
+        })?;
         Ok(true)
     }
 
@@ -993,10 +1046,18 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
         writer.finish(self)?;
 
         let mut header = [0u8; MANIFEST_HEADER];
-        put(&mut header, 0, &MANIFEST_MAGIC);
-        put(&mut header, 4, &job.0.to_le_bytes());
-        header[8] = key_id;
-        put(&mut header, 12, &(body.len() as u16).to_le_bytes());
+        // Bytes 0 to 15 are one array literal, so they take one copy
+        // instead of a call per field.
+        let [m0, m1, m2, m3] = MANIFEST_MAGIC;
+        let [job_0, job_1, job_2, job_3] = job.0.to_le_bytes();
+        let [len_0, len_1] = (body.len() as u16).to_le_bytes();
+        put(
+            &mut header,
+            0,
+            &[
+                m0, m1, m2, m3, job_0, job_1, job_2, job_3, key_id, 0, 0, 0, len_0, len_1, 0, 0,
+            ],
+        );
         put(&mut header, 16, &signature.0);
         let mut digest = CRC.digest();
         digest.update(&header[..80]);

@@ -7,18 +7,12 @@
 
 use core::fmt;
 
-use syssync_proto::{FileName, JobId, Sha256Digest, Signature, MAX_MANIFEST_LEN};
+use syssync_proto::message::InstalledFile;
+use syssync_proto::{JobId, Sha256Digest, Signature, MAX_MANIFEST_LEN};
 
-/// An installed file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FileInfo {
-    /// File name.
-    pub name: FileName,
-    /// Size in bytes.
-    pub size: u32,
-    /// SHA-256 of the file bytes.
-    pub sha256: Sha256Digest,
-}
+/// An installed file. It is the inventory's entry type, so the engine puts
+/// what the store returns into an inventory without converting it.
+pub type FileInfo = InstalledFile;
 
 /// Length of the job record that the engine keeps in the journal.
 pub const JOB_RECORD_LEN: usize = 48;

@@ -12,12 +12,11 @@
 //! fetched twice.
 
 use syssync_proto::message::JobOutcome;
-use syssync_proto::{
-    Crypto, FailureCode, FileKind, JobId, Sha256Hasher, SignedManifest, MAX_MANIFEST_LEN,
-};
+use syssync_proto::{Crypto, FailureCode, FileKind, ManifestFile, Sha256Hasher, MAX_MANIFEST_LEN};
 
 use super::record::{Phase, Relocation, FLAG_STAGING};
-use super::{Dest, Engine, Event};
+use super::restore::stored_manifest;
+use super::{ActiveJob, Dest, Engine, Event};
 use crate::boot::{BootControl, StagedImage};
 use crate::store::FileStore;
 use crate::time::Instant;
@@ -129,24 +128,32 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         self.persist();
     }
 
-    /// Starts staging `image` of job `id`, with the job's signed manifest as
-    /// the bootloader's evidence. The manifest is read back from the store,
-    /// whose buffer lives only in this call.
+    /// Starts staging the application image `file` of `job`'s manifest,
+    /// with the job's signed manifest as the bootloader's evidence. The
+    /// signed manifest is read back from the store into a buffer that lives
+    /// only in this call.
+    ///
+    /// It takes the engine's fields instead of `self`, so that `dest` passes
+    /// the job's manifest by reference and the image description is built
+    /// in this function only.
     #[inline(never)]
-    fn begin_staging(&mut self, id: JobId, image: &StagedImage) -> Result<(), Fault> {
+    fn begin_staging(
+        boot: &mut B,
+        store: &mut S,
+        job: &ActiveJob<S::Handle, C::Sha256>,
+        file: &ManifestFile,
+    ) -> Result<(), Fault> {
+        let manifest = job.manifest.as_ref().ok_or(Fault)?;
+        let image = StagedImage {
+            size: file.size,
+            sha256: file.sha256,
+            target: manifest.target.clone(),
+            version: manifest.version,
+            security_counter: manifest.security_counter,
+        };
         let mut body = [0u8; MAX_MANIFEST_LEN];
-        let Ok(Some(stored)) = self.store.load_manifest(&mut body) else {
-            return Err(Fault);
-        };
-        if stored.job != id {
-            return Err(Fault);
-        }
-        let manifest = SignedManifest {
-            key_id: stored.key_id,
-            body: body.get(..stored.len).ok_or(Fault)?,
-            signature: stored.signature,
-        };
-        self.boot.begin_staging(image, &manifest).map_err(|_| Fault)
+        let signed = stored_manifest(store, job.record.job, &mut body).ok_or(Fault)?;
+        boot.begin_staging(&image, &signed).map_err(|_| Fault)
     }
 
     /// Returns the destination of manifest file `index`, starting staging or
@@ -158,12 +165,8 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         match file.kind {
             FileKind::Application => {
                 if !job.staging_begun {
-                    let id = job.record.job;
-                    // Borrowed, because moving the image out of the option copies it.
-                    let Some(ref image) = self.staged_image(manifest) else {
-                        return Err(Fault);
-                    };
-                    self.begin_staging(id, image)?;
+                    // A manifest has at most one application image, so `file` is it.
+                    Self::begin_staging(&mut self.boot, &mut self.store, job, file)?;
                     let job = self.job.as_mut().ok_or(Fault)?;
                     job.staging_begun = true;
                     if !job.record.has_flag(FLAG_STAGING) {
@@ -429,26 +432,36 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             Ok(dest) => dest,
             Err(Fault) => return self.storage_failed(),
         };
-        let (mut hasher, mut position) = match self.job.as_mut().and_then(|job| job.verify.take()) {
-            Some(state) => state,
-            None => (self.crypto.sha256_start(), 0),
+        // The hasher stays in the job between steps, because moving its state
+        // out and back copied it twice per step. It records each piece it has
+        // hashed, so a failed read resumes after the last one.
+        let Some(job) = self.job.as_mut() else {
+            return;
         };
+        let crypto = &self.crypto;
+        let (_, mut position) = *job.verify.get_or_insert_with(|| (crypto.sha256_start(), 0));
         let step_end = size.min(position.saturating_add(u32::from(self.config.chunk_size)));
         while position < step_end {
             let take = (PIECE as u32).min(step_end - position) as usize;
             let mut piece = [0u8; PIECE];
-            if self.dest_read(dest, position, &mut piece[..take]).is_err() {
+            let read = self.dest_read(dest, position, &mut piece[..take]);
+            let Some((hasher, hashed)) = self.job.as_mut().and_then(|job| job.verify.as_mut())
+            else {
+                return;
+            };
+            if read.is_err() {
                 return self.storage_failed();
             }
             hasher.update(&piece[..take]);
             position += take as u32;
+            *hashed = position;
         }
         if position < size {
-            if let Some(job) = self.job.as_mut() {
-                job.verify = Some((hasher, position));
-            }
             return;
         }
+        let Some((hasher, _)) = self.job.as_mut().and_then(|job| job.verify.take()) else {
+            return;
+        };
         if hasher.finalize() != expected {
             self.fail(FailureCode::DIGEST_MISMATCH);
             return;

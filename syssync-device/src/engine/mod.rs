@@ -28,15 +28,15 @@ mod restore;
 use heapless::Deque;
 use syssync_proto::frame::{derive_device_key, encode_uplink, Binding, Frame};
 use syssync_proto::message::{
-    CheckIn, ChunkRequest, DeviceMessage, InstalledApplication, InstalledFile, Inventory,
-    JobOutcome, JobProgress, JobReport, JobState, RegistrationRequest, ServerMessage, UplinkHeader,
+    CheckIn, ChunkRequest, DeviceMessage, InstalledApplication, Inventory, JobOutcome, JobProgress,
+    JobReport, JobState, RegistrationRequest, ServerMessage, UplinkHeader,
 };
 use syssync_proto::{
     name_from_utf8, AccountId, Crypto, DeviceId, DeviceKey, FailureCode, FrameError, JobId,
     Manifest, RefusalCode, RejectReason, RevertReason, TargetType, Version,
 };
 
-use crate::boot::{setting, BootControl, BootPhase, BootStatus, StagedImage};
+use crate::boot::{setting, BootControl, BootPhase, BootStatus};
 use crate::config::{ConfigError, ConfirmPolicy};
 use crate::store::FileStore;
 use crate::time::{Duration, Instant, Jitter};
@@ -489,11 +489,9 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             return;
         }
         let id = job.record.job;
-        if self.boot.confirm().is_err() {
-            self.push_storage_failed();
+        if !self.end_trial(true) {
             return;
         }
-        self.refresh_status();
         self.set_outcome(JobOutcome::Installed);
         self.push(Event::Confirmed { job: id });
     }
@@ -515,21 +513,38 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             self.trial_deadline = None;
             return true;
         }
-        if self.boot.report_failure().is_err() {
-            self.push_storage_failed();
+        if !self.end_trial(false) {
             return false;
         }
         self.trial_deadline = None;
-        self.refresh_status();
         if let Some(id) = self.job.as_ref().map(|job| job.record.job) {
             self.set_outcome(JobOutcome::Reverted(reason));
-            self.push(Event::Reverted { job: id, reason });
             self.push(Event::ResetWanted {
                 job: id,
                 not_before: None,
                 deadline: None,
             });
         }
+        true
+    }
+
+    /// Confirms the trial image, or reports it as failed if `confirm` is
+    /// false, and reads the new boot status. Returns false after raising
+    /// `StorageFailed` if the boot side could not record it.
+    // Out of line, because five inputs end a trial and one call is smaller
+    // than the calls and checks it contains.
+    #[inline(never)]
+    fn end_trial(&mut self, confirm: bool) -> bool {
+        let recorded = if confirm {
+            self.boot.confirm().is_ok()
+        } else {
+            self.boot.report_failure().is_ok()
+        };
+        if !recorded {
+            self.push_storage_failed();
+            return false;
+        }
+        self.refresh_status();
         true
     }
 
@@ -892,12 +907,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         for index in 0.. {
             match self.store.file(index) {
                 Ok(Some(file)) => {
-                    let entry = InstalledFile {
-                        name: file.name,
-                        size: file.size,
-                        sha256: file.sha256,
-                    };
-                    if inventory.files.push(entry).is_err() {
+                    if inventory.files.push(file).is_err() {
                         break;
                     }
                 }
@@ -955,20 +965,20 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
     // ---- replies ----
 
     fn dispatch(&mut self, now: Instant, request: Request, message: ServerMessage<'_>) {
-        if request == Request::Inventory {
+        if matches!(request, Request::Inventory) {
             self.inventory_requested = false;
         }
         if let Request::Report(report) = request {
             // Any authenticated reply to a report means the server has it.
             self.report_delivered(now, report);
         }
-        if request == Request::CheckIn {
+        if matches!(request, Request::CheckIn) {
             self.schedule_check_in(now);
         }
         match message {
             ServerMessage::Idle(idle) => {
                 self.interval_s = self.config.clamp_interval(idle.interval_s);
-                if request == Request::CheckIn {
+                if matches!(request, Request::CheckIn) {
                     self.schedule_check_in(now);
                 }
                 if let Request::Chunk { .. } = request {
@@ -987,9 +997,9 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 _ => self.push(Event::UnexpectedFrame),
             },
             ServerMessage::Confirm(confirm) => self.handle_confirm(now, confirm.job),
-            ServerMessage::Cancel(cancel) => self.handle_cancel(now, request, cancel.job),
+            ServerMessage::Cancel(cancel) => self.handle_cancel(request, cancel.job),
             ServerMessage::RegistrationResult(result) => {
-                if request != Request::Registration {
+                if !matches!(request, Request::Registration) {
                     self.push(Event::UnexpectedFrame);
                     return;
                 }
@@ -1025,12 +1035,11 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         }
         match job.record.phase {
             Phase::Reporting => {
-                self.job = None;
-                self.persist_none();
+                self.clear_job();
                 // Tell the server the new inventory soon.
                 self.next_check_in = now;
             }
-            Phase::Trial if report.outcome == JobOutcome::Installed => {
+            Phase::Trial if matches!(report.outcome, JobOutcome::Installed) => {
                 job.record.flags |= FLAG_INSTALL_REPORTED;
                 self.persist();
                 self.schedule_check_in(now);
@@ -1058,7 +1067,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             }
             RefusalCode::UNKNOWN_JOB | RefusalCode::JOB_NOT_ACTIVE => {
                 if let Request::Chunk { .. } = request {
-                    self.cancel_job(now);
+                    self.abort_job(JobOutcome::Cancelled);
                 } else {
                     self.retry_at = backoff;
                 }
@@ -1082,33 +1091,31 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         {
             return;
         }
-        if self.boot.confirm().is_err() {
-            self.push_storage_failed();
+        if !self.end_trial(true) {
             return;
         }
-        self.refresh_status();
-        self.job = None;
-        self.persist_none();
+        self.clear_job();
         self.push(Event::Confirmed { job: id });
         self.next_check_in = now;
     }
 
-    fn handle_cancel(&mut self, now: Instant, request: Request, id: JobId) {
+    fn handle_cancel(&mut self, request: Request, id: JobId) {
         let current = self
             .job
             .as_ref()
             .map(|job| (job.record.job, job.record.phase));
         match current {
             Some((job, phase)) if job == id => match phase {
-                Phase::Downloading | Phase::Committing | Phase::Staged => self.cancel_job(now),
+                Phase::Downloading | Phase::Committing | Phase::Staged => {
+                    self.abort_job(JobOutcome::Cancelled)
+                }
                 Phase::Trial => {
                     // Never confirm an aborted job: the next boot reverts it.
-                    if self.boot.report_failure().is_err() {
-                        self.push_storage_failed();
+                    if !self.end_trial(false) {
+                        // The status is read after a failed report too.
+                        self.refresh_status();
                     }
-                    self.refresh_status();
                     self.set_outcome(JobOutcome::Cancelled);
-                    self.push(Event::Cancelled { job: id });
                     self.push(Event::ResetWanted {
                         job: id,
                         not_before: None,
@@ -1143,25 +1150,31 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         true
     }
 
-    fn persist_none(&mut self) {
-        if self
-            .store
-            .store_job_record(&JobRecord::encode(None))
-            .is_err()
-        {
-            self.push_storage_failed();
-        }
+    /// Drops the job and stores the empty record in the journal.
+    fn clear_job(&mut self) {
+        self.job = None;
+        self.persist();
     }
 
-    /// Ends the job with `outcome` to report; keeps nothing but the record.
+    /// Ends the job with `outcome` to report and keeps nothing but the
+    /// record. A failed, reverted or cancelled job also raises its event.
     fn set_outcome(&mut self, outcome: JobOutcome) {
-        if let Some(job) = self.job.as_mut() {
-            job.record.phase = Phase::Reporting;
-            job.record.outcome = Some(outcome);
-            job.record.relocation = None;
-            job.verify = None;
-            job.pending = None;
-            self.persist();
+        let Some(job) = self.job.as_mut() else {
+            return;
+        };
+        let id = job.record.job;
+        job.record.phase = Phase::Reporting;
+        job.record.outcome = Some(outcome);
+        job.record.relocation = None;
+        job.verify = None;
+        job.pending = None;
+        self.persist();
+        // The events are built here once rather than at every caller.
+        match outcome {
+            JobOutcome::Failed(code) => self.push(Event::Failed { job: id, code }),
+            JobOutcome::Reverted(reason) => self.push(Event::Reverted { job: id, reason }),
+            JobOutcome::Cancelled => self.push(Event::Cancelled { job: id }),
+            JobOutcome::Installed | JobOutcome::Rejected(_) => {}
         }
     }
 
@@ -1180,21 +1193,17 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
     }
 
     fn fail(&mut self, code: FailureCode) {
-        let Some(id) = self.job.as_ref().map(|job| job.record.job) else {
-            return;
-        };
-        self.discard_staged();
-        self.set_outcome(JobOutcome::Failed(code));
-        self.push(Event::Failed { job: id, code });
+        self.abort_job(JobOutcome::Failed(code));
     }
 
-    fn cancel_job(&mut self, _now: Instant) {
-        let Some(id) = self.job.as_ref().map(|job| job.record.job) else {
+    /// Ends the job with `outcome` before its image runs. It discards what
+    /// was staged and raises the outcome's event.
+    fn abort_job(&mut self, outcome: JobOutcome) {
+        if self.job.is_none() {
             return;
-        };
+        }
         self.discard_staged();
-        self.set_outcome(JobOutcome::Cancelled);
-        self.push(Event::Cancelled { job: id });
+        self.set_outcome(outcome);
     }
 
     /// Moves the download cursor to the next file still to fetch, or to the
@@ -1224,16 +1233,5 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 job.record.offset = 0;
             }
         }
-    }
-
-    fn staged_image(&self, manifest: &Manifest) -> Option<StagedImage> {
-        let (_, file) = manifest.application()?;
-        Some(StagedImage {
-            size: file.size,
-            sha256: file.sha256,
-            target: manifest.target.clone(),
-            version: manifest.version,
-            security_counter: manifest.security_counter,
-        })
     }
 }

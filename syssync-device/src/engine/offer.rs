@@ -36,8 +36,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             }
             // The server moved on to another job: drop the unfinished download.
             self.discard_staged();
-            self.job = None;
-            self.persist_none();
+            self.clear_job();
         }
         self.refresh_status();
         if matches!(
@@ -47,33 +46,46 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             self.reject(offer.job, RejectReason::BUSY);
             return;
         }
-        // Verified in place: moving the 1.5 KiB manifest out of a result
-        // takes another stack copy.
-        let mut manifest = Manifest::empty();
-        match offer
-            .manifest
-            .verify_into(&self.crypto, &self.config.trusted_keys, &mut manifest)
-        {
-            Ok(()) => {}
-            Err(syssync_proto::ManifestError::UnknownKey(_))
-            | Err(syssync_proto::ManifestError::BadSignature) => {
-                self.reject(offer.job, RejectReason::BAD_SIGNATURE);
-                return;
+        // The manifest is verified into the new job in place, because each
+        // move of its 1.5 KiB, out of a result or into the job, took another
+        // stack copy. A rejected offer clears the job again.
+        let job = self.job.insert(ActiveJob {
+            record: JobRecord::new(offer.job, Phase::Downloading),
+            manifest: None,
+            pending: None,
+            staging_begun: false,
+            verify: None,
+            reset_window: None,
+            files_event: false,
+        });
+        let manifest = job.manifest.insert(Manifest::empty());
+        let checked =
+            match offer
+                .manifest
+                .verify_into(&self.crypto, &self.config.trusted_keys, manifest)
+            {
+                Ok(()) => self.check_manifest(now),
+                Err(syssync_proto::ManifestError::UnknownKey(_))
+                | Err(syssync_proto::ManifestError::BadSignature) => {
+                    Err(RejectReason::BAD_SIGNATURE)
+                }
+                Err(_) => Err(RejectReason::MALFORMED),
+            };
+        match checked {
+            Ok(plan) => self.accept(now, offer, plan),
+            Err(reason) => {
+                self.job = None;
+                self.reject(offer.job, reason);
             }
-            Err(_) => {
-                self.reject(offer.job, RejectReason::MALFORMED);
-                return;
-            }
-        };
-        match self.check_manifest(now, &manifest) {
-            Ok(plan) => self.accept(now, offer, manifest, plan),
-            Err(reason) => self.reject(offer.job, reason),
         }
     }
 
-    /// Checks a verified manifest against the device, and returns which
-    /// files to fetch.
-    fn check_manifest(&mut self, now: Instant, manifest: &Manifest) -> Result<Plan, RejectReason> {
+    /// Checks the verified manifest of the new job against the device, and
+    /// returns which files to fetch.
+    fn check_manifest(&mut self, now: Instant) -> Result<Plan, RejectReason> {
+        let Some(manifest) = self.job.as_ref().and_then(|job| job.manifest.as_ref()) else {
+            return Err(RejectReason::MALFORMED);
+        };
         if manifest.target != self.target {
             return Err(RejectReason::WRONG_TARGET);
         }
@@ -104,6 +116,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                     }
                     self.status
                         .running
+                        .as_ref()
                         .is_some_and(|image| image.sha256 == file.sha256 && image.size == file.size)
                 }
                 FileKind::Plain => {
@@ -169,7 +182,9 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         });
     }
 
-    fn accept(&mut self, now: Instant, offer: &JobOffer<'_>, manifest: Manifest, plan: Plan) {
+    /// Stores the signed manifest and starts the new job, which already
+    /// contains the verified manifest.
+    fn accept(&mut self, now: Instant, offer: &JobOffer<'_>, plan: Plan) {
         let stored = self.store.discard_pending().and_then(|()| {
             self.store.store_manifest(
                 offer.job,
@@ -179,6 +194,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             )
         });
         if stored.is_err() {
+            self.job = None;
             self.push_storage_failed();
             self.side_report = Some(JobReport {
                 job: offer.job,
@@ -190,25 +206,17 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             // Leftover of an earlier job; staging starts again with this one.
             let _ = self.boot.cancel_staging();
         }
-        let mut record = JobRecord::new(offer.job, Phase::Downloading);
-        record.done = plan.done;
-        record.fetch = plan.fetch;
-        let reset_window = offer.reset_window.map(|window| {
-            (
-                now + Duration::from_secs(u64::from(window.opens_in_s)),
-                now + Duration::from_secs(u64::from(window.closes_in_s)),
-            )
-        });
         self.inventory_digest = None;
-        self.job = Some(ActiveJob {
-            record,
-            manifest: Some(manifest),
-            pending: None,
-            staging_begun: false,
-            verify: None,
-            reset_window,
-            files_event: false,
-        });
+        if let Some(job) = self.job.as_mut() {
+            job.record.done = plan.done;
+            job.record.fetch = plan.fetch;
+            job.reset_window = offer.reset_window.map(|window| {
+                (
+                    now + Duration::from_secs(u64::from(window.opens_in_s)),
+                    now + Duration::from_secs(u64::from(window.closes_in_s)),
+                )
+            });
+        }
         self.advance_file();
         self.persist();
         self.push(Event::JobAccepted {

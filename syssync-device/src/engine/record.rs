@@ -147,11 +147,30 @@ impl JobRecord {
             ],
         );
         if let Some(relocation) = record.relocation {
-            out[22] = 1;
-            out[23] = relocation.file;
-            put(&mut out, 24, &relocation.sector.to_le_bytes());
-            put(&mut out, 28, &relocation.len.to_le_bytes());
-            put(&mut out, 32, &relocation.crc.to_le_bytes());
+            // Bytes 22 to 35 as one array literal too.
+            let [sector_0, sector_1, sector_2, sector_3] = relocation.sector.to_le_bytes();
+            let [len_0, len_1, len_2, len_3] = relocation.len.to_le_bytes();
+            let [crc_0, crc_1, crc_2, crc_3] = relocation.crc.to_le_bytes();
+            put(
+                &mut out,
+                22,
+                &[
+                    1,
+                    relocation.file,
+                    sector_0,
+                    sector_1,
+                    sector_2,
+                    sector_3,
+                    len_0,
+                    len_1,
+                    len_2,
+                    len_3,
+                    crc_0,
+                    crc_1,
+                    crc_2,
+                    crc_3,
+                ],
+            );
         }
         out
     }

@@ -2,7 +2,8 @@
 
 use syssync_proto::message::JobOutcome;
 use syssync_proto::{
-    Crypto, FailureCode, JobId, Manifest, RevertReason, TrustedKey, MAX_MANIFEST_LEN,
+    Crypto, FailureCode, JobId, Manifest, RevertReason, SignedManifest, TrustedKey,
+    MAX_MANIFEST_LEN,
 };
 
 use super::record::{JobRecord, Phase, FLAG_INSTALL_REPORTED};
@@ -64,12 +65,6 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             return Ok(());
         }
         let id = record.job;
-        let running = self.status.running.map(|image| image.sha256);
-        let new_image = self
-            .job
-            .as_ref()
-            .and_then(|job| job.manifest.as_ref())
-            .and_then(|manifest| manifest.application().map(|(_, file)| file.sha256));
         match record.phase {
             Phase::Staged => match self.status.phase {
                 BootPhase::Trial => {
@@ -89,15 +84,10 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 _ => {
                     if let Some(reason) = self.status.last_revert {
                         self.set_outcome(JobOutcome::Reverted(reason));
-                        self.push(Event::Reverted { job: id, reason });
-                    } else if running.is_some() && running == new_image {
+                    } else if self.new_image_running() {
                         self.set_outcome(JobOutcome::Installed);
                     } else {
                         self.set_outcome(JobOutcome::Failed(FailureCode::INSTALL_REFUSED));
-                        self.push(Event::Failed {
-                            job: id,
-                            code: FailureCode::INSTALL_REFUSED,
-                        });
                     }
                 }
             },
@@ -106,16 +96,13 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 BootPhase::RevertRequested => {
                     let reason = RevertReason::APPLICATION_FAILURE;
                     self.set_outcome(JobOutcome::Reverted(reason));
-                    self.push(Event::Reverted { job: id, reason });
                 }
                 BootPhase::Idle => {
                     if let Some(reason) = self.status.last_revert {
                         self.set_outcome(JobOutcome::Reverted(reason));
-                        self.push(Event::Reverted { job: id, reason });
                     } else if self.config.confirm_policy == ConfirmPolicy::Server {
                         // Confirmed just before a reset that lost the journal update.
-                        self.job = None;
-                        self.persist_none();
+                        self.clear_job();
                         self.push(Event::Confirmed { job: id });
                     } else {
                         self.set_outcome(JobOutcome::Installed);
@@ -125,6 +112,21 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             Phase::Downloading | Phase::Committing | Phase::Reporting => {}
         }
         Ok(())
+    }
+
+    /// Checks whether the running image is the application image of the
+    /// job's manifest. It compares the digests in place, because copying
+    /// each into an `Option` first takes more code.
+    fn new_image_running(&self) -> bool {
+        let new_image = self
+            .job
+            .as_ref()
+            .and_then(|job| job.manifest.as_ref())
+            .and_then(|manifest| manifest.application());
+        match (self.status.running.as_ref(), new_image) {
+            (Some(image), Some((_, file))) => image.sha256 == file.sha256,
+            _ => false,
+        }
     }
 
     /// Reverts a trial image that no job of this engine will confirm.
@@ -147,11 +149,9 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             },
             Some(_) => return,
         };
-        if self.boot.report_failure().is_err() {
-            self.push_storage_failed();
+        if !self.end_trial(false) {
             return;
         }
-        self.refresh_status();
         self.push(Event::ResetWanted {
             job: id,
             not_before: None,
@@ -173,17 +173,37 @@ fn load_manifest<S: FileStore, C: Crypto>(
     manifest: &mut Manifest,
 ) -> bool {
     let mut body = [0u8; MAX_MANIFEST_LEN];
-    let Ok(Some(stored)) = store.load_manifest(&mut body) else {
+    let Some(signed) = stored_manifest(store, id, &mut body) else {
         return false;
-    };
-    if stored.job != id {
-        return false;
-    }
-    let signed = syssync_proto::SignedManifest {
-        key_id: stored.key_id,
-        body: &body[..stored.len],
-        signature: stored.signature,
     };
     // The copy on flash is checked like an offer: flash is input too.
     signed.verify_into(crypto, trusted, manifest).is_ok()
+}
+
+/// Reads the stored signed manifest of job `id`, with its body in `body`,
+/// or returns `None` if it is missing, damaged, unreadable or of another
+/// job.
+///
+/// Restoring a job and starting to stage its image share this one reader,
+/// so the store's `load_manifest` has one caller.
+#[inline(never)]
+pub(super) fn stored_manifest<'b, S: FileStore>(
+    store: &mut S,
+    id: JobId,
+    body: &'b mut [u8; MAX_MANIFEST_LEN],
+) -> Option<SignedManifest<'b>> {
+    // Borrowed, because moving the stored manifest out of the result copies
+    // its signature once more.
+    let loaded = store.load_manifest(body);
+    let Ok(Some(stored)) = &loaded else {
+        return None;
+    };
+    if stored.job != id {
+        return None;
+    }
+    Some(SignedManifest {
+        key_id: stored.key_id,
+        body: body.get(..stored.len)?,
+        signature: stored.signature,
+    })
 }
