@@ -672,9 +672,12 @@ impl<S: Storage, C: Crypto> Server<S, C> {
             return Consider::Skip;
         };
         // A completed group or fleet job still reaches devices that join its
-        // targets later; admitting one reopens the job until it has an outcome.
-        let reopenable =
-            job.status == JobStatus::Completed && !matches!(job.spec.target, JobTarget::Device(_));
+        // targets later, and admitting one reopens the job until it has an
+        // outcome. A completed job's release may be deleted, and then the job
+        // reaches no one.
+        let reopenable = job.status == JobStatus::Completed
+            && !matches!(job.spec.target, JobTarget::Device(_))
+            && self.store.release(job.spec.release).is_some();
         if !job.status.is_open() && !reopenable {
             return Consider::Skip;
         }

@@ -489,6 +489,58 @@ fn tag_filter_group_follows_tags() {
 }
 
 #[test]
+fn deleted_release_ends_completed_job() {
+    // Proves a completed group job whose release was deleted reaches no
+    // device that joins the group later, and counts no attempt for it.
+    let (mut server, account, mut devices, release) = fleet(2);
+    let members: BTreeSet<_> = [devices[0].id].into_iter().collect();
+    let group = match server
+        .execute(
+            T0,
+            account,
+            Command::CreateGroup {
+                name: "pilot".into(),
+                kind: GroupKind::Static(members),
+            },
+        )
+        .expect("group")
+        .created
+    {
+        syssync_server_core::Created::Group(id) => id,
+        other => panic!("expected a group, got {other:?}"),
+    };
+    let job = create_job(
+        &mut server,
+        T0,
+        account,
+        syssync_server_core::JobSpec::new(release, JobTarget::Group(group), T0),
+    );
+    let (reply, _) = devices[0].check_in(&mut server, T0);
+    assert_eq!(devices[0].accept(&reply), job);
+    devices[0].finish_update(&mut server, T0 + 10);
+    server
+        .execute(T0 + 20, account, Command::DeleteRelease { release })
+        .expect("a completed job's release may be deleted");
+
+    server
+        .execute(
+            T0 + 100,
+            account,
+            Command::AddToGroup {
+                group,
+                device: devices[1].id,
+            },
+        )
+        .expect("add");
+    let (reply, _) = devices[1].check_in(&mut server, T0 + 101);
+    assert!(matches!(reply, Reply::Idle(_)), "{reply:?}");
+    let member = syssync_server_core::Storage::member(server.store(), job, devices[1].id);
+    assert_eq!(member.attempts, 0);
+    let progress = server.job_progress(account, job).expect("progress");
+    assert_eq!(progress.status, JobStatus::Completed);
+}
+
+#[test]
 fn completed_rollout_notifies_with_preferences() {
     // Proves the job completes when every target has an outcome, and that the
     // account's preferences set each notification's `wanted`.
