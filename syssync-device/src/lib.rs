@@ -218,12 +218,14 @@
 //! # RAM
 //!
 //! `size_of` on `thumbv7em-none-eabihf` (rustc 1.95, measured with a
-//! compile-time array-length probe), for `Engine` with a zero-sized boot side,
-//! a `NorFileStore` over a zero-sized flash driver and `RustCrypto`:
+//! compile-time array-length probe), for the size probe's `Engine`:
+//! `RollbackFsmBoot` and a `NorFileStore` over a zero-sized flash driver,
+//! and `CompactCrypto` (every software backend has the same hasher type):
 //!
 //! | item | bytes |
 //! |---|---|
-//! | `Engine` (the decoded manifest takes 1576 of them) | 3000 (3536 with `RollbackFsmBoot`, as in the size probe) |
+//! | `Engine` (the decoded manifest takes 1576 of them) | 3432 |
+//! | of which `RollbackFsmBoot` | 452 |
 //! | of which `NorFileStore` | 60 plus the flash driver |
 //! | transmit buffer passed to `poll_transmit` | up to 4160 (an inventory report takes about 2.4 KiB; a chunk request 30 bytes) |
 //! | receive buffer for `handle_frame` | chunk size + 30 (about 1.1 KiB at the default) |
@@ -234,9 +236,9 @@
 //! construction and when staging starts; `RollbackFsmBoot` adds the encoded
 //! signed manifest (up to 1603 bytes) to the latter. In the Cortex-M4 size
 //! probe of `benches/footprint`, upper bounds computed from the disassembly
-//! are 9,684 bytes from [`Engine::new`], reached while it restores a job and
-//! verifies its stored manifest, 6,284 from
-//! [`handle_frame`](Engine::handle_frame) and 5,044 from
+//! are 9,556 bytes from [`Engine::new`], reached while it restores a job and
+//! verifies its stored manifest, 4,764 from
+//! [`handle_frame`](Engine::handle_frame) and 4,548 from
 //! [`poll_transmit`](Engine::poll_transmit); the caller's frame adds to
 //! them (`bash benches/footprint.sh` prints the deepest path from `main`).
 //! The probe gives both frame buffers the full 4160 bytes.
