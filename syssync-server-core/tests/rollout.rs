@@ -7,10 +7,11 @@ use std::collections::BTreeSet;
 
 use common::*;
 use syssync_proto::message::JobOutcome;
-use syssync_proto::{FailureCode, JobId};
+use syssync_proto::{AccountId, DeviceId, FailureCode, JobId};
 use syssync_server_core::{
-    Command, FailureThreshold, GroupFilter, GroupKind, JobStatus, JobTarget, MaintenanceSchedule,
-    MaintenanceWindow, NotificationKind, NotificationPrefs, Phase, Server, Weekday,
+    Command, FailureThreshold, GroupFilter, GroupId, GroupKind, JobStatus, JobTarget,
+    MaintenanceSchedule, MaintenanceWindow, NotificationKind, NotificationPrefs, Phase, ReleaseId,
+    Server, Weekday,
 };
 
 fn two_phases(first_share: u16, delay_s: u64, success_permille: u16) -> Vec<Phase> {
@@ -306,12 +307,15 @@ fn cancelled_job_cancels_devices_and_offers_nothing() {
         .is_empty());
 }
 
-#[test]
-fn static_group_job_reaches_late_members() {
-    // Proves a group job offers only to members, and to a device added after
-    // the job started.
-    let (mut server, account, mut devices, release) = fleet(3);
-    let members: BTreeSet<_> = [devices[0].id].into_iter().collect();
+/// Creates a static group "pilot" holding `device` and a job of `release`
+/// for it at `T0`, and returns both.
+fn pilot_group_job(
+    server: &mut Server,
+    account: AccountId,
+    device: DeviceId,
+    release: ReleaseId,
+) -> (GroupId, JobId) {
+    let members: BTreeSet<_> = [device].into_iter().collect();
     let group = match server
         .execute(
             T0,
@@ -328,11 +332,20 @@ fn static_group_job_reaches_late_members() {
         other => panic!("expected a group, got {other:?}"),
     };
     let job = create_job(
-        &mut server,
+        server,
         T0,
         account,
         syssync_server_core::JobSpec::new(release, JobTarget::Group(group), T0),
     );
+    (group, job)
+}
+
+#[test]
+fn static_group_job_reaches_late_members() {
+    // Proves a group job offers only to members, and to a device added after
+    // the job started.
+    let (mut server, account, mut devices, release) = fleet(3);
+    let (group, job) = pilot_group_job(&mut server, account, devices[0].id, release);
     assert_eq!(
         server
             .job_progress(account, job)
@@ -375,28 +388,7 @@ fn completed_group_job_reaches_late_members() {
     // Proves a group job that completed still reaches a device added to the
     // group afterwards: the job reopens, updates it and completes again.
     let (mut server, account, mut devices, release) = fleet(2);
-    let members: BTreeSet<_> = [devices[0].id].into_iter().collect();
-    let group = match server
-        .execute(
-            T0,
-            account,
-            Command::CreateGroup {
-                name: "pilot".into(),
-                kind: GroupKind::Static(members),
-            },
-        )
-        .expect("group")
-        .created
-    {
-        syssync_server_core::Created::Group(id) => id,
-        other => panic!("expected a group, got {other:?}"),
-    };
-    let job = create_job(
-        &mut server,
-        T0,
-        account,
-        syssync_server_core::JobSpec::new(release, JobTarget::Group(group), T0),
-    );
+    let (group, job) = pilot_group_job(&mut server, account, devices[0].id, release);
     let (reply, _) = devices[0].check_in(&mut server, T0);
     assert_eq!(devices[0].accept(&reply), job);
     let notes = devices[0].finish_update(&mut server, T0 + 10);
@@ -493,28 +485,7 @@ fn deleted_release_ends_completed_job() {
     // Proves a completed group job whose release was deleted reaches no
     // device that joins the group later, and counts no attempt for it.
     let (mut server, account, mut devices, release) = fleet(2);
-    let members: BTreeSet<_> = [devices[0].id].into_iter().collect();
-    let group = match server
-        .execute(
-            T0,
-            account,
-            Command::CreateGroup {
-                name: "pilot".into(),
-                kind: GroupKind::Static(members),
-            },
-        )
-        .expect("group")
-        .created
-    {
-        syssync_server_core::Created::Group(id) => id,
-        other => panic!("expected a group, got {other:?}"),
-    };
-    let job = create_job(
-        &mut server,
-        T0,
-        account,
-        syssync_server_core::JobSpec::new(release, JobTarget::Group(group), T0),
-    );
+    let (group, job) = pilot_group_job(&mut server, account, devices[0].id, release);
     let (reply, _) = devices[0].check_in(&mut server, T0);
     assert_eq!(devices[0].accept(&reply), job);
     devices[0].finish_update(&mut server, T0 + 10);
