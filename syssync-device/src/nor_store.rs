@@ -199,12 +199,6 @@ struct Journal {
 #[derive(Debug)]
 pub struct NorFileStore<F> {
     flash: F,
-    erase: u32,
-    dir_area: u32,
-    log_area: u32,
-    manifest_start: u32,
-    manifest_area: u32,
-    scratch_start: u32,
     scratch_size: u32,
     data_start: u32,
     data_sectors: u32,
@@ -276,18 +270,40 @@ impl<F: NorFlash> NorFileStore<F> {
         let data_sectors = (total - meta).min(MAX_DATA_SECTORS as u32);
         Ok(Self {
             flash,
-            erase,
-            dir_area: dir * erase,
-            log_area: log * erase,
-            manifest_start: (2 * dir + 2 * log) * erase,
-            manifest_area: manifest * erase,
-            scratch_start: (2 * dir + 2 * log + manifest) * erase,
             scratch_size: scratch * erase,
             data_start: meta * erase,
             data_sectors,
             directory: None,
             journal: None,
         })
+    }
+
+    // The areas before the scratch area depend only on `F::ERASE_SIZE`, so
+    // the compiler folds their sizes and offsets to constants. A store
+    // exists only after `new` has rejected an erase size of zero.
+
+    fn sector_size() -> u32 {
+        F::ERASE_SIZE as u32
+    }
+
+    fn dir_area() -> u32 {
+        sectors_for(DIR_BYTES, F::ERASE_SIZE) * Self::sector_size()
+    }
+
+    fn log_area() -> u32 {
+        sectors_for(LOG_BYTES, F::ERASE_SIZE) * Self::sector_size()
+    }
+
+    fn manifest_start() -> u32 {
+        2 * Self::dir_area() + 2 * Self::log_area()
+    }
+
+    fn manifest_area() -> u32 {
+        sectors_for(MANIFEST_BYTES, F::ERASE_SIZE) * Self::sector_size()
+    }
+
+    fn scratch_start() -> u32 {
+        Self::manifest_start() + Self::manifest_area()
     }
 
     /// Returns the flash device.
@@ -352,7 +368,7 @@ impl<F: NorFlash> NorFileStore<F> {
     // ---- directory ----
 
     fn dir_start(&self, area: u8) -> u32 {
-        u32::from(area) * self.dir_area
+        u32::from(area) * Self::dir_area()
     }
 
     /// Validates the snapshot in `area`; returns its sequence number and entry count.
@@ -441,7 +457,7 @@ impl<F: NorFlash> NorFileStore<F> {
         };
         let start = self.dir_start(target);
         self.directory = None;
-        self.erase_range(start, self.dir_area)?;
+        self.erase_range(start, Self::dir_area())?;
 
         let mut writer = UnitWriter::new(start + UNIT as u32);
         let mut digest = CRC.digest();
@@ -577,20 +593,20 @@ impl<F: NorFlash> NorFileStore<F> {
         len: usize,
     ) -> Result<u32, StoreError<F::Error>> {
         let end = u64::from(offset) + len as u64;
-        if end > u64::from(file.sectors) * u64::from(self.erase) {
+        if end > u64::from(file.sectors) * u64::from(Self::sector_size()) {
             return Err(StoreError::InvalidArgument);
         }
-        Ok(self.data_start + u32::from(file.first) * self.erase + offset)
+        Ok(self.data_start + u32::from(file.first) * Self::sector_size() + offset)
     }
 
     // ---- journal ----
 
     fn log_start(&self, area: u8) -> u32 {
-        2 * self.dir_area + u32::from(area) * self.log_area
+        2 * Self::dir_area() + u32::from(area) * Self::log_area()
     }
 
     fn slots_per_area(&self) -> u32 {
-        self.log_area / SLOT_LEN as u32
+        Self::log_area() / SLOT_LEN as u32
     }
 
     // The buffer is the caller's, because returning it in a `Result` copies
@@ -766,7 +782,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
             return Ok(0);
         }
         let len = buf.len().min((entry.size - offset) as usize);
-        let address = self.data_start + u32::from(entry.first) * self.erase + offset;
+        let address = self.data_start + u32::from(entry.first) * Self::sector_size() + offset;
         self.read_bytes(address, &mut buf[..len])?;
         Ok(len)
     }
@@ -775,15 +791,16 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
         let mut used = [0u8; MAX_DATA_SECTORS / 8];
         self.used_sectors(&mut used)?;
         let used_count: u32 = used.iter().map(|byte| byte.count_ones()).sum();
-        Ok(self.data_sectors.saturating_sub(used_count) * self.erase)
+        Ok(self.data_sectors.saturating_sub(used_count) * Self::sector_size())
     }
 
     fn space_needed(&self, size: u32) -> u32 {
-        size.div_ceil(self.erase).saturating_mul(self.erase)
+        size.div_ceil(Self::sector_size())
+            .saturating_mul(Self::sector_size())
     }
 
     fn erase_size(&self) -> u32 {
-        self.erase
+        Self::sector_size()
     }
 
     fn write_size(&self) -> u32 {
@@ -826,7 +843,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
                 extra: None,
             })?;
         }
-        let needed = size.div_ceil(self.erase);
+        let needed = size.div_ceil(Self::sector_size());
         let mut used = [0u8; MAX_DATA_SECTORS / 8];
         self.used_sectors(&mut used)?;
         let is_used = |sector: u32| used[sector as usize / 8] & (1 << (sector % 8)) != 0;
@@ -879,11 +896,11 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
         file: PendingFile,
         offset: u32,
     ) -> Result<(), StoreError<F::Error>> {
-        if !offset.is_multiple_of(self.erase) {
+        if !offset.is_multiple_of(Self::sector_size()) {
             return Err(StoreError::InvalidArgument);
         }
-        let address = self.pending_address(file, offset, self.erase as usize)?;
-        self.erase_range(address, self.erase)
+        let address = self.pending_address(file, offset, Self::sector_size() as usize)?;
+        self.erase_range(address, Self::sector_size())
     }
 
     fn write_pending(
@@ -1004,7 +1021,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
         for _ in 0..4 {
             if journal.next_slot >= self.slots_per_area() {
                 let other = 1 - journal.area;
-                self.erase_range(self.log_start(other), self.log_area)?;
+                self.erase_range(self.log_start(other), Self::log_area())?;
                 journal = Journal {
                     area: other,
                     next_slot: 0,
@@ -1040,8 +1057,8 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
         if body.len() > MAX_MANIFEST_LEN {
             return Err(StoreError::InvalidArgument);
         }
-        self.erase_range(self.manifest_start, self.manifest_area)?;
-        let mut writer = UnitWriter::new(self.manifest_start + MANIFEST_HEADER as u32);
+        self.erase_range(Self::manifest_start(), Self::manifest_area())?;
+        let mut writer = UnitWriter::new(Self::manifest_start() + MANIFEST_HEADER as u32);
         writer.push(self, body)?;
         writer.finish(self)?;
 
@@ -1063,7 +1080,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
         digest.update(&header[..80]);
         digest.update(body);
         put(&mut header, 80, &digest.finalize().to_le_bytes());
-        self.write_verified(self.manifest_start, &header)
+        self.write_verified(Self::manifest_start(), &header)
     }
 
     fn load_manifest(
@@ -1071,7 +1088,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
         body: &mut [u8; MAX_MANIFEST_LEN],
     ) -> Result<Option<StoredManifest>, StoreError<F::Error>> {
         let mut header = [0u8; MANIFEST_HEADER];
-        self.read_bytes(self.manifest_start, &mut header)?;
+        self.read_bytes(Self::manifest_start(), &mut header)?;
         if header[0..4] != MANIFEST_MAGIC {
             return Ok(None);
         }
@@ -1080,7 +1097,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
             return Ok(None);
         }
         self.read_bytes(
-            self.manifest_start + MANIFEST_HEADER as u32,
+            Self::manifest_start() + MANIFEST_HEADER as u32,
             &mut body[..len],
         )?;
         let mut digest = CRC.digest();
@@ -1104,7 +1121,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
     }
 
     fn erase_scratch(&mut self) -> Result<(), StoreError<F::Error>> {
-        self.erase_range(self.scratch_start, self.scratch_size)
+        self.erase_range(Self::scratch_start(), self.scratch_size)
     }
 
     fn write_scratch(&mut self, offset: u32, data: &[u8]) -> Result<(), StoreError<F::Error>> {
@@ -1112,7 +1129,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
             return Err(StoreError::InvalidArgument);
         }
         self.flash
-            .write(self.scratch_start + offset, data)
+            .write(Self::scratch_start() + offset, data)
             .map_err(Self::flash_err)
     }
 
@@ -1120,6 +1137,6 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
         if u64::from(offset) + buf.len() as u64 > u64::from(self.scratch_size) {
             return Err(StoreError::InvalidArgument);
         }
-        self.read_bytes(self.scratch_start + offset, buf)
+        self.read_bytes(Self::scratch_start() + offset, buf)
     }
 }
