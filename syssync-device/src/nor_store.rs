@@ -447,8 +447,7 @@ impl<F: NorFlash> NorFileStore<F> {
     /// Writes a new snapshot with every current entry that `change` keeps,
     /// then `change.extra`.
     ///
-    /// The change is data rather than a closure per caller, and kept entries
-    /// are re-encoded from the entry read instead of being cloned.
+    /// Kept entries are encoded again from the entry as read, without a clone.
     fn rewrite(&mut self, change: &Change<'_>) -> Result<(), StoreError<F::Error>> {
         let directory = self.directory()?;
         let target = match directory.area {

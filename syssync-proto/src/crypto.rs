@@ -52,6 +52,27 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     core::hint::black_box(difference) == 0
 }
 
+/// Expands to the SHA-256 methods of a `Crypto` impl over this crate's
+/// software [`Sha256`], which every software backend shares.
+#[cfg(feature = "sha256")]
+macro_rules! software_sha256 {
+    () => {
+        type Sha256 = $crate::crypto::Sha256;
+
+        fn sha256_start(&self) -> $crate::crypto::Sha256 {
+            $crate::crypto::Sha256::new()
+        }
+
+        fn hmac_sha256(&self, key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+            $crate::crypto::sha::hmac_sha256(key, parts)
+        }
+
+        fn sha256(&self, parts: &[&[u8]]) -> [u8; 32] {
+            $crate::crypto::sha::sha256(parts)
+        }
+    };
+}
+
 #[cfg(feature = "sha256")]
 mod sha;
 
@@ -60,27 +81,15 @@ pub use sha::Sha256;
 
 #[cfg(feature = "rustcrypto")]
 mod rustcrypto {
-    use super::{Crypto, Sha256};
+    use super::Crypto;
 
-    /// The software default: SHA-256 over RustCrypto's `sha2` with HMAC over
-    /// it, and `ed25519-dalek`.
+    /// The software default: SHA-256 and HMAC-SHA256 streamed by this crate
+    /// over the block function of RustCrypto's `sha2`, and `ed25519-dalek`.
     #[derive(Clone, Copy, Debug, Default)]
     pub struct RustCrypto;
 
     impl Crypto for RustCrypto {
-        type Sha256 = Sha256;
-
-        fn sha256_start(&self) -> Sha256 {
-            Sha256::new()
-        }
-
-        fn hmac_sha256(&self, key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-            super::sha::hmac_sha256(key, parts)
-        }
-
-        fn sha256(&self, parts: &[&[u8]]) -> [u8; 32] {
-            super::sha::sha256(parts)
-        }
+        software_sha256!();
 
         fn verify_ed25519(
             &self,

@@ -18,7 +18,7 @@
 //! with the canonical encoding of the computed point, which rejects a
 //! non-canonical `R` as well.
 
-use super::sha::{Sha256, Sha512};
+use super::sha::Sha512;
 use super::strict::{ed25519_strict_checks, GROUP_ORDER};
 use super::Crypto;
 
@@ -48,19 +48,7 @@ use super::Crypto;
 pub struct CompactCrypto;
 
 impl Crypto for CompactCrypto {
-    type Sha256 = Sha256;
-
-    fn sha256_start(&self) -> Sha256 {
-        Sha256::new()
-    }
-
-    fn hmac_sha256(&self, key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-        super::sha::hmac_sha256(key, parts)
-    }
-
-    fn sha256(&self, parts: &[&[u8]]) -> [u8; 32] {
-        super::sha::sha256(parts)
-    }
+    software_sha256!();
 
     fn verify_ed25519(&self, public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
         verify(public_key, message, signature)

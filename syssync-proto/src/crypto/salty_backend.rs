@@ -8,7 +8,6 @@
 //! them the two backends agree on every case in `tests/ed25519.rs`, which
 //! include Project Wycheproof's EdDSA vectors.
 
-use super::sha::Sha256;
 use super::strict::ed25519_strict_checks;
 use super::Crypto;
 
@@ -31,19 +30,7 @@ use super::Crypto;
 pub struct SaltyCrypto;
 
 impl Crypto for SaltyCrypto {
-    type Sha256 = Sha256;
-
-    fn sha256_start(&self) -> Sha256 {
-        Sha256::new()
-    }
-
-    fn hmac_sha256(&self, key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-        super::sha::hmac_sha256(key, parts)
-    }
-
-    fn sha256(&self, parts: &[&[u8]]) -> [u8; 32] {
-        super::sha::sha256(parts)
-    }
+    software_sha256!();
 
     fn verify_ed25519(&self, public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
         if !ed25519_strict_checks(public_key, signature) {
