@@ -54,7 +54,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Expands to the SHA-256 methods of a `Crypto` impl over this crate's
 /// software [`Sha256`], which every software backend shares.
-#[cfg(feature = "sha256")]
+#[cfg(any(feature = "rustcrypto", feature = "salty", feature = "compact"))]
 macro_rules! software_sha256 {
     () => {
         type Sha256 = $crate::crypto::Sha256;
@@ -83,8 +83,8 @@ pub use sha::Sha256;
 mod rustcrypto {
     use super::Crypto;
 
-    /// The software default: SHA-256 and HMAC-SHA256 streamed by this crate
-    /// over the block function of RustCrypto's `sha2`, and `ed25519-dalek`.
+    /// The software default: this crate's SHA-256 and HMAC-SHA256, and
+    /// `ed25519-dalek`.
     #[derive(Clone, Copy, Debug, Default)]
     pub struct RustCrypto;
 

@@ -10,8 +10,7 @@
 //!   addition formula, which also doubles.
 //! - `[s]B - [k]A` is computed in one pass over the bits of both scalars
 //!   (Straus' method), with `B - A` computed once.
-//! - SHA-512 is RustCrypto's `sha2::compress512` under this crate's own
-//!   padding and block buffer.
+//! - SHA-512 is this crate's own, with rolled rounds.
 //!
 //! The strict checks of `ed25519-dalek`'s `verify_strict` come first, as in
 //! `SaltyCrypto`. `R` is then compared byte for byte
@@ -22,17 +21,13 @@ use super::sha::Sha512;
 use super::strict::{ed25519_strict_checks, GROUP_ORDER};
 use super::Crypto;
 
-/// SHA-256 over RustCrypto's `sha2` and HMAC-SHA256 over it, like
-/// `RustCrypto`, and Ed25519 verification written for
-/// this crate, with the same strict checks as `ed25519-dalek`'s
+/// SHA-256 and HMAC-SHA256 like `RustCrypto`, and Ed25519 verification
+/// written for this crate, with the same strict checks as `ed25519-dalek`'s
 /// `verify_strict`.
 ///
-/// It is the smallest software backend when the firmware also names sha2's
-/// `force-soft-compact` feature in its own Cargo.toml, as the Cortex-M4 size
-/// probes of `benches/footprint` do: they take about 4 KiB less code with it
-/// than with `SaltyCrypto`. Without that feature sha2's unrolled SHA-512
-/// (about 10 KB on a Cortex-M4) makes it larger than `SaltyCrypto`, which
-/// brings its own SHA-512.
+/// It is the smallest software backend: the Cortex-M4 size probes of
+/// `benches/footprint` take about 4 KiB less code with it than with
+/// `SaltyCrypto`.
 ///
 /// One verification took 24 million instructions on an emulated Cortex-M4,
 /// against 5.5 million for `SaltyCrypto` with `salty`'s assembly field

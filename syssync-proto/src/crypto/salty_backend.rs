@@ -11,8 +11,7 @@
 use super::strict::ed25519_strict_checks;
 use super::Crypto;
 
-/// SHA-256 over RustCrypto's `sha2` and HMAC-SHA256 over it, like
-/// [`RustCrypto`](super::RustCrypto), and Ed25519 verification from `salty`
+/// SHA-256 and HMAC-SHA256 like [`RustCrypto`](super::RustCrypto), and Ed25519 verification from `salty`
 /// with the same strict checks as `ed25519-dalek`'s `verify_strict`.
 ///
 /// In the Cortex-M4 size probes of `benches/footprint` it takes about 5 KiB
