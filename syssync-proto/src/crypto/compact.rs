@@ -13,12 +13,13 @@
 //! - SHA-512 is this crate's own, with rolled rounds.
 //!
 //! The strict checks of `ed25519-dalek`'s `verify_strict` come first, as in
-//! `SaltyCrypto`. `R` is then compared byte for byte
+//! `SaltyCrypto`, but small order is found with the field arithmetic here
+//! instead of a list of encodings. `R` is then compared byte for byte
 //! with the canonical encoding of the computed point, which rejects a
 //! non-canonical `R` as well.
 
 use super::sha::Sha512;
-use super::strict::{ed25519_strict_checks, GROUP_ORDER};
+use super::strict::{is_canonical_scalar, GROUP_ORDER};
 use super::Crypto;
 
 /// SHA-256 and HMAC-SHA256 like `RustCrypto`, and Ed25519 verification
@@ -57,7 +58,7 @@ fn verify(public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
     let (Some(r), Some(s)) = (signature.first_chunk(), signature.last_chunk()) else {
         return false;
     };
-    if !ed25519_strict_checks(public_key, signature) {
+    if !is_canonical_scalar(s) || has_small_order(public_key) || has_small_order(r) {
         return false;
     }
     let Some(minus_a) = decode_negated(public_key) else {
@@ -300,6 +301,24 @@ fn decode_negated(bytes: &[u8; 32]) -> Option<Point> {
     Some([x, y, ONE, mul(&x, &y)])
 }
 
+/// Returns `true` if `encoding`, whatever its sign bit, names a point of
+/// order 1, 2, 4 or 8, the same encodings that `ed25519_strict_checks` lists.
+///
+/// Such a point has y = 0, y = ±1, or x^2 = -y^2 (its double has y = 0).
+/// Putting x^2 = -y^2 into the curve equation gives d y^4 + 2 y^2 - 1 = 0,
+/// and only one of its two roots for y^2 is a square. So y is a root of
+/// y^2 (y^2 - 1) (d y^4 + 2 y^2 - 1) exactly for these points. Decoding
+/// reduces y modulo p, which also catches the non-canonical encodings p and
+/// p + 1.
+fn has_small_order(encoding: &[u8; 32]) -> bool {
+    let y2 = square(&decode_fe(encoding));
+    let y4 = square(&y2);
+    let mut quartic = add(&mul(&y4, &decode_fe(&D)), &add(&y2, &y2));
+    quartic[0] -= 1;
+    // y^2 (y^2 - 1) is y^4 - y^2.
+    encode_fe(&mul(&sub(&y4, &y2), &quartic)) == [0; 32]
+}
+
 /// Returns the canonical encoding of a point: y, with the parity of x in
 /// the top bit.
 fn encode(p: &Point) -> [u8; 32] {
@@ -459,6 +478,30 @@ mod tests {
     }
 
     #[test]
+    fn small_order_matches_strict_list() {
+        // Every listed encoding, with both sign bits, and the encodings of
+        // ordinary points, mixed ones among them.
+        let base = ED25519_BASEPOINT_POINT;
+        let points = curve25519_dalek::constants::EIGHT_TORSION
+            .iter()
+            .flat_map(|torsion| {
+                [
+                    torsion.compress().to_bytes(),
+                    (base + torsion).compress().to_bytes(),
+                ]
+            });
+        let listed = crate::crypto::strict::SMALL_ORDER_Y.into_iter();
+        for encoding in listed.chain(points).chain([[0xff; 32]]) {
+            let mut flipped = encoding;
+            flipped[31] ^= 0x80;
+            for encoding in [encoding, flipped] {
+                let expected = crate::crypto::strict::has_small_order(&encoding);
+                assert_eq!(has_small_order(&encoding), expected, "{encoding:02x?}");
+            }
+        }
+    }
+
+    #[test]
     fn reduce_of_extreme_inputs() {
         for wide in [[0; 64], [0xff; 64], [0x80; 64], [0x7f; 64]] {
             let expected = Scalar::from_bytes_mod_order_wide(&wide).to_bytes();
@@ -467,6 +510,14 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn small_order_matches_strict_list_for_any_bytes(encoding in any::<[u8; 32]>()) {
+            prop_assert_eq!(
+                has_small_order(&encoding),
+                crate::crypto::strict::has_small_order(&encoding)
+            );
+        }
+
         #[test]
         fn reduce_matches_dalek(wide in any::<[u8; 64]>()) {
             prop_assert_eq!(reduce(&wide), Scalar::from_bytes_mod_order_wide(&wide).to_bytes());

@@ -29,7 +29,7 @@ pub(super) const GROUP_ORDER: [u8; 32] = [
 /// Returns `true` if the little-endian scalar is below the group order, as
 /// RFC 8032 section 5.1.7 requires of a signature's `s`. A larger `s` would
 /// let anyone turn a valid signature into a second one.
-fn is_canonical_scalar(scalar: &[u8; 32]) -> bool {
+pub(super) fn is_canonical_scalar(scalar: &[u8; 32]) -> bool {
     for (byte, order) in scalar.iter().zip(GROUP_ORDER.iter()).rev() {
         if byte != order {
             return byte < order;
@@ -41,7 +41,7 @@ fn is_canonical_scalar(scalar: &[u8; 32]) -> bool {
 /// The y coordinates, as 255-bit little-endian encodings, of the eight points
 /// of order 1, 2, 4 and 8, including the non-canonical encodings p and p + 1
 /// of y = 0 and y = 1. A point's encoding adds the sign of x in the top bit.
-const SMALL_ORDER_Y: [[u8; 32]; 7] = [
+pub(super) const SMALL_ORDER_Y: [[u8; 32]; 7] = [
     // y = 0: the two points of order 4.
     [0x00; 32],
     // y = 1: the identity.
@@ -88,7 +88,7 @@ const SMALL_ORDER_Y: [[u8; 32]; 7] = [
 ///
 /// Only y = 0 and y = 1 have non-canonical encodings among these points,
 /// because y + p fits in 255 bits only for y < 19.
-fn has_small_order(encoding: &[u8; 32]) -> bool {
+pub(super) fn has_small_order(encoding: &[u8; 32]) -> bool {
     SMALL_ORDER_Y
         .iter()
         .any(|y| encoding[..31] == y[..31] && (encoding[31] & 0x7f) == y[31])
