@@ -81,13 +81,6 @@ type Fe = [i32; 16];
 /// xy = T/Z.
 type Point = [Fe; 4];
 
-/// The number 1.
-const ONE: Fe = {
-    let mut one = [0; 16];
-    one[0] = 1;
-    one
-};
-
 /// The curve constant d = -121665/121666, little-endian.
 const D: [u8; 32] = [
     0xa3, 0x78, 0x59, 0x13, 0xca, 0x4d, 0xeb, 0x75, 0xab, 0xd8, 0x41, 0x41, 0x4d, 0x0a, 0x70, 0x00,
@@ -279,8 +272,10 @@ fn decode_negated(bytes: &[u8; 32]) -> Option<Point> {
     let y = decode_fe(bytes);
     // x^2 = u / v with u = y^2 - 1 and v = d y^2 + 1.
     let y2 = square(&y);
-    let u = sub(&y2, &ONE);
-    let v = add(&mul(&y2, &decode_fe(&D)), &ONE);
+    let mut u = y2;
+    u[0] -= 1;
+    let mut v = mul(&y2, &decode_fe(&D));
+    v[0] += 1;
     // Candidate root x = u v^3 (u v^7)^((p - 5) / 8).
     let v3 = mul(&square(&v), &v);
     let uv7 = mul(&mul(&u, &v3), &mul(&v3, &v));
@@ -296,9 +291,11 @@ fn decode_negated(bytes: &[u8; 32]) -> Option<Point> {
     // The point's x is the root whose parity the sign bit gives; its
     // negative is the root of the other parity.
     if is_odd(&x) == (bytes[31] >> 7 == 1) {
-        x = sub(&[0; 16], &x);
+        for limb in &mut x {
+            *limb = -*limb;
+        }
     }
-    Some([x, y, ONE, mul(&x, &y)])
+    Some(affine_point(x, y))
 }
 
 /// Returns `true` if `encoding`, whatever its sign bit, names a point of
@@ -319,6 +316,14 @@ fn has_small_order(encoding: &[u8; 32]) -> bool {
     encode_fe(&mul(&sub(&y4, &y2), &quartic)) == [0; 32]
 }
 
+/// Returns the point with affine coordinates `x` and `y` (Z = 1).
+fn affine_point(x: Fe, y: Fe) -> Point {
+    let mut z = [0; 16];
+    z[0] = 1;
+    let t = mul(&x, &y);
+    [x, y, z, t]
+}
+
 /// Returns the canonical encoding of a point: y, with the parity of x in
 /// the top bit.
 fn encode(p: &Point) -> [u8; 32] {
@@ -336,9 +341,11 @@ fn encode(p: &Point) -> [u8; 32] {
 fn straus(k: &[u8; 32], a: &Point, s: &[u8; 32]) -> Point {
     let x = decode_fe(&BASE_X);
     let y = decode_fe(&BASE_Y);
-    let base = [x, y, ONE, mul(&x, &y)];
+    let base = affine_point(x, y);
     let both = point_add(a, &base);
-    let mut out = [[0; 16], ONE, ONE, [0; 16]];
+    let mut y = [0; 16];
+    y[0] = 1;
+    let mut out = affine_point([0; 16], y);
     for bit in (0..256).rev() {
         out = point_add(&out, &out);
         let k_bit = k[bit / 8] >> (bit % 8) & 1 == 1;
@@ -401,6 +408,13 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    /// The number 1.
+    const ONE: Fe = {
+        let mut one = [0; 16];
+        one[0] = 1;
+        one
+    };
 
     /// p = 2^255 - 19, little-endian.
     const P: [u8; 32] = {
