@@ -361,44 +361,35 @@ fn straus(k: &[u8; 32], a: &Point, s: &[u8; 32]) -> Point {
     out
 }
 
-/// Reduces a 512-bit little-endian number modulo the group order L, as
-/// TweetNaCl's `modL` does. Each byte from the top down to byte 32 is folded
-/// into the bytes 32 places lower, since 2^256 = -16 (L - 2^252) mod L and
-/// L - 2^252 fits in 16 bytes. The 256-bit rest then loses its bits from
-/// 2^252 up the same way and at most one L.
+/// Reduces a 512-bit little-endian number modulo the group order L, one
+/// bit at a time from the top: the remainder is doubled, the next bit added
+/// and L subtracted if the result is not below L. The remainder stays below
+/// L < 2^253, so doubling it fits in 256 bits.
 ///
-/// Every intermediate value stays within ±2^20 (interval arithmetic over
-/// all inputs), so the digits are `i32`. TweetNaCl uses `i64`, which takes
-/// two instructions for each add and shift on a 32-bit core.
+/// This is the smallest form, not the fastest. On QEMU's Cortex-M4 it took
+/// about 320,000 instructions more than TweetNaCl's byte-wise `modL`, 1.3 %
+/// of a verification.
 fn reduce(wide: &[u8; 64]) -> [u8; 32] {
-    let order = |j: usize| i32::from(GROUP_ORDER[j]);
-    let mut x = wide.map(i32::from);
-    for i in (32..64).rev() {
-        let mut carry = 0;
-        for j in i - 32..i - 12 {
-            x[j] += carry - 16 * x[i] * order(j - (i - 32));
-            carry = (x[j] + 128) >> 8;
-            x[j] -= carry << 8;
+    let mut rest = [0u8; 32];
+    for bit in (0..512).rev() {
+        let mut carry = wide[bit / 8] >> (bit % 8) & 1;
+        for byte in &mut rest {
+            let top = *byte >> 7;
+            *byte = *byte << 1 | carry;
+            carry = top;
         }
-        x[i - 12] += carry;
-        x[i] = 0;
+        let mut difference = [0u8; 32];
+        let mut borrow = 0;
+        for ((difference, byte), order) in difference.iter_mut().zip(&rest).zip(&GROUP_ORDER) {
+            let value = i32::from(*byte) - i32::from(*order) - borrow;
+            *difference = value as u8;
+            borrow = value >> 8 & 1;
+        }
+        if borrow == 0 {
+            rest = difference;
+        }
     }
-    let top = x[31] >> 4;
-    let mut carry = 0;
-    for (x, order) in x.iter_mut().zip(&GROUP_ORDER) {
-        *x += carry - top * i32::from(*order);
-        carry = *x >> 8;
-        *x &= 0xff;
-    }
-    for (x, order) in x.iter_mut().zip(&GROUP_ORDER) {
-        *x -= carry * i32::from(*order);
-    }
-    let mut out = [0u8; 32];
-    for i in 0..32 {
-        x[i + 1] += x[i] >> 8;
-        out[i] = (x[i] & 0xff) as u8;
-    }
-    out
+    rest
 }
 
 #[cfg(test)]
