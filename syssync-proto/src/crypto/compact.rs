@@ -100,13 +100,6 @@ const BASE_X: [u8; 32] = [
     0x5c, 0xdc, 0xd6, 0xfd, 0x31, 0xe2, 0xa4, 0xc0, 0xfe, 0x53, 0x6e, 0xcd, 0xd3, 0x36, 0x69, 0x21,
 ];
 
-/// The y coordinate of B, 4/5, little-endian. It is also B's encoding,
-/// since x is even.
-const BASE_Y: [u8; 32] = [
-    0x58, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66,
-    0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66,
-];
-
 /// Reads 255 bits, little-endian, and ignores the top bit of the last byte.
 /// A value from p to 2^255 - 1 is read as itself minus p.
 fn decode_fe(bytes: &[u8; 32]) -> Fe {
@@ -340,7 +333,10 @@ fn encode(p: &Point) -> [u8; 32] {
 /// `A + B` where either scalar has a one.
 fn straus(k: &[u8; 32], a: &Point, s: &[u8; 32]) -> Point {
     let x = decode_fe(&BASE_X);
-    let y = decode_fe(&BASE_Y);
+    // B's y = 4/5 is 0x6666...6658, set in limbs rather than decoded from
+    // a stored copy.
+    let mut y = [0x6666; 16];
+    y[0] = 0x6658;
     let base = affine_point(x, y);
     let both = point_add(a, &base);
     let mut y = [0; 16];
@@ -405,6 +401,14 @@ mod tests {
         let mut one = [0; 16];
         one[0] = 1;
         one
+    };
+
+    /// The y coordinate of B, 4/5, little-endian. It is also B's encoding,
+    /// since x is even.
+    const BASE_Y: [u8; 32] = {
+        let mut y = [0x66; 32];
+        y[0] = 0x58;
+        y
     };
 
     /// p = 2^255 - 19, little-endian.

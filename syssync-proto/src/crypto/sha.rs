@@ -487,19 +487,20 @@ pub(super) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     for (pad, key) in pad.iter_mut().zip(key) {
         *pad ^= key;
     }
-    let mut inner = Sha256::new();
-    inner.update(&pad);
+    // One hasher serves both hashes, finished in place, so that no 104-byte
+    // state is copied.
+    let mut hasher = Sha256::new();
+    hasher.update(&pad);
     for part in parts {
-        inner.update(part);
+        hasher.update(part);
     }
-    let inner_hash = inner.finalize();
+    let inner_hash = hasher.finalize_reset();
     for pad in &mut pad {
         *pad ^= 0x36 ^ 0x5c;
     }
-    let mut outer = Sha256::new();
-    outer.update(&pad);
-    outer.update(&inner_hash);
-    outer.finalize()
+    hasher.update(&pad);
+    hasher.update(&inner_hash);
+    hasher.output()
 }
 
 #[cfg(all(test, feature = "compact"))]
