@@ -129,7 +129,7 @@ fn sub(a: &Fe, b: &Fe) -> Fe {
 
 /// Moves everything above 16 bits of each limb into the next one, and what
 /// is above the top limb, times 38, into the first (2^256 = 38 mod p).
-fn carry(limbs: &mut [i64; 16]) {
+fn carry(limbs: &mut Fe) {
     for i in 0..16 {
         let high = limbs[i] >> 16;
         limbs[i] -= high << 16;
@@ -142,28 +142,38 @@ fn carry(limbs: &mut [i64; 16]) {
 }
 
 /// Multiplies two elements. The result's limbs are in `0..2^16`, the first
-/// one up to a little above.
+/// one up to 38 either way outside.
 ///
 /// Each input is a result of [`mul`], or a sum or difference of two such
-/// results or constants, so its limbs stay within ±2^18. A product of two
-/// limbs is then below 2^36, a sum of at most 16 products below 2^40, and a
-/// folded limb below 39 * 2^40 < 2^46.
+/// results or constants, so its limbs stay within ±2^18 and its value
+/// within ±2^258. A product of two limbs is then below 2^36 and a sum of at
+/// most 16 products below 2^40, in `i64`. Carried through the 512-bit
+/// product, every limb but the top one is in `0..2^16` and the top one, the
+/// product over 2^496, is within ±2^20, so folding the upper half onto the
+/// lower one times 38 (2^256 = 38 mod p) fits in `i32`.
 fn mul(a: &Fe, b: &Fe) -> Fe {
-    let mut wide = [0i64; 31];
+    let mut wide = [0i64; 32];
     for (i, a) in a.iter().enumerate() {
-        for (j, b) in b.iter().enumerate() {
-            wide[i + j] += i64::from(*a) * i64::from(*b);
+        for (wide, b) in wide[i..i + 16].iter_mut().zip(b) {
+            *wide += i64::from(*a) * i64::from(*b);
         }
     }
-    let mut limbs = [0i64; 16];
-    for i in 0..16 {
-        limbs[i] = wide[i] + if i < 15 { 38 * wide[i + 16] } else { 0 };
+    let mut high = 0;
+    for limb in &mut wide[..31] {
+        *limb += high;
+        high = *limb >> 16;
+        *limb -= high << 16;
     }
+    wide[31] += high;
+    let mut limbs = [0; 16];
+    for (i, limb) in limbs.iter_mut().enumerate() {
+        *limb = (wide[i] + 38 * wide[i + 16]) as i32;
+    }
+    // The first pass leaves the top carry within ±2^11, the second one
+    // within ±1.
     carry(&mut limbs);
     carry(&mut limbs);
-    // Two passes leave every limb in 0..2^16 but the first, which may exceed
-    // it by 38 times a small carry: well inside an i32.
-    limbs.map(|limb| limb as i32)
+    limbs
 }
 
 fn square(a: &Fe) -> Fe {
@@ -198,13 +208,12 @@ fn pow_p58(a: &Fe) -> Fe {
 
 /// Returns the canonical 32-byte encoding: the value reduced below p.
 fn encode_fe(a: &Fe) -> [u8; 32] {
-    let mut wide = a.map(i64::from);
-    carry(&mut wide);
-    carry(&mut wide);
-    carry(&mut wide);
-    // Now 0 <= wide < 2^256 with limbs in 0..2^16, which is below 2p + 38,
-    // so subtracting p at most twice reduces it, in i32 limbs.
-    let mut t = wide.map(|limb| limb as i32);
+    let mut t = *a;
+    carry(&mut t);
+    carry(&mut t);
+    carry(&mut t);
+    // Now 0 <= t < 2^256 with limbs in 0..2^16, which is below 2p + 38, so
+    // subtracting p at most twice reduces it.
     for _ in 0..2 {
         let mut m = [0i32; 16];
         let mut borrow = 0;
