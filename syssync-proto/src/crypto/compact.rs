@@ -238,8 +238,8 @@ fn encode_fe(a: &Fe) -> [u8; 32] {
     out
 }
 
-fn fe_eq(a: &Fe, b: &Fe) -> bool {
-    encode_fe(a) == encode_fe(b)
+fn is_zero(a: &Fe) -> bool {
+    encode_fe(a) == [0; 32]
 }
 
 fn is_odd(a: &Fe) -> bool {
@@ -282,13 +282,14 @@ fn decode_negated(bytes: &[u8; 32]) -> Option<Point> {
     let v3 = mul(&square(&v), &v);
     let uv7 = mul(&mul(&u, &v3), &mul(&v3, &v));
     let mut x = mul(&mul(&u, &v3), &pow_p58(&uv7));
-    let vx2 = |x: &Fe| mul(&v, &square(x));
-    if !fe_eq(&vx2(&x), &u) {
-        // The candidate squares to -u/v: multiply it by a root of -1.
-        x = mul(&x, &decode_fe(&SQRT_M1));
-        if !fe_eq(&vx2(&x), &u) {
+    let vx2 = mul(&v, &square(&x));
+    if !is_zero(&sub(&vx2, &u)) {
+        // A candidate that squares to -u/v times a root of -1 is the root.
+        // If it squares to neither u/v nor -u/v, u/v is not a square.
+        if !is_zero(&add(&vx2, &u)) {
             return None;
         }
+        x = mul(&x, &decode_fe(&SQRT_M1));
     }
     // The point's x is the root whose parity the sign bit gives; its
     // negative is the root of the other parity.
@@ -315,7 +316,7 @@ fn has_small_order(encoding: &[u8; 32]) -> bool {
     let mut quartic = add(&mul(&y4, &decode_fe(&D)), &add(&y2, &y2));
     quartic[0] -= 1;
     // y^2 (y^2 - 1) is y^4 - y^2.
-    encode_fe(&mul(&sub(&y4, &y2), &quartic)) == [0; 32]
+    is_zero(&mul(&sub(&y4, &y2), &quartic))
 }
 
 /// Returns the point with affine coordinates `x` and `y` (Z = 1).
