@@ -61,9 +61,10 @@ fn verify(public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
     if !is_canonical_scalar(s) || has_small_order(public_key) || has_small_order(r) {
         return false;
     }
-    let Some(minus_a) = decode_negated(public_key) else {
+    let mut minus_a = [[0; 16]; 4];
+    if !decode_negated(public_key, &mut minus_a) {
         return false;
-    };
+    }
     let mut hash = Sha512::new();
     hash.update(r);
     hash.update(public_key);
@@ -267,10 +268,13 @@ fn point_add(p: &Point, q: &Point) -> Point {
     [mul(&e, &f), mul(&h, &g), mul(&g, &f), mul(&e, &h)]
 }
 
-/// Decodes a point as RFC 8032 section 5.1.3 describes and returns its
-/// negative, or `None` if no point has that encoding. As in `ed25519-dalek`,
-/// y may be given in a non-canonical form (y + p).
-fn decode_negated(bytes: &[u8; 32]) -> Option<Point> {
+/// Decodes a point as RFC 8032 section 5.1.3 describes and writes its
+/// negative to `out`, or returns `false` if no point has that encoding. As
+/// in `ed25519-dalek`, y may be given in a non-canonical form (y + p).
+///
+/// It writes into the caller's point because returning an `Option<Point>`
+/// took a 256-byte copy out of the `Option`.
+fn decode_negated(bytes: &[u8; 32], out: &mut Point) -> bool {
     let y = decode_fe(bytes);
     // x^2 = u / v with u = y^2 - 1 and v = d y^2 + 1.
     let y2 = square(&y);
@@ -287,7 +291,7 @@ fn decode_negated(bytes: &[u8; 32]) -> Option<Point> {
         // A candidate that squares to -u/v times a root of -1 is the root.
         // If it squares to neither u/v nor -u/v, u/v is not a square.
         if !is_zero(&add(&vx2, &u)) {
-            return None;
+            return false;
         }
         x = mul(&x, &decode_fe(&SQRT_M1));
     }
@@ -298,7 +302,8 @@ fn decode_negated(bytes: &[u8; 32]) -> Option<Point> {
             *limb = -*limb;
         }
     }
-    Some(affine_point(x, y))
+    *out = affine_point(x, y);
+    true
 }
 
 /// Returns `true` if `encoding`, whatever its sign bit, names a point of
@@ -406,6 +411,12 @@ mod tests {
 
     use super::*;
 
+    /// Returns the negative of the point that `bytes` encodes, if any.
+    fn decode_negated_point(bytes: &[u8; 32]) -> Option<Point> {
+        let mut point = [[0; 16]; 4];
+        decode_negated(bytes, &mut point).then_some(point)
+    }
+
     /// The number 1.
     const ONE: Fe = {
         let mut one = [0; 16];
@@ -459,7 +470,7 @@ mod tests {
             mul(&decode_fe(&BASE_X), &decode_fe(&BASE_Y)),
         ];
         assert_eq!(encode(&base), ED25519_BASEPOINT_COMPRESSED.to_bytes());
-        let minus_base = decode_negated(&BASE_Y).expect("B decodes");
+        let minus_base = decode_negated_point(&BASE_Y).expect("B decodes");
         assert_eq!(encode(&negate(&minus_base)), BASE_Y);
     }
 
@@ -490,7 +501,7 @@ mod tests {
         // No point has y = 2: (4 - 1) / (4d + 1) is not a square.
         let mut two = [0; 32];
         two[0] = 2;
-        assert!(decode_negated(&two).is_none());
+        assert!(decode_negated_point(&two).is_none());
         assert!(curve25519_dalek::edwards::CompressedEdwardsY(two)
             .decompress()
             .is_none());
@@ -546,14 +557,14 @@ mod tests {
         fn points_decode_like_dalek(scalar in any::<[u8; 32]>(), sign in any::<bool>()) {
             let point = EdwardsPoint::mul_base(&Scalar::from_bytes_mod_order(scalar));
             let encoding = point.compress().to_bytes();
-            let minus = decode_negated(&encoding).expect("a point's encoding decodes");
+            let minus = decode_negated_point(&encoding).expect("a point's encoding decodes");
             prop_assert_eq!(encode(&minus), (-point).compress().to_bytes());
             prop_assert_eq!(encode(&negate(&minus)), encoding);
             // The same y with the other sign is the point's negative, or no
             // point at all where x = 0.
             let mut flipped = encoding;
             flipped[31] ^= u8::from(sign) << 7;
-            if let Some(decoded) = decode_negated(&flipped) {
+            if let Some(decoded) = decode_negated_point(&flipped) {
                 let expected = if sign { point } else { -point };
                 prop_assert_eq!(encode(&decoded), expected.compress().to_bytes());
             }
@@ -565,7 +576,7 @@ mod tests {
             let s = Scalar::from_bytes_mod_order(s);
             let point = EdwardsPoint::mul_base(&Scalar::from_bytes_mod_order(a))
                 + curve25519_dalek::constants::EIGHT_TORSION[1];
-            let minus = decode_negated(&point.compress().to_bytes()).expect("decodes");
+            let minus = decode_negated_point(&point.compress().to_bytes()).expect("decodes");
             let expected = EdwardsPoint::vartime_double_scalar_mul_basepoint(&k, &point, &s);
             prop_assert_eq!(
                 encode(&straus(&k.to_bytes(), &negate(&minus), &s.to_bytes())),
@@ -576,7 +587,7 @@ mod tests {
 
     #[test]
     fn straus_of_zero_scalars_is_the_identity() {
-        let minus_base = decode_negated(&BASE_Y).expect("B decodes");
+        let minus_base = decode_negated_point(&BASE_Y).expect("B decodes");
         let mut identity = [0; 32];
         identity[0] = 1;
         assert_eq!(encode(&straus(&[0; 32], &minus_base, &[0; 32])), identity);
