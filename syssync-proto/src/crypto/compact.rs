@@ -82,10 +82,11 @@ type Fe = [i32; 16];
 /// xy = T/Z.
 type Point = [Fe; 4];
 
-/// The curve constant d = -121665/121666, little-endian.
-const D: [u8; 32] = [
-    0xa3, 0x78, 0x59, 0x13, 0xca, 0x4d, 0xeb, 0x75, 0xab, 0xd8, 0x41, 0x41, 0x4d, 0x0a, 0x70, 0x00,
-    0x98, 0xe8, 0x79, 0x77, 0x79, 0x40, 0xc7, 0x8c, 0x73, 0xfe, 0x6f, 0x2b, 0xee, 0x6c, 0x03, 0x52,
+/// Twice the curve constant d = -121665/121666, little-endian: the point
+/// addition needs 2d, and the other formulas here are scaled to use it.
+const D2: [u8; 32] = [
+    0x59, 0xf1, 0xb2, 0x26, 0x94, 0x9b, 0xd6, 0xeb, 0x56, 0xb1, 0x83, 0x82, 0x9a, 0x14, 0xe0, 0x00,
+    0x30, 0xd1, 0xf3, 0xee, 0xf2, 0x80, 0x8e, 0x19, 0xe7, 0xfc, 0xdf, 0x56, 0xdc, 0xd9, 0x06, 0x24,
 ];
 
 /// A square root of -1, 2^((p - 1) / 4), little-endian.
@@ -250,10 +251,7 @@ fn is_odd(a: &Fe) -> bool {
 /// Adds two points with the unified formula of RFC 8032 section 5.1.4,
 /// which holds for doubling too.
 fn point_add(p: &Point, q: &Point) -> Point {
-    let d2 = {
-        let d = decode_fe(&D);
-        add(&d, &d)
-    };
+    let d2 = decode_fe(&D2);
     let a = mul(&sub(&p[1], &p[0]), &sub(&q[1], &q[0]));
     let b = mul(&add(&p[1], &p[0]), &add(&q[1], &q[0]));
     let c = mul(&mul(&p[3], &q[3]), &d2);
@@ -276,12 +274,12 @@ fn point_add(p: &Point, q: &Point) -> Point {
 /// took a 256-byte copy out of the `Option`.
 fn decode_negated(bytes: &[u8; 32], out: &mut Point) -> bool {
     let y = decode_fe(bytes);
-    // x^2 = u / v with u = y^2 - 1 and v = d y^2 + 1.
+    // x^2 = u / v with u = 2 y^2 - 2 and v = 2d y^2 + 2.
     let y2 = square(&y);
-    let mut u = y2;
-    u[0] -= 1;
-    let mut v = mul(&y2, &decode_fe(&D));
-    v[0] += 1;
+    let mut u = add(&y2, &y2);
+    u[0] -= 2;
+    let mut v = mul(&y2, &decode_fe(&D2));
+    v[0] += 2;
     // Candidate root x = u v^3 (u v^7)^((p - 5) / 8).
     let v3 = mul(&square(&v), &v);
     let uv7 = mul(&mul(&u, &v3), &mul(&v3, &v));
@@ -318,8 +316,11 @@ fn decode_negated(bytes: &[u8; 32], out: &mut Point) -> bool {
 fn has_small_order(encoding: &[u8; 32]) -> bool {
     let y2 = square(&decode_fe(encoding));
     let y4 = square(&y2);
-    let mut quartic = add(&mul(&y4, &decode_fe(&D)), &add(&y2, &y2));
-    quartic[0] -= 1;
+    // Twice d y^4 + 2 y^2 - 1, as y^2 (2d y^2 + 4) - 2.
+    let mut inner = mul(&y2, &decode_fe(&D2));
+    inner[0] += 4;
+    let mut quartic = mul(&y2, &inner);
+    quartic[0] -= 2;
     // y^2 (y^2 - 1) is y^4 - y^2.
     is_zero(&mul(&sub(&y4, &y2), &quartic))
 }
@@ -453,11 +454,11 @@ mod tests {
 
     #[test]
     fn constants_are_the_curve_constants() {
-        // d * 121666 = -121665.
-        let d = decode_fe(&D);
+        // 2d * 121666 = -2 * 121665.
+        let d2 = decode_fe(&D2);
         assert_eq!(
-            encode_fe(&mul(&d, &small(121_666))),
-            encode_fe(&sub(&[0; 16], &small(121_665)))
+            encode_fe(&mul(&d2, &small(121_666))),
+            encode_fe(&sub(&[0; 16], &small(2 * 121_665)))
         );
         // SQRT_M1^2 = -1.
         let i = decode_fe(&SQRT_M1);
