@@ -214,24 +214,19 @@ fn encode_fe(a: &Fe) -> [u8; 32] {
     carry(&mut t);
     carry(&mut t);
     carry(&mut t);
-    // Now 0 <= t < 2^256 with limbs in 0..2^16, which is below 2p + 38, so
-    // subtracting p at most twice reduces it.
-    for _ in 0..2 {
-        let mut m = [0i32; 16];
-        let mut borrow = 0;
-        for (i, (m, t)) in m.iter_mut().zip(&t).enumerate() {
-            let p_limb = match i {
-                0 => 0xffed,
-                15 => 0x7fff,
-                _ => 0xffff,
-            };
-            let difference = t - p_limb - borrow;
-            borrow = (difference >> 16) & 1;
-            *m = difference & 0xffff;
-        }
-        if borrow == 0 {
-            t = m;
-        }
+    // Now 0 <= t < 2^256 with limbs in 0..2^16. Bit 255 folds back as 19
+    // (2^255 = 19 mod p), which leaves t at most 2^255 + 18, below 2p.
+    t[0] += 19 * (t[15] >> 15);
+    t[15] &= 0x7fff;
+    carry(&mut t);
+    // t >= p exactly when t + 19 reaches 2^255, and then t - p is t + 19
+    // without that bit. The sum stays below 2^256, so `carry` folds nothing.
+    let mut m = t;
+    m[0] += 19;
+    carry(&mut m);
+    if m[15] >> 15 != 0 {
+        m[15] &= 0x7fff;
+        t = m;
     }
     let mut out = [0u8; 32];
     for (pair, limb) in out.chunks_exact_mut(2).zip(t) {
@@ -483,6 +478,8 @@ mod tests {
         assert_eq!(encode_fe(&decode_fe(&p_plus)), encode_fe(&ONE));
         // 2^255 - 1 = p + 18.
         assert_eq!(encode_fe(&decode_fe(&[0xff; 32])), encode_fe(&small(18)));
+        // 2^256 - 1 = 2p + 37, whose bit 255 folds to a value above p.
+        assert_eq!(encode_fe(&[0xffff; 16]), encode_fe(&small(37)));
         let mut p_minus_one = P;
         p_minus_one[0] -= 1;
         assert_eq!(encode_fe(&sub(&[0; 16], &ONE)), p_minus_one);

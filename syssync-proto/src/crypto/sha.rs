@@ -422,8 +422,13 @@ pub(super) struct Sha512(Stream<[u64; 8], 128>);
 #[cfg(feature = "compact")]
 impl Sha512 {
     /// Starts a new digest.
-    pub(super) const fn new() -> Self {
-        Self(Stream::new(SHA512_INIT))
+    pub(super) fn new() -> Self {
+        // Zeroed first and then given the initial value: built from the
+        // initial value directly, it was copied from a temporary in
+        // `compact::verify` (rustc 1.95).
+        let mut hash = Self(Stream::new([0; 8]));
+        hash.0.state = SHA512_INIT;
+        hash
     }
 
     /// Feeds more input.
