@@ -183,13 +183,13 @@ fn square(a: &Fe) -> Fe {
 }
 
 /// Raises `a` to the power whose binary form is `high_bit + 1` ones with
-/// the bits in `zeros` cleared. Both exponents that verification needs,
-/// p - 2 and (p - 5) / 8, have that form.
-fn pow(a: &Fe, high_bit: u32, zeros: [u32; 2]) -> Fe {
+/// the bits set in `zeros` cleared. Both exponents that verification needs,
+/// p - 2 and (p - 5) / 8, have that form with zeros only in the low 8 bits.
+fn pow(a: &Fe, high_bit: u32, zeros: u8) -> Fe {
     let mut out = *a;
     for bit in (0..high_bit).rev() {
         out = square(&out);
-        if !zeros.contains(&bit) {
+        if bit >= 8 || zeros >> bit & 1 == 0 {
             out = mul(&out, a);
         }
     }
@@ -199,13 +199,13 @@ fn pow(a: &Fe, high_bit: u32, zeros: [u32; 2]) -> Fe {
 /// 1/a as a^(p - 2), where p - 2 = 2^255 - 21 has ones in bits 0 to 254
 /// except bits 2 and 4.
 fn invert(a: &Fe) -> Fe {
-    pow(a, 254, [2, 4])
+    pow(a, 254, 0b1_0100)
 }
 
 /// a^((p - 5) / 8), where (p - 5) / 8 = 2^252 - 3 has ones in bits 0 to 251
 /// except bit 1.
 fn pow_p58(a: &Fe) -> Fe {
-    pow(a, 251, [1, 1])
+    pow(a, 251, 0b10)
 }
 
 /// Returns the canonical 32-byte encoding: the value reduced below p.
