@@ -303,6 +303,23 @@ impl<S: Compress<BLOCK>, const BLOCK: usize> Stream<S, BLOCK> {
         }
     }
 
+    /// Feeds `data` one byte at a time: slower than [`Stream::update`] by
+    /// several instructions a byte, and smaller.
+    #[cfg(feature = "compact")]
+    fn update_bytewise(&mut self, data: &[u8]) {
+        for byte in data {
+            // BLOCK divides 2^32, so truncating the count first keeps the remainder.
+            self.block[self.len_low as usize % BLOCK] = *byte;
+            let (len_low, carry) = self.len_low.overflowing_add(1);
+            self.len_low = len_low;
+            self.len_high = self.len_high.wrapping_add(u32::from(carry));
+            if (self.len_low as usize).is_multiple_of(BLOCK) {
+                self.state.compress(&self.block);
+                self.block = [0; BLOCK];
+            }
+        }
+    }
+
     /// Appends the padding of FIPS 180-4 section 5.1 and compresses the last
     /// block, which leaves the final hash state in `state` and the block
     /// buffer and byte count empty. The padding is a one bit, zeros, and the
@@ -431,9 +448,10 @@ impl Sha512 {
         hash
     }
 
-    /// Feeds more input.
+    /// Feeds more input. Ed25519 hashes only a signed message and a few
+    /// dozen bytes with SHA-512, so it takes the smaller, slower buffering.
     pub(super) fn update(&mut self, data: &[u8]) {
-        self.0.update(data);
+        self.0.update_bytewise(data);
     }
 
     /// Finishes and returns the digest. Feeding or finishing the hash again
