@@ -143,8 +143,8 @@ fn carry(limbs: &mut Fe) {
     }
 }
 
-/// Multiplies two elements. The result's limbs are in `0..2^16`, the first
-/// one up to 38 either way outside.
+/// Multiplies two elements. The result's limbs are in `0..2^16`, except
+/// that the first may be up to 38 outside that range.
 ///
 /// Each input is a result of [`mul`], or a sum or difference of two such
 /// results or constants, so its limbs stay within ±2^18 and its value

@@ -13,7 +13,8 @@
 //! high halves of the first 64 of SHA-512's. In the same probe they took
 //! 660 bytes less code and read-only data than the compact rounds of `sha2`
 //! 0.10.9 (its `force-soft-compact` feature). On QEMU's Cortex-M4, SHA-256
-//! of 4 KiB took 297,200 instructions against 277,760 with those rounds.
+//! of 4 KiB took about 300,000 instructions against 277,760 with those
+//! rounds.
 //! SHA-512 runs only over a signed message and its speed matters less.
 
 use super::Sha256Hasher;
@@ -440,16 +441,17 @@ pub(super) struct Sha512(Stream<[u64; 8], 128>);
 impl Sha512 {
     /// Starts a new digest.
     pub(super) fn new() -> Self {
-        // Zeroed first and then given the initial value: built from the
-        // initial value directly, it was copied from a temporary in
-        // `compact::verify` (rustc 1.95).
+        // Built zeroed and then given the initial value, so that
+        // `compact::verify` builds it in place. Built from the initial value,
+        // it was copied from a 192-byte temporary there (rustc 1.95).
         let mut hash = Self(Stream::new([0; 8]));
         hash.0.state = SHA512_INIT;
         hash
     }
 
-    /// Feeds more input. Ed25519 hashes only a signed message and a few
-    /// dozen bytes with SHA-512, so it takes the smaller, slower buffering.
+    /// Feeds more input, one byte at a time. Ed25519 hashes only `R`, the
+    /// public key and the signed message with SHA-512, so it takes the
+    /// smaller and slower buffering.
     pub(super) fn update(&mut self, data: &[u8]) {
         self.0.update_bytewise(data);
     }
