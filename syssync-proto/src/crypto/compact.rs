@@ -30,7 +30,7 @@ use super::Crypto;
 /// `benches/footprint` take about 4 KiB less code with it than with
 /// `SaltyCrypto`.
 ///
-/// One verification took 24 million instructions on an emulated Cortex-M4,
+/// One verification took 20 million instructions on an emulated Cortex-M4,
 /// against 5.5 million for `SaltyCrypto` with `salty`'s assembly field
 /// arithmetic. On an x86-64 host, where `salty` runs its portable
 /// arithmetic, `CompactCrypto` was the faster of the two (0.5 ms against
