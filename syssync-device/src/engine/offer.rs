@@ -101,7 +101,9 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         if manifest.security_counter < self.status.security_floor {
             return Err(RejectReason::DOWNGRADE);
         }
-        let mut plain_space: u64 = 0;
+        // Summed in 32 bits: a sum that overflows is larger than any free
+        // space the store can report.
+        let mut plain_space: u32 = 0;
         let mut new_names = 0usize;
         let mut plan = Plan {
             fetch: 0,
@@ -123,18 +125,19 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                     // Matched by reference, because moving the file info
                     // out of the result copies each field.
                     let installed = self.store.find(file.name.as_str());
-                    match installed.as_ref().map_err(|_| RejectReason::TOO_LARGE)? {
-                        Some(info) if info.sha256 == file.sha256 && info.size == file.size => true,
-                        Some(_) => {
-                            plain_space += u64::from(self.store.space_needed(file.size));
-                            false
-                        }
+                    let unchanged = match installed.as_ref().map_err(|_| RejectReason::TOO_LARGE)? {
+                        Some(info) => info.sha256 == file.sha256 && info.size == file.size,
                         None => {
                             new_names += 1;
-                            plain_space += u64::from(self.store.space_needed(file.size));
                             false
                         }
+                    };
+                    if !unchanged {
+                        plain_space = plain_space
+                            .checked_add(self.store.space_needed(file.size))
+                            .ok_or(RejectReason::TOO_LARGE)?;
                     }
+                    unchanged
                 }
             };
             if unchanged {
@@ -148,7 +151,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             .store
             .free_space()
             .map_err(|_| RejectReason::TOO_LARGE)?;
-        if plain_space > u64::from(free) {
+        if plain_space > free {
             return Err(RejectReason::TOO_LARGE);
         }
         let installed = self
