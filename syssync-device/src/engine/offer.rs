@@ -1,7 +1,9 @@
 //! Job offers: the checks before anything is downloaded, and accepting a job.
 
 use syssync_proto::message::{JobOffer, JobOutcome, JobReport};
-use syssync_proto::{Crypto, FailureCode, FileKind, JobId, Manifest, RejectReason};
+use syssync_proto::{
+    Crypto, FailureCode, FileKind, JobId, Manifest, ManifestError, RejectReason, SignedManifest,
+};
 
 use super::record::{JobRecord, Phase};
 use super::{ActiveJob, Engine, Event};
@@ -46,31 +48,15 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             self.reject(offer.job, RejectReason::BUSY);
             return;
         }
-        // The manifest is verified into the new job in place, because each
-        // move of its 1.5 KiB, out of a result or into the job, took another
-        // stack copy. A rejected offer clears the job again.
-        let job = self.job.insert(ActiveJob {
-            record: JobRecord::new(offer.job, Phase::Downloading),
-            manifest: None,
-            pending: None,
-            staging_begun: false,
-            verify: None,
-            reset_window: None,
-            files_event: false,
-        });
-        let manifest = job.manifest.insert(Manifest::empty());
-        let checked =
-            match offer
-                .manifest
-                .verify_into(&self.crypto, &self.config.trusted_keys, manifest)
-            {
-                Ok(()) => self.check_manifest(now),
-                Err(syssync_proto::ManifestError::UnknownKey(_))
-                | Err(syssync_proto::ManifestError::BadSignature) => {
-                    Err(RejectReason::BAD_SIGNATURE)
-                }
-                Err(_) => Err(RejectReason::MALFORMED),
-            };
+        // A rejected offer clears the job again.
+        let record = JobRecord::new(offer.job, Phase::Downloading);
+        let checked = match self.open_job(record, Some(&offer.manifest)) {
+            Ok(()) => self.check_manifest(now),
+            Err(ManifestError::UnknownKey(_)) | Err(ManifestError::BadSignature) => {
+                Err(RejectReason::BAD_SIGNATURE)
+            }
+            Err(_) => Err(RejectReason::MALFORMED),
+        };
         match checked {
             Ok(plan) => self.accept(now, offer, plan),
             Err(reason) => {
@@ -78,6 +64,41 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 self.reject(offer.job, reason);
             }
         }
+    }
+
+    /// Starts the job of `record`, with the manifest verified from `signed`
+    /// if there is one, and returns the result of that verification. After
+    /// an error the job has no manifest.
+    ///
+    /// The manifest is verified into the job in place, because each move of
+    /// its 1.5 KiB, out of a result or into the job, took another stack
+    /// copy. Offers and the restart after a reset both start jobs here.
+    #[inline(never)]
+    pub(super) fn open_job(
+        &mut self,
+        record: JobRecord,
+        signed: Option<&SignedManifest<'_>>,
+    ) -> Result<(), ManifestError> {
+        // Built with an empty manifest, which takes less code than inserting
+        // one afterwards. A job without a signed manifest drops it below.
+        let job = self.job.insert(ActiveJob {
+            record,
+            manifest: Some(Manifest::empty()),
+            pending: None,
+            staging_begun: false,
+            verify: None,
+            reset_window: None,
+            files_event: false,
+        });
+        let (Some(signed), Some(manifest)) = (signed, job.manifest.as_mut()) else {
+            job.manifest = None;
+            return Ok(());
+        };
+        let verified = signed.verify_into(&self.crypto, &self.config.trusted_keys, manifest);
+        if verified.is_err() {
+            job.manifest = None;
+        }
+        verified
     }
 
     /// Checks the verified manifest of the new job against the device, and

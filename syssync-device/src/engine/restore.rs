@@ -1,13 +1,10 @@
 //! Rebuilding the job after a reset from the journal and the boot status.
 
 use syssync_proto::message::JobOutcome;
-use syssync_proto::{
-    Crypto, FailureCode, JobId, Manifest, RevertReason, SignedManifest, TrustedKey,
-    MAX_MANIFEST_LEN,
-};
+use syssync_proto::{Crypto, FailureCode, JobId, RevertReason, SignedManifest, MAX_MANIFEST_LEN};
 
 use super::record::{JobRecord, Phase, FLAG_INSTALL_REPORTED};
-use super::{ActiveJob, Engine, Event, InitError};
+use super::{Engine, Event, InitError};
 use crate::boot::{BootControl, BootPhase};
 use crate::config::ConfirmPolicy;
 use crate::store::{FileStore, JOB_RECORD_LEN};
@@ -15,7 +12,7 @@ use crate::time::Instant;
 
 impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
     /// Rebuilds the job from the journal and the boot side's status after a reset.
-    // Out of line, like `load_manifest` (see "Code size" in the engine's module docs).
+    // Out of line, like `restore_manifest` (see "Code size" in the engine's module docs).
     #[inline(never)]
     pub(super) fn restore_job(&mut self, now: Instant) -> Result<(), InitError> {
         let mut bytes = [0u8; JOB_RECORD_LEN];
@@ -41,25 +38,12 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             Phase::Downloading | Phase::Committing | Phase::Staged
         );
         self.inventory_digest = None;
-        let job = self.job.insert(ActiveJob {
-            record,
-            manifest: None,
-            pending: None,
-            staging_begun: false,
-            verify: None,
-            reset_window: None,
-            files_event: false,
-        });
-        if needs_manifest {
-            // Decoded into the job in place: each move of the 1.5 KiB
-            // manifest took another stack copy.
-            let manifest = job.manifest.insert(Manifest::empty());
-            let trusted = &self.config.trusted_keys;
-            if !load_manifest(&mut self.store, &self.crypto, trusted, record.job, manifest) {
-                job.manifest = None;
-            }
-        }
-        if needs_manifest && self.job.as_ref().is_some_and(|job| job.manifest.is_none()) {
+        let restored = if needs_manifest {
+            self.restore_manifest(record)
+        } else {
+            self.open_job(record, None).is_ok()
+        };
+        if !restored {
             // The journal lost the manifest: nothing staged can be trusted.
             self.fail(FailureCode::FLASH_WRITE);
             return Ok(());
@@ -114,6 +98,19 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         Ok(())
     }
 
+    /// Starts the job of `record` with its stored manifest, and returns
+    /// whether that manifest was there and verified.
+    // Out of line because of its 1.5 KiB body buffer (see "Code size" in
+    // the engine's module docs).
+    #[inline(never)]
+    fn restore_manifest(&mut self, record: JobRecord) -> bool {
+        let mut body = [0u8; MAX_MANIFEST_LEN];
+        let signed = stored_manifest(&mut self.store, record.job, &mut body);
+        // The copy on flash is checked like an offer: flash is input too.
+        let verified = self.open_job(record, signed.as_ref());
+        signed.is_some() && verified.is_ok()
+    }
+
     /// Checks whether the running image is the application image of the
     /// job's manifest. It compares the digests in place, because copying
     /// each into an `Option` first takes more code.
@@ -158,26 +155,6 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             deadline: None,
         });
     }
-}
-
-/// Reads the stored manifest of job `id` into `manifest` and returns whether
-/// it was there and verified.
-// Out of line because of its 1.5 KiB body buffer (see "Code size" in the
-// engine's module docs).
-#[inline(never)]
-fn load_manifest<S: FileStore, C: Crypto>(
-    store: &mut S,
-    crypto: &C,
-    trusted: &[TrustedKey],
-    id: JobId,
-    manifest: &mut Manifest,
-) -> bool {
-    let mut body = [0u8; MAX_MANIFEST_LEN];
-    let Some(signed) = stored_manifest(store, id, &mut body) else {
-        return false;
-    };
-    // The copy on flash is checked like an offer: flash is input too.
-    signed.verify_into(crypto, trusted, manifest).is_ok()
 }
 
 /// Reads the stored signed manifest of job `id`, with its body in `body`,
