@@ -227,12 +227,21 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         offset: u32,
         buf: &mut [u8],
     ) -> Result<(), Fault> {
+        Self::read_dest(&mut self.boot, &mut self.store, dest, offset, buf)
+    }
+
+    /// Reads `buf` from `dest` at `offset`. It takes the boot side and the
+    /// store apart from `self`, so a caller can keep the job borrowed.
+    fn read_dest(
+        boot: &mut B,
+        store: &mut S,
+        dest: Dest<S::Handle>,
+        offset: u32,
+        buf: &mut [u8],
+    ) -> Result<(), Fault> {
         match dest {
-            Dest::Staging => self.boot.read_staging(offset, buf).map_err(|_| Fault),
-            Dest::File(handle) => self
-                .store
-                .read_pending(handle, offset, buf)
-                .map_err(|_| Fault),
+            Dest::Staging => boot.read_staging(offset, buf).map_err(|_| Fault),
+            Dest::File(handle) => store.read_pending(handle, offset, buf).map_err(|_| Fault),
         }
     }
 
@@ -390,21 +399,18 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             if self.area_crc(Area::Scratch, 0, relocation.len)? == relocation.crc {
                 return self.restore_sector(dest, relocation);
             }
-            if self.area_crc(Area::Dest(dest), relocation.sector, relocation.len)? == relocation.crc
-            {
-                // The sector was restored before the reset; only the journal lagged.
-                if let Some(job) = self.job.as_mut() {
-                    job.record.relocation = None;
-                }
-                self.persist();
-                return Ok(());
-            }
-            // NOTE: both copies are damaged (a second fault during the move);
-            // the chunks of this sector are fetched again.
+            // An intact sector was restored before the reset, and only the
+            // journal lagged.
+            let intact = self.area_crc(Area::Dest(dest), relocation.sector, relocation.len)?
+                == relocation.crc;
             if let Some(job) = self.job.as_mut() {
-                let lost = job.record.offset.saturating_sub(relocation.sector);
-                job.record.offset = relocation.sector;
-                job.record.bytes_done = job.record.bytes_done.saturating_sub(lost);
+                if !intact {
+                    // NOTE: both copies are damaged (a second fault during
+                    // the move); the chunks of this sector are fetched again.
+                    let lost = job.record.offset.saturating_sub(relocation.sector);
+                    job.record.offset = relocation.sector;
+                    job.record.bytes_done = job.record.bytes_done.saturating_sub(lost);
+                }
                 job.record.relocation = None;
             }
             self.persist();
@@ -420,11 +426,11 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             return;
         };
         let index = job.record.file;
-        let Some((size, expected)) = job
+        let Some(size) = job
             .manifest
             .as_ref()
             .and_then(|manifest| manifest.files.get(usize::from(index)))
-            .map(|file| (file.size, file.sha256))
+            .map(|file| file.size)
         else {
             return;
         };
@@ -434,41 +440,47 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         };
         // The hasher stays in the job between steps, because moving its state
         // out and back copied it twice per step. It records each piece it has
-        // hashed, so a failed read resumes after the last one.
+        // hashed, so a failed read resumes after the last one. The job stays
+        // borrowed while the boot side or the store reads each piece.
         let Some(job) = self.job.as_mut() else {
             return;
         };
         let crypto = &self.crypto;
-        let (_, mut position) = *job.verify.get_or_insert_with(|| (crypto.sha256_start(), 0));
+        let (hasher, position) = job.verify.get_or_insert_with(|| (crypto.sha256_start(), 0));
         let step_end = size.min(position.saturating_add(u32::from(self.config.chunk_size)));
-        while position < step_end {
-            let take = (PIECE as u32).min(step_end - position) as usize;
+        while *position < step_end {
+            let take = (PIECE as u32).min(step_end - *position) as usize;
             let mut piece = [0u8; PIECE];
-            let read = self.dest_read(dest, position, &mut piece[..take]);
-            let Some((hasher, hashed)) = self.job.as_mut().and_then(|job| job.verify.as_mut())
-            else {
-                return;
-            };
+            let read = Self::read_dest(
+                &mut self.boot,
+                &mut self.store,
+                dest,
+                *position,
+                &mut piece[..take],
+            );
             if read.is_err() {
                 return self.storage_failed();
             }
             hasher.update(&piece[..take]);
-            position += take as u32;
-            *hashed = position;
+            *position += take as u32;
         }
-        if position < size {
+        if *position < size {
             return;
         }
-        let Some((hasher, _)) = self.job.as_mut().and_then(|job| job.verify.take()) else {
+        let Some((hasher, _)) = job.verify.take() else {
             return;
         };
-        if hasher.finalize() != expected {
+        let digest = hasher.finalize();
+        let verified = job
+            .manifest
+            .as_ref()
+            .and_then(|manifest| manifest.files.get(usize::from(index)))
+            .is_some_and(|file| file.sha256 == digest);
+        if !verified {
             self.fail(FailureCode::DIGEST_MISMATCH);
             return;
         }
-        if let Some(job) = self.job.as_mut() {
-            job.record.done |= 1 << index;
-        }
+        job.record.done |= 1 << index;
         self.advance_file();
         self.persist();
     }
@@ -492,28 +504,22 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             return;
         }
         let cursor = usize::from(job.record.file);
-        let files = manifest.files.len();
-        let removals = manifest.remove.len();
-        let result = if cursor < files {
-            let file = &manifest.files[cursor];
+        let result = if let Some(file) = manifest.files.get(cursor) {
             let wanted = file.kind == FileKind::Plain && job.record.fetch & (1 << cursor) != 0;
             if wanted {
                 // `file` borrows `self.job` only, so the store is passed
                 // alone and the name needs no copy.
                 match Self::commit_file(&mut self.store, file.name.as_str(), &file.sha256) {
                     Ok(true) => Ok(()),
-                    Ok(false) => {
-                        self.fail(FailureCode::FLASH_WRITE);
-                        Err(Fault)
-                    }
+                    Ok(false) => return self.fail(FailureCode::FLASH_WRITE),
                     Err(Fault) => Err(Fault),
                 }
             } else {
                 Ok(())
             }
-        } else if cursor < files + removals {
+        } else if let Some(name) = manifest.remove.get(cursor - manifest.files.len()) {
             self.store
-                .remove(manifest.remove[cursor - files].as_str())
+                .remove(name.as_str())
                 .map(|_| ())
                 .map_err(|_| Fault)
         } else {
@@ -527,15 +533,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 }
                 self.persist();
             }
-            Err(Fault) => {
-                let committing = self
-                    .job
-                    .as_ref()
-                    .is_some_and(|job| job.record.phase == Phase::Committing);
-                if committing {
-                    self.storage_failed();
-                }
-            }
+            Err(Fault) => self.storage_failed(),
         }
     }
 

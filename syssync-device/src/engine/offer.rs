@@ -32,19 +32,23 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 // The job in progress, offered again: continue from the journal's position.
                 return;
             }
-            if job.record.phase != Phase::Downloading {
-                self.reject(offer.job, RejectReason::BUSY);
-                return;
+            if job.record.phase == Phase::Downloading {
+                // The server moved on to another job: drop the unfinished download.
+                self.discard_staged();
+                self.clear_job();
             }
-            // The server moved on to another job: drop the unfinished download.
-            self.discard_staged();
-            self.clear_job();
         }
-        self.refresh_status();
-        if matches!(
-            self.status.phase,
-            BootPhase::Trial | BootPhase::InstallRequested | BootPhase::RevertRequested
-        ) {
+        // A job that is past its download keeps the device busy, and so
+        // does an image that is about to be installed or reverted or is on
+        // trial. One rejection serves both.
+        let busy = self.job.is_some() || {
+            self.refresh_status();
+            matches!(
+                self.status.phase,
+                BootPhase::Trial | BootPhase::InstallRequested | BootPhase::RevertRequested
+            )
+        };
+        if busy {
             self.reject(offer.job, RejectReason::BUSY);
             return;
         }
