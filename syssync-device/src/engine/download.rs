@@ -211,40 +211,6 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         }
     }
 
-    fn dest_write(&mut self, dest: Dest<S::Handle>, offset: u32, data: &[u8]) -> Result<(), Fault> {
-        match dest {
-            Dest::Staging => self.boot.write_staging(offset, data).map_err(|_| Fault),
-            Dest::File(handle) => self
-                .store
-                .write_pending(handle, offset, data)
-                .map_err(|_| Fault),
-        }
-    }
-
-    fn dest_read(
-        &mut self,
-        dest: Dest<S::Handle>,
-        offset: u32,
-        buf: &mut [u8],
-    ) -> Result<(), Fault> {
-        Self::read_dest(&mut self.boot, &mut self.store, dest, offset, buf)
-    }
-
-    /// Reads `buf` from `dest` at `offset`. It takes the boot side and the
-    /// store apart from `self`, so a caller can keep the job borrowed.
-    fn read_dest(
-        boot: &mut B,
-        store: &mut S,
-        dest: Dest<S::Handle>,
-        offset: u32,
-        buf: &mut [u8],
-    ) -> Result<(), Fault> {
-        match dest {
-            Dest::Staging => boot.read_staging(offset, buf).map_err(|_| Fault),
-            Dest::File(handle) => store.read_pending(handle, offset, buf).map_err(|_| Fault),
-        }
-    }
-
     /// Writes `data` (a multiple of the write size, except at the end of a
     /// file, where the tail is padded with `0xFF`) and reads it back.
     fn program(&mut self, dest: Dest<S::Handle>, offset: u32, data: &[u8]) -> Result<(), Fault> {
@@ -252,19 +218,19 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         let write = write as usize;
         let aligned = data.len() / write * write;
         if aligned > 0 {
-            self.dest_write(dest, offset, &data[..aligned])?;
+            self.area_write(Area::Dest(dest), offset, &data[..aligned])?;
         }
         if aligned < data.len() {
             let mut tail = [0xFFu8; PIECE];
             let rest = data.len() - aligned;
             tail[..rest].copy_from_slice(&data[aligned..]);
-            self.dest_write(dest, offset + aligned as u32, &tail[..write])?;
+            self.area_write(Area::Dest(dest), offset + aligned as u32, &tail[..write])?;
         }
         let mut done = 0;
         while done < data.len() {
             let take = PIECE.min(data.len() - done);
             let mut piece = [0u8; PIECE];
-            self.dest_read(dest, offset + done as u32, &mut piece[..take])?;
+            self.area_read(Area::Dest(dest), offset + done as u32, &mut piece[..take])?;
             if piece[..take] != data[done..done + take] {
                 return Err(Fault);
             }
@@ -326,17 +292,35 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         offset: u32,
         buf: &mut [u8],
     ) -> Result<(), Fault> {
-        match area {
-            Area::Dest(dest) => self.dest_read(dest, offset, buf),
-            Area::Scratch => self.store.read_scratch(offset, buf).map_err(|_| Fault),
-        }
+        Self::read_area(&mut self.boot, &mut self.store, area, offset, buf)
+    }
+
+    /// Reads `buf` from `area` at `offset`. It takes the boot side and the
+    /// store apart from `self`, so a caller can keep the job borrowed.
+    fn read_area(
+        boot: &mut B,
+        store: &mut S,
+        area: Area<S::Handle>,
+        offset: u32,
+        buf: &mut [u8],
+    ) -> Result<(), Fault> {
+        let read = match area {
+            Area::Dest(Dest::Staging) => boot.read_staging(offset, buf).is_ok(),
+            Area::Dest(Dest::File(handle)) => store.read_pending(handle, offset, buf).is_ok(),
+            Area::Scratch => store.read_scratch(offset, buf).is_ok(),
+        };
+        read.then_some(()).ok_or(Fault)
     }
 
     fn area_write(&mut self, area: Area<S::Handle>, offset: u32, data: &[u8]) -> Result<(), Fault> {
-        match area {
-            Area::Dest(dest) => self.dest_write(dest, offset, data),
-            Area::Scratch => self.store.write_scratch(offset, data).map_err(|_| Fault),
-        }
+        let written = match area {
+            Area::Dest(Dest::Staging) => self.boot.write_staging(offset, data).is_ok(),
+            Area::Dest(Dest::File(handle)) => {
+                self.store.write_pending(handle, offset, data).is_ok()
+            }
+            Area::Scratch => self.store.write_scratch(offset, data).is_ok(),
+        };
+        written.then_some(()).ok_or(Fault)
     }
 
     /// Reads `len` bytes of `from` at `from_start` piece by piece, writes
@@ -451,10 +435,10 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         while *position < step_end {
             let take = (PIECE as u32).min(step_end - *position) as usize;
             let mut piece = [0u8; PIECE];
-            let read = Self::read_dest(
+            let read = Self::read_area(
                 &mut self.boot,
                 &mut self.store,
-                dest,
+                Area::Dest(dest),
                 *position,
                 &mut piece[..take],
             );
