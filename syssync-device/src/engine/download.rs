@@ -212,26 +212,22 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
     }
 
     /// Writes `data` (a multiple of the write size, except at the end of a
-    /// file, where the tail is padded with `0xFF`) and reads it back.
+    /// file, where the tail is padded with `0xFF`) and reads it back, one
+    /// 64-byte piece at a time. The write size divides 64 (checked in
+    /// `Engine::new`), so every piece starts on a write boundary.
     fn program(&mut self, dest: Dest<S::Handle>, offset: u32, data: &[u8]) -> Result<(), Fault> {
         let (_, write) = self.dest_geometry(dest);
-        let write = write as usize;
-        let aligned = data.len() / write * write;
-        if aligned > 0 {
-            self.area_write(Area::Dest(dest), offset, &data[..aligned])?;
-        }
-        if aligned < data.len() {
-            let mut tail = [0xFFu8; PIECE];
-            let rest = data.len() - aligned;
-            tail[..rest].copy_from_slice(&data[aligned..]);
-            self.area_write(Area::Dest(dest), offset + aligned as u32, &tail[..write])?;
-        }
         let mut done = 0;
         while done < data.len() {
             let take = PIECE.min(data.len() - done);
-            let mut piece = [0u8; PIECE];
-            self.area_read(Area::Dest(dest), offset + done as u32, &mut piece[..take])?;
-            if piece[..take] != data[done..done + take] {
+            let mut piece = [0xFFu8; PIECE];
+            piece[..take].copy_from_slice(&data[done..done + take]);
+            let padded = take.next_multiple_of(write as usize);
+            let piece_offset = offset + done as u32;
+            self.area_write(Area::Dest(dest), piece_offset, &piece[..padded])?;
+            let mut read_back = [0u8; PIECE];
+            self.area_read(Area::Dest(dest), piece_offset, &mut read_back[..take])?;
+            if read_back[..take] != piece[..take] {
                 return Err(Fault);
             }
             done += take;
