@@ -49,52 +49,50 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             return Ok(());
         }
         let id = record.job;
-        match record.phase {
-            Phase::Staged => match self.status.phase {
-                BootPhase::Trial => {
-                    if let Some(job) = self.job.as_mut() {
-                        job.record.phase = Phase::Trial;
-                        job.record.flags &= !FLAG_INSTALL_REPORTED;
-                        job.manifest = None;
-                    }
-                    self.persist();
-                    self.next_check_in = now;
+        let outcome = match (record.phase, self.status.phase) {
+            (Phase::Staged, BootPhase::Trial) => {
+                if let Some(job) = self.job.as_mut() {
+                    job.record.phase = Phase::Trial;
+                    job.record.flags &= !FLAG_INSTALL_REPORTED;
+                    job.manifest = None;
                 }
-                BootPhase::InstallRequested => self.push(Event::ResetWanted {
+                self.persist();
+                self.next_check_in = now;
+                return Ok(());
+            }
+            (Phase::Staged, BootPhase::InstallRequested) => {
+                self.push(Event::ResetWanted {
                     job: id,
                     not_before: None,
                     deadline: None,
-                }),
-                _ => {
-                    if let Some(reason) = self.status.last_revert {
-                        self.set_outcome(JobOutcome::Reverted(reason));
-                    } else if self.new_image_running() {
-                        self.set_outcome(JobOutcome::Installed);
+                });
+                return Ok(());
+            }
+            (Phase::Trial, BootPhase::RevertRequested) => {
+                JobOutcome::Reverted(RevertReason::APPLICATION_FAILURE)
+            }
+            // The install or the trial ended before the journal recorded its
+            // outcome, which the boot status now gives.
+            (Phase::Staged, _) | (Phase::Trial, BootPhase::Idle) => match self.status.last_revert {
+                Some(reason) => JobOutcome::Reverted(reason),
+                None if record.phase == Phase::Staged => {
+                    if self.new_image_running() {
+                        JobOutcome::Installed
                     } else {
-                        self.set_outcome(JobOutcome::Failed(FailureCode::INSTALL_REFUSED));
+                        JobOutcome::Failed(FailureCode::INSTALL_REFUSED)
                     }
                 }
-            },
-            Phase::Trial => match self.status.phase {
-                BootPhase::Trial | BootPhase::InstallRequested | BootPhase::Staging => {}
-                BootPhase::RevertRequested => {
-                    let reason = RevertReason::APPLICATION_FAILURE;
-                    self.set_outcome(JobOutcome::Reverted(reason));
+                None if self.config.confirm_policy == ConfirmPolicy::Server => {
+                    // Confirmed just before a reset that lost the journal update.
+                    self.clear_job();
+                    self.push(Event::Confirmed { job: id });
+                    return Ok(());
                 }
-                BootPhase::Idle => {
-                    if let Some(reason) = self.status.last_revert {
-                        self.set_outcome(JobOutcome::Reverted(reason));
-                    } else if self.config.confirm_policy == ConfirmPolicy::Server {
-                        // Confirmed just before a reset that lost the journal update.
-                        self.clear_job();
-                        self.push(Event::Confirmed { job: id });
-                    } else {
-                        self.set_outcome(JobOutcome::Installed);
-                    }
-                }
+                None => JobOutcome::Installed,
             },
-            Phase::Downloading | Phase::Committing | Phase::Reporting => {}
-        }
+            _ => return Ok(()),
+        };
+        self.set_outcome(outcome);
         Ok(())
     }
 
