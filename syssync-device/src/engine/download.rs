@@ -352,6 +352,9 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
 
     /// Erases the sector and copies the scratch data back, then clears the
     /// relocation from the journal.
+    // Inlined into its two callers: at `opt-level = "z"` that is smaller
+    // than one out-of-line copy with its argument passing.
+    #[inline(always)]
     fn restore_sector(
         &mut self,
         dest: Dest<S::Handle>,

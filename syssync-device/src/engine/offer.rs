@@ -202,6 +202,9 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         u64::try_from(unix_ms).ok()
     }
 
+    // Inlined: handle_offer's two rejections then share one copy of the
+    // body, which is smaller than the function and its two calls.
+    #[inline(always)]
     fn reject(&mut self, job: JobId, reason: RejectReason) {
         self.push(Event::OfferRejected { job, reason });
         self.side_report = Some(JobReport {
