@@ -12,7 +12,10 @@
 //! fetched twice.
 
 use syssync_proto::message::JobOutcome;
-use syssync_proto::{Crypto, FailureCode, FileKind, ManifestFile, Sha256Hasher, MAX_MANIFEST_LEN};
+use syssync_proto::{
+    Crypto, FailureCode, FileKind, ManifestFile, Sha256Hasher, Signature, SignedManifest,
+    MAX_MANIFEST_LEN,
+};
 
 use super::record::{Phase, Relocation, FLAG_STAGING};
 use super::restore::stored_manifest;
@@ -129,9 +132,9 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
     }
 
     /// Starts staging the application image `file` of `job`'s manifest,
-    /// with the job's signed manifest as the bootloader's evidence. The
-    /// signed manifest is read back from the store into a buffer that lives
-    /// only in this call.
+    /// with the job's signed manifest as the bootloader's evidence. If the
+    /// boot side keeps evidence, the signed manifest is read back from the
+    /// store into a buffer that lives only in this call.
     ///
     /// It takes the engine's fields instead of `self`, so that `dest` passes
     /// the job's manifest by reference and the image description is built
@@ -152,7 +155,15 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             security_counter: manifest.security_counter,
         };
         let mut body = [0u8; MAX_MANIFEST_LEN];
-        let signed = stored_manifest(store, job.record.job, &mut body).ok_or(Fault)?;
+        let signed = if B::STORES_EVIDENCE {
+            stored_manifest(store, job.record.job, &mut body).ok_or(Fault)?
+        } else {
+            SignedManifest {
+                key_id: 0,
+                body: &[],
+                signature: Signature([0; 64]),
+            }
+        };
         boot.begin_staging(&image, &signed).map_err(|_| Fault)
     }
 
