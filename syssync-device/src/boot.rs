@@ -103,12 +103,19 @@ pub trait BootControl {
     /// Returns the write size of the staging partition, in bytes.
     fn staging_write_size(&self) -> u32;
 
+    /// Whether [`begin_staging`](Self::begin_staging) keeps the signed
+    /// manifest. When it is `false`, the engine does not read the stored
+    /// manifest back from flash to start staging, and passes one with an
+    /// empty body, key id 0 and an all-zero signature instead.
+    const STORES_EVIDENCE: bool = true;
+
     /// Starts staging `image`, or continues staging it after a reset.
     ///
     /// `manifest` is the signed release manifest the engine accepted for the
     /// job. A bootloader that authenticates images keeps it next to the
     /// staged image (for rollback-fsm, the evidence its `authentication`
-    /// feature checks); others can ignore it.
+    /// feature checks); others can ignore it and set
+    /// [`STORES_EVIDENCE`](Self::STORES_EVIDENCE) to `false`.
     fn begin_staging(
         &mut self,
         image: &StagedImage,

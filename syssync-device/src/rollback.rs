@@ -121,6 +121,9 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> RollbackFsmBoot<S, T, G> {
 impl<S: NorFlash, T: NorFlash, G: NorFlash> BootControl for RollbackFsmBoot<S, T, G> {
     type Error = RollbackFsmError;
 
+    // Without rollback-fsm's `authentication` feature the manifest is not stored.
+    const STORES_EVIDENCE: bool = rollback_fsm::STORES_EVIDENCE;
+
     fn status(&mut self) -> Result<BootStatus, RollbackFsmError> {
         // The record is read rather than `AppSide::status`, which copies
         // both descriptors into a `Status`. It is borrowed from the result,

@@ -12,7 +12,10 @@
 //! fetched twice.
 
 use syssync_proto::message::JobOutcome;
-use syssync_proto::{Crypto, FailureCode, FileKind, ManifestFile, Sha256Hasher, MAX_MANIFEST_LEN};
+use syssync_proto::{
+    Crypto, FailureCode, FileKind, ManifestFile, Sha256Hasher, Signature, SignedManifest,
+    MAX_MANIFEST_LEN,
+};
 
 use super::record::{Phase, Relocation, FLAG_STAGING};
 use super::restore::stored_manifest;
@@ -129,9 +132,9 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
     }
 
     /// Starts staging the application image `file` of `job`'s manifest,
-    /// with the job's signed manifest as the bootloader's evidence. The
-    /// signed manifest is read back from the store into a buffer that lives
-    /// only in this call.
+    /// with the job's signed manifest as the bootloader's evidence. If the
+    /// boot side keeps evidence, the signed manifest is read back from the
+    /// store into a buffer that lives only in this call.
     ///
     /// It takes the engine's fields instead of `self`, so that `dest` passes
     /// the job's manifest by reference and the image description is built
@@ -152,7 +155,15 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             security_counter: manifest.security_counter,
         };
         let mut body = [0u8; MAX_MANIFEST_LEN];
-        let signed = stored_manifest(store, job.record.job, &mut body).ok_or(Fault)?;
+        let signed = if B::STORES_EVIDENCE {
+            stored_manifest(store, job.record.job, &mut body).ok_or(Fault)?
+        } else {
+            SignedManifest {
+                key_id: 0,
+                body: &[],
+                signature: Signature([0; 64]),
+            }
+        };
         boot.begin_staging(&image, &signed).map_err(|_| Fault)
     }
 
@@ -211,52 +222,23 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         }
     }
 
-    fn dest_write(&mut self, dest: Dest<S::Handle>, offset: u32, data: &[u8]) -> Result<(), Fault> {
-        match dest {
-            Dest::Staging => self.boot.write_staging(offset, data).map_err(|_| Fault),
-            Dest::File(handle) => self
-                .store
-                .write_pending(handle, offset, data)
-                .map_err(|_| Fault),
-        }
-    }
-
-    fn dest_read(
-        &mut self,
-        dest: Dest<S::Handle>,
-        offset: u32,
-        buf: &mut [u8],
-    ) -> Result<(), Fault> {
-        match dest {
-            Dest::Staging => self.boot.read_staging(offset, buf).map_err(|_| Fault),
-            Dest::File(handle) => self
-                .store
-                .read_pending(handle, offset, buf)
-                .map_err(|_| Fault),
-        }
-    }
-
     /// Writes `data` (a multiple of the write size, except at the end of a
-    /// file, where the tail is padded with `0xFF`) and reads it back.
+    /// file, where the tail is padded with `0xFF`) and reads it back, one
+    /// 64-byte piece at a time. The write size divides 64 (checked in
+    /// `Engine::new`), so every piece starts on a write boundary.
     fn program(&mut self, dest: Dest<S::Handle>, offset: u32, data: &[u8]) -> Result<(), Fault> {
         let (_, write) = self.dest_geometry(dest);
-        let write = write as usize;
-        let aligned = data.len() / write * write;
-        if aligned > 0 {
-            self.dest_write(dest, offset, &data[..aligned])?;
-        }
-        if aligned < data.len() {
-            let mut tail = [0xFFu8; PIECE];
-            let rest = data.len() - aligned;
-            tail[..rest].copy_from_slice(&data[aligned..]);
-            self.dest_write(dest, offset + aligned as u32, &tail[..write])?;
-        }
         let mut done = 0;
         while done < data.len() {
             let take = PIECE.min(data.len() - done);
-            let mut piece = [0u8; PIECE];
-            self.dest_read(dest, offset + done as u32, &mut piece[..take])?;
-            if piece[..take] != data[done..done + take] {
+            let mut piece = [0xFFu8; PIECE];
+            piece[..take].copy_from_slice(&data[done..done + take]);
+            let padded = take.next_multiple_of(write as usize);
+            let piece_offset = offset + done as u32;
+            self.area_write(Area::Dest(dest), piece_offset, &piece[..padded])?;
+            let mut read_back = [0u8; PIECE];
+            self.area_read(Area::Dest(dest), piece_offset, &mut read_back[..take])?;
+            if read_back[..take] != piece[..take] {
                 return Err(Fault);
             }
             done += take;
@@ -317,17 +299,35 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         offset: u32,
         buf: &mut [u8],
     ) -> Result<(), Fault> {
-        match area {
-            Area::Dest(dest) => self.dest_read(dest, offset, buf),
-            Area::Scratch => self.store.read_scratch(offset, buf).map_err(|_| Fault),
-        }
+        Self::read_area(&mut self.boot, &mut self.store, area, offset, buf)
+    }
+
+    /// Reads `buf` from `area` at `offset`. It takes the boot side and the
+    /// store apart from `self`, so a caller can keep the job borrowed.
+    fn read_area(
+        boot: &mut B,
+        store: &mut S,
+        area: Area<S::Handle>,
+        offset: u32,
+        buf: &mut [u8],
+    ) -> Result<(), Fault> {
+        let read = match area {
+            Area::Dest(Dest::Staging) => boot.read_staging(offset, buf).is_ok(),
+            Area::Dest(Dest::File(handle)) => store.read_pending(handle, offset, buf).is_ok(),
+            Area::Scratch => store.read_scratch(offset, buf).is_ok(),
+        };
+        read.then_some(()).ok_or(Fault)
     }
 
     fn area_write(&mut self, area: Area<S::Handle>, offset: u32, data: &[u8]) -> Result<(), Fault> {
-        match area {
-            Area::Dest(dest) => self.dest_write(dest, offset, data),
-            Area::Scratch => self.store.write_scratch(offset, data).map_err(|_| Fault),
-        }
+        let written = match area {
+            Area::Dest(Dest::Staging) => self.boot.write_staging(offset, data).is_ok(),
+            Area::Dest(Dest::File(handle)) => {
+                self.store.write_pending(handle, offset, data).is_ok()
+            }
+            Area::Scratch => self.store.write_scratch(offset, data).is_ok(),
+        };
+        written.then_some(()).ok_or(Fault)
     }
 
     /// Reads `len` bytes of `from` at `from_start` piece by piece, writes
@@ -363,6 +363,9 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
 
     /// Erases the sector and copies the scratch data back, then clears the
     /// relocation from the journal.
+    // Inlined into its two callers: at `opt-level = "z"` that is smaller
+    // than one out-of-line copy with its argument passing.
+    #[inline(always)]
     fn restore_sector(
         &mut self,
         dest: Dest<S::Handle>,
@@ -390,21 +393,18 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             if self.area_crc(Area::Scratch, 0, relocation.len)? == relocation.crc {
                 return self.restore_sector(dest, relocation);
             }
-            if self.area_crc(Area::Dest(dest), relocation.sector, relocation.len)? == relocation.crc
-            {
-                // The sector was restored before the reset; only the journal lagged.
-                if let Some(job) = self.job.as_mut() {
-                    job.record.relocation = None;
-                }
-                self.persist();
-                return Ok(());
-            }
-            // NOTE: both copies are damaged (a second fault during the move);
-            // the chunks of this sector are fetched again.
+            // An intact sector was restored before the reset, and only the
+            // journal lagged.
+            let intact = self.area_crc(Area::Dest(dest), relocation.sector, relocation.len)?
+                == relocation.crc;
             if let Some(job) = self.job.as_mut() {
-                let lost = job.record.offset.saturating_sub(relocation.sector);
-                job.record.offset = relocation.sector;
-                job.record.bytes_done = job.record.bytes_done.saturating_sub(lost);
+                if !intact {
+                    // NOTE: both copies are damaged (a second fault during
+                    // the move); the chunks of this sector are fetched again.
+                    let lost = job.record.offset.saturating_sub(relocation.sector);
+                    job.record.offset = relocation.sector;
+                    job.record.bytes_done = job.record.bytes_done.saturating_sub(lost);
+                }
                 job.record.relocation = None;
             }
             self.persist();
@@ -420,11 +420,11 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             return;
         };
         let index = job.record.file;
-        let Some((size, expected)) = job
+        let Some(size) = job
             .manifest
             .as_ref()
             .and_then(|manifest| manifest.files.get(usize::from(index)))
-            .map(|file| (file.size, file.sha256))
+            .map(|file| file.size)
         else {
             return;
         };
@@ -434,41 +434,47 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         };
         // The hasher stays in the job between steps, because moving its state
         // out and back copied it twice per step. It records each piece it has
-        // hashed, so a failed read resumes after the last one.
+        // hashed, so a failed read resumes after the last one. The job stays
+        // borrowed while the boot side or the store reads each piece.
         let Some(job) = self.job.as_mut() else {
             return;
         };
         let crypto = &self.crypto;
-        let (_, mut position) = *job.verify.get_or_insert_with(|| (crypto.sha256_start(), 0));
+        let (hasher, position) = job.verify.get_or_insert_with(|| (crypto.sha256_start(), 0));
         let step_end = size.min(position.saturating_add(u32::from(self.config.chunk_size)));
-        while position < step_end {
-            let take = (PIECE as u32).min(step_end - position) as usize;
+        while *position < step_end {
+            let take = (PIECE as u32).min(step_end - *position) as usize;
             let mut piece = [0u8; PIECE];
-            let read = self.dest_read(dest, position, &mut piece[..take]);
-            let Some((hasher, hashed)) = self.job.as_mut().and_then(|job| job.verify.as_mut())
-            else {
-                return;
-            };
+            let read = Self::read_area(
+                &mut self.boot,
+                &mut self.store,
+                Area::Dest(dest),
+                *position,
+                &mut piece[..take],
+            );
             if read.is_err() {
                 return self.storage_failed();
             }
             hasher.update(&piece[..take]);
-            position += take as u32;
-            *hashed = position;
+            *position += take as u32;
         }
-        if position < size {
+        if *position < size {
             return;
         }
-        let Some((hasher, _)) = self.job.as_mut().and_then(|job| job.verify.take()) else {
+        let Some((hasher, _)) = job.verify.take() else {
             return;
         };
-        if hasher.finalize() != expected {
+        let digest = hasher.finalize();
+        let verified = job
+            .manifest
+            .as_ref()
+            .and_then(|manifest| manifest.files.get(usize::from(index)))
+            .is_some_and(|file| file.sha256 == digest);
+        if !verified {
             self.fail(FailureCode::DIGEST_MISMATCH);
             return;
         }
-        if let Some(job) = self.job.as_mut() {
-            job.record.done |= 1 << index;
-        }
+        job.record.done |= 1 << index;
         self.advance_file();
         self.persist();
     }
@@ -492,28 +498,22 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             return;
         }
         let cursor = usize::from(job.record.file);
-        let files = manifest.files.len();
-        let removals = manifest.remove.len();
-        let result = if cursor < files {
-            let file = &manifest.files[cursor];
+        let result = if let Some(file) = manifest.files.get(cursor) {
             let wanted = file.kind == FileKind::Plain && job.record.fetch & (1 << cursor) != 0;
             if wanted {
                 // `file` borrows `self.job` only, so the store is passed
                 // alone and the name needs no copy.
                 match Self::commit_file(&mut self.store, file.name.as_str(), &file.sha256) {
                     Ok(true) => Ok(()),
-                    Ok(false) => {
-                        self.fail(FailureCode::FLASH_WRITE);
-                        Err(Fault)
-                    }
+                    Ok(false) => return self.fail(FailureCode::FLASH_WRITE),
                     Err(Fault) => Err(Fault),
                 }
             } else {
                 Ok(())
             }
-        } else if cursor < files + removals {
+        } else if let Some(name) = manifest.remove.get(cursor - manifest.files.len()) {
             self.store
-                .remove(manifest.remove[cursor - files].as_str())
+                .remove(name.as_str())
                 .map(|_| ())
                 .map_err(|_| Fault)
         } else {
@@ -527,15 +527,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 }
                 self.persist();
             }
-            Err(Fault) => {
-                let committing = self
-                    .job
-                    .as_ref()
-                    .is_some_and(|job| job.record.phase == Phase::Committing);
-                if committing {
-                    self.storage_failed();
-                }
-            }
+            Err(Fault) => self.storage_failed(),
         }
     }
 

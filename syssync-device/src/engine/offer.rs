@@ -1,7 +1,9 @@
 //! Job offers: the checks before anything is downloaded, and accepting a job.
 
 use syssync_proto::message::{JobOffer, JobOutcome, JobReport};
-use syssync_proto::{Crypto, FailureCode, FileKind, JobId, Manifest, RejectReason};
+use syssync_proto::{
+    Crypto, FailureCode, FileKind, JobId, Manifest, ManifestError, RejectReason, SignedManifest,
+};
 
 use super::record::{JobRecord, Phase};
 use super::{ActiveJob, Engine, Event};
@@ -30,47 +32,35 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 // The job in progress, offered again: continue from the journal's position.
                 return;
             }
-            if job.record.phase != Phase::Downloading {
-                self.reject(offer.job, RejectReason::BUSY);
-                return;
+            if job.record.phase == Phase::Downloading {
+                // The server moved on to another job: drop the unfinished download.
+                self.discard_staged();
+                self.clear_job();
             }
-            // The server moved on to another job: drop the unfinished download.
-            self.discard_staged();
-            self.clear_job();
         }
-        self.refresh_status();
-        if matches!(
-            self.status.phase,
-            BootPhase::Trial | BootPhase::InstallRequested | BootPhase::RevertRequested
-        ) {
+        // A job that is past its download keeps the device busy, and so
+        // does an image that is about to be installed or reverted or is on
+        // trial. One rejection serves both.
+        let busy = self.job.is_some() || {
+            self.refresh_status();
+            matches!(
+                self.status.phase,
+                BootPhase::Trial | BootPhase::InstallRequested | BootPhase::RevertRequested
+            )
+        };
+        if busy {
             self.reject(offer.job, RejectReason::BUSY);
             return;
         }
-        // The manifest is verified into the new job in place, because each
-        // move of its 1.5 KiB, out of a result or into the job, took another
-        // stack copy. A rejected offer clears the job again.
-        let job = self.job.insert(ActiveJob {
-            record: JobRecord::new(offer.job, Phase::Downloading),
-            manifest: None,
-            pending: None,
-            staging_begun: false,
-            verify: None,
-            reset_window: None,
-            files_event: false,
-        });
-        let manifest = job.manifest.insert(Manifest::empty());
-        let checked =
-            match offer
-                .manifest
-                .verify_into(&self.crypto, &self.config.trusted_keys, manifest)
-            {
-                Ok(()) => self.check_manifest(now),
-                Err(syssync_proto::ManifestError::UnknownKey(_))
-                | Err(syssync_proto::ManifestError::BadSignature) => {
-                    Err(RejectReason::BAD_SIGNATURE)
-                }
-                Err(_) => Err(RejectReason::MALFORMED),
-            };
+        // A rejected offer clears the job again.
+        let record = JobRecord::new(offer.job, Phase::Downloading);
+        let checked = match self.open_job(record, Some(&offer.manifest)) {
+            Ok(()) => self.check_manifest(now),
+            Err(ManifestError::UnknownKey(_)) | Err(ManifestError::BadSignature) => {
+                Err(RejectReason::BAD_SIGNATURE)
+            }
+            Err(_) => Err(RejectReason::MALFORMED),
+        };
         match checked {
             Ok(plan) => self.accept(now, offer, plan),
             Err(reason) => {
@@ -78,6 +68,41 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 self.reject(offer.job, reason);
             }
         }
+    }
+
+    /// Starts the job of `record`, with the manifest verified from `signed`
+    /// if there is one, and returns the result of that verification. After
+    /// an error the job has no manifest.
+    ///
+    /// The manifest is verified into the job in place, because each move of
+    /// its 1.5 KiB, out of a result or into the job, took another stack
+    /// copy. Offers and the restart after a reset both start jobs here.
+    #[inline(never)]
+    pub(super) fn open_job(
+        &mut self,
+        record: JobRecord,
+        signed: Option<&SignedManifest<'_>>,
+    ) -> Result<(), ManifestError> {
+        // Built with an empty manifest, which takes less code than inserting
+        // one afterwards. A job without a signed manifest drops it below.
+        let job = self.job.insert(ActiveJob {
+            record,
+            manifest: Some(Manifest::empty()),
+            pending: None,
+            staging_begun: false,
+            verify: None,
+            reset_window: None,
+            files_event: false,
+        });
+        let (Some(signed), Some(manifest)) = (signed, job.manifest.as_mut()) else {
+            job.manifest = None;
+            return Ok(());
+        };
+        let verified = signed.verify_into(&self.crypto, &self.config.trusted_keys, manifest);
+        if verified.is_err() {
+            job.manifest = None;
+        }
+        verified
     }
 
     /// Checks the verified manifest of the new job against the device, and
@@ -101,7 +126,9 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         if manifest.security_counter < self.status.security_floor {
             return Err(RejectReason::DOWNGRADE);
         }
-        let mut plain_space: u64 = 0;
+        // Summed in 32 bits: a sum that overflows is larger than any free
+        // space the store can report.
+        let mut plain_space: u32 = 0;
         let mut new_names = 0usize;
         let mut plan = Plan {
             fetch: 0,
@@ -123,18 +150,19 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                     // Matched by reference, because moving the file info
                     // out of the result copies each field.
                     let installed = self.store.find(file.name.as_str());
-                    match installed.as_ref().map_err(|_| RejectReason::TOO_LARGE)? {
-                        Some(info) if info.sha256 == file.sha256 && info.size == file.size => true,
-                        Some(_) => {
-                            plain_space += u64::from(self.store.space_needed(file.size));
-                            false
-                        }
+                    let unchanged = match installed.as_ref().map_err(|_| RejectReason::TOO_LARGE)? {
+                        Some(info) => info.sha256 == file.sha256 && info.size == file.size,
                         None => {
                             new_names += 1;
-                            plain_space += u64::from(self.store.space_needed(file.size));
                             false
                         }
+                    };
+                    if !unchanged {
+                        plain_space = plain_space
+                            .checked_add(self.store.space_needed(file.size))
+                            .ok_or(RejectReason::TOO_LARGE)?;
                     }
+                    unchanged
                 }
             };
             if unchanged {
@@ -148,7 +176,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             .store
             .free_space()
             .map_err(|_| RejectReason::TOO_LARGE)?;
-        if plain_space > u64::from(free) {
+        if plain_space > free {
             return Err(RejectReason::TOO_LARGE);
         }
         let installed = self
@@ -174,6 +202,9 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         u64::try_from(unix_ms).ok()
     }
 
+    // Inlined: handle_offer's two rejections then share one copy of the
+    // body, which is smaller than the function and its two calls.
+    #[inline(always)]
     fn reject(&mut self, job: JobId, reason: RejectReason) {
         self.push(Event::OfferRejected { job, reason });
         self.side_report = Some(JobReport {

@@ -25,7 +25,6 @@
 use syssync_proto::message::JobOutcome;
 use syssync_proto::{FailureCode, JobId, RejectReason, RevertReason};
 
-use crate::put;
 use crate::store::JOB_RECORD_LEN;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,9 +90,8 @@ impl JobRecord {
     }
 
     pub(crate) fn encode(record: Option<&JobRecord>) -> [u8; JOB_RECORD_LEN] {
-        let mut out = [0u8; JOB_RECORD_LEN];
         let Some(record) = record else {
-            return out;
+            return [0; JOB_RECORD_LEN];
         };
         let phase = match record.phase {
             Phase::Downloading => 1,
@@ -110,69 +108,80 @@ impl JobRecord {
             Some(JobOutcome::Rejected(reason)) => (4, reason.0),
             Some(JobOutcome::Cancelled) => (5, 0),
         };
-        // Bytes 0 to 21 as one array literal, built in registers: one copy
-        // instead of a call per field.
+        // No relocation encodes as zero bytes 22 to 35.
+        let (moving, relocation) = match record.relocation {
+            Some(relocation) => (1, relocation),
+            None => (
+                0,
+                Relocation {
+                    file: 0,
+                    sector: 0,
+                    len: 0,
+                    crc: 0,
+                },
+            ),
+        };
+        // The whole record is one array literal, built in the returned
+        // array, so no field needs a call and no partial record is copied.
         let [job_0, job_1, job_2, job_3] = record.job.0.to_le_bytes();
         let [offset_0, offset_1, offset_2, offset_3] = record.offset.to_le_bytes();
         let [done_0, done_1] = record.done.to_le_bytes();
         let [fetch_0, fetch_1] = record.fetch.to_le_bytes();
         let [bytes_0, bytes_1, bytes_2, bytes_3] = record.bytes_done.to_le_bytes();
         let [code_0, code_1] = code.to_le_bytes();
-        put(
-            &mut out,
+        let [sector_0, sector_1, sector_2, sector_3] = relocation.sector.to_le_bytes();
+        let [len_0, len_1, len_2, len_3] = relocation.len.to_le_bytes();
+        let [crc_0, crc_1, crc_2, crc_3] = relocation.crc.to_le_bytes();
+        [
+            job_0,
+            job_1,
+            job_2,
+            job_3,
+            phase,
+            record.file,
+            offset_0,
+            offset_1,
+            offset_2,
+            offset_3,
+            done_0,
+            done_1,
+            fetch_0,
+            fetch_1,
+            bytes_0,
+            bytes_1,
+            bytes_2,
+            bytes_3,
+            kind,
+            code_0,
+            code_1,
+            record.flags,
+            moving,
+            relocation.file,
+            sector_0,
+            sector_1,
+            sector_2,
+            sector_3,
+            len_0,
+            len_1,
+            len_2,
+            len_3,
+            crc_0,
+            crc_1,
+            crc_2,
+            crc_3,
             0,
-            &[
-                job_0,
-                job_1,
-                job_2,
-                job_3,
-                phase,
-                record.file,
-                offset_0,
-                offset_1,
-                offset_2,
-                offset_3,
-                done_0,
-                done_1,
-                fetch_0,
-                fetch_1,
-                bytes_0,
-                bytes_1,
-                bytes_2,
-                bytes_3,
-                kind,
-                code_0,
-                code_1,
-                record.flags,
-            ],
-        );
-        if let Some(relocation) = record.relocation {
-            // Bytes 22 to 35 as one array literal too.
-            let [sector_0, sector_1, sector_2, sector_3] = relocation.sector.to_le_bytes();
-            let [len_0, len_1, len_2, len_3] = relocation.len.to_le_bytes();
-            let [crc_0, crc_1, crc_2, crc_3] = relocation.crc.to_le_bytes();
-            put(
-                &mut out,
-                22,
-                &[
-                    1,
-                    relocation.file,
-                    sector_0,
-                    sector_1,
-                    sector_2,
-                    sector_3,
-                    len_0,
-                    len_1,
-                    len_2,
-                    len_3,
-                    crc_0,
-                    crc_1,
-                    crc_2,
-                    crc_3,
-                ],
-            );
-        }
-        out
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ]
     }
 
     pub(crate) fn decode(bytes: &[u8; JOB_RECORD_LEN]) -> Option<JobRecord> {

@@ -1,13 +1,10 @@
 //! Rebuilding the job after a reset from the journal and the boot status.
 
 use syssync_proto::message::JobOutcome;
-use syssync_proto::{
-    Crypto, FailureCode, JobId, Manifest, RevertReason, SignedManifest, TrustedKey,
-    MAX_MANIFEST_LEN,
-};
+use syssync_proto::{Crypto, FailureCode, JobId, RevertReason, SignedManifest, MAX_MANIFEST_LEN};
 
 use super::record::{JobRecord, Phase, FLAG_INSTALL_REPORTED};
-use super::{ActiveJob, Engine, Event, InitError};
+use super::{Engine, Event, InitError};
 use crate::boot::{BootControl, BootPhase};
 use crate::config::ConfirmPolicy;
 use crate::store::{FileStore, JOB_RECORD_LEN};
@@ -15,7 +12,7 @@ use crate::time::Instant;
 
 impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
     /// Rebuilds the job from the journal and the boot side's status after a reset.
-    // Out of line, like `load_manifest` (see "Code size" in the engine's module docs).
+    // Out of line, like `restore_manifest` (see "Code size" in the engine's module docs).
     #[inline(never)]
     pub(super) fn restore_job(&mut self, now: Instant) -> Result<(), InitError> {
         let mut bytes = [0u8; JOB_RECORD_LEN];
@@ -41,77 +38,75 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             Phase::Downloading | Phase::Committing | Phase::Staged
         );
         self.inventory_digest = None;
-        let job = self.job.insert(ActiveJob {
-            record,
-            manifest: None,
-            pending: None,
-            staging_begun: false,
-            verify: None,
-            reset_window: None,
-            files_event: false,
-        });
-        if needs_manifest {
-            // Decoded into the job in place: each move of the 1.5 KiB
-            // manifest took another stack copy.
-            let manifest = job.manifest.insert(Manifest::empty());
-            let trusted = &self.config.trusted_keys;
-            if !load_manifest(&mut self.store, &self.crypto, trusted, record.job, manifest) {
-                job.manifest = None;
-            }
-        }
-        if needs_manifest && self.job.as_ref().is_some_and(|job| job.manifest.is_none()) {
+        let restored = if needs_manifest {
+            self.restore_manifest(record)
+        } else {
+            self.open_job(record, None).is_ok()
+        };
+        if !restored {
             // The journal lost the manifest: nothing staged can be trusted.
             self.fail(FailureCode::FLASH_WRITE);
             return Ok(());
         }
         let id = record.job;
-        match record.phase {
-            Phase::Staged => match self.status.phase {
-                BootPhase::Trial => {
-                    if let Some(job) = self.job.as_mut() {
-                        job.record.phase = Phase::Trial;
-                        job.record.flags &= !FLAG_INSTALL_REPORTED;
-                        job.manifest = None;
-                    }
-                    self.persist();
-                    self.next_check_in = now;
+        let outcome = match (record.phase, self.status.phase) {
+            (Phase::Staged, BootPhase::Trial) => {
+                if let Some(job) = self.job.as_mut() {
+                    job.record.phase = Phase::Trial;
+                    job.record.flags &= !FLAG_INSTALL_REPORTED;
+                    job.manifest = None;
                 }
-                BootPhase::InstallRequested => self.push(Event::ResetWanted {
+                self.persist();
+                self.next_check_in = now;
+                return Ok(());
+            }
+            (Phase::Staged, BootPhase::InstallRequested) => {
+                self.push(Event::ResetWanted {
                     job: id,
                     not_before: None,
                     deadline: None,
-                }),
-                _ => {
-                    if let Some(reason) = self.status.last_revert {
-                        self.set_outcome(JobOutcome::Reverted(reason));
-                    } else if self.new_image_running() {
-                        self.set_outcome(JobOutcome::Installed);
+                });
+                return Ok(());
+            }
+            (Phase::Trial, BootPhase::RevertRequested) => {
+                JobOutcome::Reverted(RevertReason::APPLICATION_FAILURE)
+            }
+            // The install or the trial ended before the journal recorded its
+            // outcome, which the boot status now gives.
+            (Phase::Staged, _) | (Phase::Trial, BootPhase::Idle) => match self.status.last_revert {
+                Some(reason) => JobOutcome::Reverted(reason),
+                None if record.phase == Phase::Staged => {
+                    if self.new_image_running() {
+                        JobOutcome::Installed
                     } else {
-                        self.set_outcome(JobOutcome::Failed(FailureCode::INSTALL_REFUSED));
+                        JobOutcome::Failed(FailureCode::INSTALL_REFUSED)
                     }
                 }
-            },
-            Phase::Trial => match self.status.phase {
-                BootPhase::Trial | BootPhase::InstallRequested | BootPhase::Staging => {}
-                BootPhase::RevertRequested => {
-                    let reason = RevertReason::APPLICATION_FAILURE;
-                    self.set_outcome(JobOutcome::Reverted(reason));
+                None if self.config.confirm_policy == ConfirmPolicy::Server => {
+                    // Confirmed just before a reset that lost the journal update.
+                    self.clear_job();
+                    self.push(Event::Confirmed { job: id });
+                    return Ok(());
                 }
-                BootPhase::Idle => {
-                    if let Some(reason) = self.status.last_revert {
-                        self.set_outcome(JobOutcome::Reverted(reason));
-                    } else if self.config.confirm_policy == ConfirmPolicy::Server {
-                        // Confirmed just before a reset that lost the journal update.
-                        self.clear_job();
-                        self.push(Event::Confirmed { job: id });
-                    } else {
-                        self.set_outcome(JobOutcome::Installed);
-                    }
-                }
+                None => JobOutcome::Installed,
             },
-            Phase::Downloading | Phase::Committing | Phase::Reporting => {}
-        }
+            _ => return Ok(()),
+        };
+        self.set_outcome(outcome);
         Ok(())
+    }
+
+    /// Starts the job of `record` with its stored manifest, and returns
+    /// whether that manifest was there and verified.
+    // Out of line because of its 1.5 KiB body buffer (see "Code size" in
+    // the engine's module docs).
+    #[inline(never)]
+    fn restore_manifest(&mut self, record: JobRecord) -> bool {
+        let mut body = [0u8; MAX_MANIFEST_LEN];
+        let signed = stored_manifest(&mut self.store, record.job, &mut body);
+        // The copy on flash is checked like an offer: flash is input too.
+        let verified = self.open_job(record, signed.as_ref());
+        signed.is_some() && verified.is_ok()
     }
 
     /// Checks whether the running image is the application image of the
@@ -158,26 +153,6 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             deadline: None,
         });
     }
-}
-
-/// Reads the stored manifest of job `id` into `manifest` and returns whether
-/// it was there and verified.
-// Out of line because of its 1.5 KiB body buffer (see "Code size" in the
-// engine's module docs).
-#[inline(never)]
-fn load_manifest<S: FileStore, C: Crypto>(
-    store: &mut S,
-    crypto: &C,
-    trusted: &[TrustedKey],
-    id: JobId,
-    manifest: &mut Manifest,
-) -> bool {
-    let mut body = [0u8; MAX_MANIFEST_LEN];
-    let Some(signed) = stored_manifest(store, id, &mut body) else {
-        return false;
-    };
-    // The copy on flash is checked like an offer: flash is input too.
-    signed.verify_into(crypto, trusted, manifest).is_ok()
 }
 
 /// Reads the stored signed manifest of job `id`, with its body in `body`,
