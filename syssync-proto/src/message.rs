@@ -72,7 +72,24 @@ impl MessageType {
 
     /// Looks up a type byte; `None` for an unregistered value.
     pub fn from_u8(value: u8) -> Option<Self> {
-        Self::ALL.into_iter().find(|kind| *kind as u8 == value)
+        // A match compiles to a range check and a table, without the copy of
+        // `ALL` on the stack that a search through it takes.
+        Some(match value {
+            0x01 => MessageType::CheckIn,
+            0x02 => MessageType::InventoryReport,
+            0x03 => MessageType::ChunkRequest,
+            0x04 => MessageType::JobReport,
+            0x05 => MessageType::RegistrationRequest,
+            0x81 => MessageType::Idle,
+            0x82 => MessageType::InventoryRequest,
+            0x83 => MessageType::JobOffer,
+            0x84 => MessageType::Chunk,
+            0x85 => MessageType::Confirm,
+            0x86 => MessageType::Cancel,
+            0x87 => MessageType::RegistrationResult,
+            0x88 => MessageType::Refusal,
+            _ => return None,
+        })
     }
 
     /// Returns `true` for types that travel from a device to the server.
@@ -471,5 +488,22 @@ impl<'a> ServerMessage<'a> {
 
     pub(crate) fn decode_body(kind: MessageType, body: &'a [u8]) -> Result<Self, BodyError> {
         codec::decode_server_message(kind, body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MessageType;
+
+    #[test]
+    fn type_byte_lookup_matches_the_registry() {
+        // Proves that `from_u8` accepts exactly the bytes of `ALL`, each as
+        // its own type, and rejects every other byte.
+        for byte in 0..=u8::MAX {
+            let expected = MessageType::ALL
+                .into_iter()
+                .find(|kind| *kind as u8 == byte);
+            assert_eq!(MessageType::from_u8(byte), expected, "byte {byte:#04x}");
+        }
     }
 }
