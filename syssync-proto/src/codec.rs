@@ -460,18 +460,10 @@ pub(crate) fn encode_check_in(writer: &mut Writer<'_>, check_in: &CheckIn) {
     }
 }
 
-/// The order in which [`encode_inventory`] writes the files.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FileOrder {
-    /// As the inventory lists them.
-    AsListed,
-    /// Sorted by name as [`Inventory::normalize`] sorts them, without
-    /// changing or copying the inventory.
-    ByName,
-}
-
-/// Encodes an inventory with its files in `order`.
-pub(crate) fn encode_inventory(writer: &mut Writer<'_>, inventory: &Inventory, order: FileOrder) {
+/// Encodes an inventory with its files sorted by name, as
+/// [`Inventory::normalize`] sorts them, whatever their order in `inventory`.
+/// It sorts indices, so the inventory is neither changed nor copied.
+pub(crate) fn encode_inventory(writer: &mut Writer<'_>, inventory: &Inventory) {
     writer.bytes(inventory.target.as_bytes());
     let InstalledApplication {
         version,
@@ -489,16 +481,14 @@ pub(crate) fn encode_inventory(writer: &mut Writer<'_>, inventory: &Inventory, o
     for (index, slot) in indices.iter_mut().enumerate() {
         *slot = index as u8;
     }
-    if order == FileOrder::ByName {
-        // The insertion sort of `Inventory::normalize`, on indices: equal
-        // names keep their order, so the bytes equal those of a normalized copy.
-        let name = |index: u8| files[usize::from(index)].name.as_bytes();
-        for next in 1..indices.len() {
-            let mut at = next;
-            while at > 0 && name(indices[at - 1]) > name(indices[at]) {
-                indices.swap(at - 1, at);
-                at -= 1;
-            }
+    // The insertion sort of `Inventory::normalize`, on indices: equal names
+    // keep their order, so the bytes equal those of a normalized copy.
+    let name = |index: u8| files[usize::from(index)].name.as_bytes();
+    for next in 1..indices.len() {
+        let mut at = next;
+        while at > 0 && name(indices[at - 1]) > name(indices[at]) {
+            indices.swap(at - 1, at);
+            at -= 1;
         }
     }
     writer.varint(files.len() as u64);

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{self, FileOrder, HashSink, Writer};
+use crate::codec::{self, HashSink, Writer};
 use crate::codes::{FailureCode, RefusalCode, RejectReason, RevertReason};
 use crate::crypto::{Crypto, Sha256Hasher};
 use crate::error::BodyError;
@@ -233,7 +233,7 @@ impl Inventory {
         let mut hasher = crypto.sha256_start();
         hasher.update(INVENTORY_DIGEST_CONTEXT);
         let mut sink = HashSink(hasher);
-        codec::encode_inventory(&mut Writer::new(&mut sink), self, FileOrder::ByName);
+        codec::encode_inventory(&mut Writer::new(&mut sink), self);
         let digest = sink.0.finalize();
         let mut short = [0u8; 8];
         short.copy_from_slice(&digest[..8]);
@@ -372,7 +372,8 @@ pub struct Refusal {
 pub enum DeviceMessage {
     /// Periodic check-in.
     CheckIn(CheckIn),
-    /// Full inventory, on the server's request.
+    /// Full inventory, on the server's request. Its files are encoded sorted
+    /// by name, as a receiver requires, in whatever order the value lists them.
     InventoryReport(Inventory),
     /// Request for a chunk of a file.
     ChunkRequest(ChunkRequest),
@@ -418,9 +419,7 @@ impl DeviceMessage {
     pub(crate) fn encode_body(&self, writer: &mut Writer<'_>) {
         match self {
             DeviceMessage::CheckIn(body) => codec::encode_check_in(writer, body),
-            DeviceMessage::InventoryReport(body) => {
-                codec::encode_inventory(writer, body, FileOrder::AsListed)
-            }
+            DeviceMessage::InventoryReport(body) => codec::encode_inventory(writer, body),
             DeviceMessage::ChunkRequest(body) => codec::encode_chunk_request(writer, body),
             DeviceMessage::JobReport(body) => codec::encode_job_report(writer, body),
             DeviceMessage::RegistrationRequest(body) => {

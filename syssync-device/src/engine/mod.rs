@@ -933,12 +933,16 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
     pub fn inventory(&mut self) -> Inventory {
         let mut inventory = Inventory::empty();
         self.read_inventory(&mut inventory);
+        inventory.normalize();
         inventory
     }
 
     /// Builds the inventory into `inventory` and returns whether every read
     /// succeeded. It fills the caller's value, because each move of the
     /// 2.4 KiB inventory through a return value took another stack copy.
+    ///
+    /// The files are in the store's order: the digest and the inventory
+    /// report encode them sorted by name without sorting the inventory.
     fn read_inventory(&mut self, inventory: &mut Inventory) -> bool {
         let mut clean = self.refresh_status();
         let application = self.status.running.map_or(
@@ -973,7 +977,6 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 }
             }
         }
-        inventory.normalize();
         clean
     }
 
