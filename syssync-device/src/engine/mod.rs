@@ -695,7 +695,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             Request::CheckIn => self.inventory_digest(),
             _ => [0; 8],
         };
-        let len = self.encode_request(request, counter, digest, buf)?;
+        let len = self.encode_request(&request, counter, digest, buf)?;
         self.outstanding = Some(Outstanding {
             counter,
             request,
@@ -710,7 +710,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
     #[inline(never)]
     fn encode_request(
         &mut self,
-        request: Request,
+        request: &Request,
         counter: u32,
         digest: [u8; 8],
         buf: &mut [u8],
@@ -865,8 +865,8 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         })
     }
 
-    fn build_message(&mut self, request: Request, digest: [u8; 8]) -> DeviceMessage {
-        match request {
+    fn build_message(&mut self, request: &Request, digest: [u8; 8]) -> DeviceMessage {
+        match *request {
             Request::Registration => DeviceMessage::RegistrationRequest(RegistrationRequest {
                 account: self.registration.unwrap_or(AccountId(0)),
                 target: self.target.clone(),
