@@ -90,9 +90,19 @@ impl<'a> Reader<'a> {
     /// Like postcard, it accepts non-minimal encodings, and rejects an
     /// encoding longer than `ceil(bits / 7)` bytes or a last byte with bits
     /// beyond the type's width.
+    // Always inlined, so that the limits are constants at each caller and
+    // the shared loop below does no division.
+    #[inline(always)]
     fn varint(&mut self, bits: u32) -> u64 {
         let max_len = bits.div_ceil(7);
         let last_max = (1u16 << (bits - 7 * (max_len - 1))) - 1;
+        self.varint_within(max_len, last_max)
+    }
+
+    /// Reads a varint of at most `max_len` bytes whose last byte, if it is
+    /// byte `max_len`, is at most `last_max`.
+    #[inline(never)]
+    fn varint_within(&mut self, max_len: u32, last_max: u16) -> u64 {
         let mut value = 0u64;
         // 2^(7 * index): a multiplication by it takes less code on 32-bit
         // targets than a 64-bit shift by a variable amount. Bits beyond 64
