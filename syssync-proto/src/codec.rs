@@ -404,31 +404,17 @@ pub(crate) fn decode_server_message(
             interval_s: reader.u32(),
         }),
         MessageType::InventoryRequest => ServerMessage::InventoryRequest,
-        MessageType::JobOffer => {
-            let job = reader.job();
-            let reset_window = reader.option().then(|| ResetWindow {
+        MessageType::JobOffer => ServerMessage::JobOffer(JobOffer {
+            job: reader.job(),
+            reset_window: reader.option().then(|| ResetWindow {
                 opens_in_s: reader.u32(),
                 closes_in_s: reader.u32(),
-            });
-            let manifest = decode_signed_manifest(&mut reader);
-            reader.finish()?;
-            if manifest.body.len() > MAX_MANIFEST_LEN {
-                return Err(BodyError::LimitExceeded);
-            }
-            return Ok(ServerMessage::JobOffer(JobOffer {
-                job,
-                reset_window,
-                manifest,
-            }));
-        }
-        MessageType::Chunk => {
-            let data = reader.bytes();
-            reader.finish()?;
-            if data.len() > MAX_CHUNK_LEN {
-                return Err(BodyError::LimitExceeded);
-            }
-            return Ok(ServerMessage::Chunk(Chunk { data }));
-        }
+            }),
+            manifest: decode_signed_manifest(&mut reader),
+        }),
+        MessageType::Chunk => ServerMessage::Chunk(Chunk {
+            data: reader.bytes(),
+        }),
         MessageType::Confirm => ServerMessage::Confirm(Confirm { job: reader.job() }),
         MessageType::Cancel => ServerMessage::Cancel(Cancel { job: reader.job() }),
         MessageType::RegistrationResult => ServerMessage::RegistrationResult(RegistrationResult {
@@ -439,6 +425,16 @@ pub(crate) fn decode_server_message(
         _ => return Err(BodyError::BadTag),
     };
     reader.finish()?;
+    // Checked after the whole body has decoded, so that a decoding error
+    // comes first, as on the serde path.
+    let too_long = match &message {
+        ServerMessage::JobOffer(offer) => offer.manifest.body.len() > MAX_MANIFEST_LEN,
+        ServerMessage::Chunk(chunk) => chunk.data.len() > MAX_CHUNK_LEN,
+        _ => false,
+    };
+    if too_long {
+        return Err(BodyError::LimitExceeded);
+    }
     Ok(message)
 }
 
