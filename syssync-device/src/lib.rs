@@ -224,7 +224,7 @@
 //!
 //! | item | bytes |
 //! |---|---|
-//! | `Engine` (the decoded manifest takes 1576 of them) | 3408 |
+//! | `Engine` (the decoded manifest takes 1576 of them) | 3392 |
 //! | of which `RollbackFsmBoot` | 452 |
 //! | of which `NorFileStore` | 36 plus the flash driver |
 //! | transmit buffer passed to `poll_transmit` | up to 4160 (an inventory report takes about 2.4 KiB; a chunk request 30 bytes) |

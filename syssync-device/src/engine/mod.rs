@@ -27,7 +27,6 @@ mod restore;
 
 use core::mem::MaybeUninit;
 
-use heapless::Deque;
 use syssync_proto::frame::{derive_device_key, encode_uplink, Binding, Frame};
 use syssync_proto::message::{
     CheckIn, ChunkRequest, DeviceMessage, InstalledApplication, Inventory, JobOutcome, JobProgress,
@@ -54,6 +53,9 @@ pub const COUNTER_BLOCK: u32 = 256;
 
 /// Maximum number of undrained events; the oldest is dropped when it is full.
 pub const EVENT_CAPACITY: usize = 16;
+
+// The engine counts its undrained events in a `u8`.
+const _: () = assert!(EVENT_CAPACITY > 0 && EVENT_CAPACITY <= u8::MAX as usize);
 
 /// News for the application, drained with [`Engine::poll_event`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -286,7 +288,12 @@ pub struct Engine<B, S: FileStore, C: Crypto> {
     inventory_digest: Option<[u8; 8]>,
     side_report: Option<JobReport>,
     job: Option<ActiveJob<S::Handle, C::Sha256>>,
-    events: Deque<Event, EVENT_CAPACITY>,
+    /// Undrained events, oldest first: a ring of `event_count` events from
+    /// index `event_head`. A plain array takes less code than
+    /// `heapless::Deque`, whose `push_back` copies each event twice.
+    events: [Event; EVENT_CAPACITY],
+    event_head: u8,
+    event_count: u8,
     last_now: Instant,
     storage_failures: u8,
     /// Instant at which an image still on trial is given up, set when the
@@ -493,7 +500,10 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
             inventory_digest: None,
             side_report: None,
             job: None,
-            events: Deque::new(),
+            // The slots' contents are never read before they are written.
+            events: [Event::NetworkWanted; EVENT_CAPACITY],
+            event_head: 0,
+            event_count: 0,
             last_now: now,
             storage_failures: 0,
             trial_deadline: None,
@@ -765,7 +775,14 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
 
     /// Returns the next event for the application.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        if self.event_count == 0 {
+            return None;
+        }
+        let head = usize::from(self.event_head);
+        let event = self.events[head % EVENT_CAPACITY];
+        self.event_head = ((head + 1) % EVENT_CAPACITY) as u8;
+        self.event_count -= 1;
+        Some(event)
     }
 
     /// Returns when [`handle_timeout`](Self::handle_timeout) should be called
@@ -811,11 +828,16 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
 
     fn push(&mut self, event: Event) {
         log_event(&event);
-        if self.events.is_full() {
-            self.events.pop_front();
+        let head = usize::from(self.event_head);
+        let count = usize::from(self.event_count);
+        // The slot after the newest event, which is the oldest one's slot
+        // when the ring is full: that event is dropped.
+        self.events[(head + count) % EVENT_CAPACITY] = event;
+        if count == EVENT_CAPACITY {
+            self.event_head = ((head + 1) % EVENT_CAPACITY) as u8;
+        } else {
+            self.event_count += 1;
         }
-        // Cannot fail: a slot was freed above if the queue was full.
-        let _ = self.events.push_back(event);
     }
 
     /// Pushes [`Event::StorageFailed`].
