@@ -264,18 +264,20 @@ impl<'s> Writer<'s> {
     /// Writes the minimal varint of `value`, as postcard does for every
     /// unsigned integer type.
     fn varint(&mut self, mut value: u64) {
+        // A `u64` takes at most ten 7-bit groups, so the loop ends at the
+        // tenth slot at the latest. Iterating over the slots instead of
+        // indexing keeps a bounds check with a panic path out of the code.
         let mut buf = [0u8; 10];
         let mut len = 0;
-        loop {
+        for slot in buf.iter_mut() {
             let byte = (value & 0x7F) as u8;
             value >>= 7;
+            len += 1;
             if value == 0 {
-                buf[len] = byte;
-                len += 1;
+                *slot = byte;
                 break;
             }
-            buf[len] = byte | 0x80;
-            len += 1;
+            *slot = byte | 0x80;
         }
         self.raw(&buf[..len]);
     }

@@ -127,11 +127,14 @@ fn seal<C: Crypto + ?Sized>(
     out: &mut [u8],
     body_end: usize,
 ) -> Result<usize, EncodeError> {
-    let total = body_end + TAG_LEN + CRC_LEN;
-    let frame = out.get_mut(..total).ok_or(EncodeError::BufferTooSmall)?;
-    if total > MAX_FRAME_LEN {
+    // Every caller writes its body into `body_space`, so neither check
+    // below fails. The limit is checked first, because then the compiler
+    // knows that `total` does not wrap and that the splits cannot fail.
+    if body_end > MAX_FRAME_LEN - TAG_LEN - CRC_LEN {
         return Err(EncodeError::LimitExceeded);
     }
+    let total = body_end + TAG_LEN + CRC_LEN;
+    let frame = out.get_mut(..total).ok_or(EncodeError::BufferTooSmall)?;
     // Split off the trailer's fields as arrays, so that neither write has a
     // bounds check that could panic.
     let (covered, crc) = frame
