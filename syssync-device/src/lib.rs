@@ -236,9 +236,9 @@
 //! construction and when staging starts; `RollbackFsmBoot` adds the encoded
 //! signed manifest (up to 1603 bytes) to the latter. In the Cortex-M4 size
 //! probe of `benches/footprint`, upper bounds computed from the disassembly
-//! are 9,260 bytes from [`Engine::new_in`], reached while it restores a job
-//! and verifies its stored manifest, 4,788 from
-//! [`handle_frame`](Engine::handle_frame) and 4,556 from
+//! are 9,244 bytes from [`Engine::new_in`], reached while it restores a job
+//! and verifies its stored manifest, 4,772 from
+//! [`handle_frame`](Engine::handle_frame) and 4,548 from
 //! [`poll_transmit`](Engine::poll_transmit); the caller's frame adds to
 //! them (`bash benches/footprint.sh` prints the deepest path from `main`).
 //! The probe gives both frame buffers the full 4160 bytes.
