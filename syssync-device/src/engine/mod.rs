@@ -620,11 +620,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         self.trial_deadline = None;
         if let Some(id) = self.job.as_ref().map(|job| job.record.job) {
             self.set_outcome(JobOutcome::Reverted(reason));
-            self.push(Event::ResetWanted {
-                job: id,
-                not_before: None,
-                deadline: None,
-            });
+            self.push_reset_wanted(id);
         }
         true
     }
@@ -838,6 +834,18 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         } else {
             self.event_count += 1;
         }
+    }
+
+    /// Pushes [`Event::ResetWanted`] for job `job` without a reset window.
+    // Out of line, because building the event at each caller costs more code
+    // than the call.
+    #[inline(never)]
+    fn push_reset_wanted(&mut self, job: JobId) {
+        self.push(Event::ResetWanted {
+            job,
+            not_before: None,
+            deadline: None,
+        });
     }
 
     /// Pushes [`Event::StorageFailed`].
@@ -1236,11 +1244,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                         self.refresh_status();
                     }
                     self.set_outcome(JobOutcome::Cancelled);
-                    self.push(Event::ResetWanted {
-                        job: id,
-                        not_before: None,
-                        deadline: None,
-                    });
+                    self.push_reset_wanted(id);
                 }
                 Phase::Reporting => {}
             },

@@ -76,11 +76,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                     self.persist();
                     self.next_check_in = now;
                 }
-                BootPhase::InstallRequested => self.push(Event::ResetWanted {
-                    job: id,
-                    not_before: None,
-                    deadline: None,
-                }),
+                BootPhase::InstallRequested => self.push_reset_wanted(id),
                 _ => {
                     if let Some(reason) = self.status.last_revert {
                         self.set_outcome(JobOutcome::Reverted(reason));
@@ -152,11 +148,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         if !self.end_trial(false) {
             return;
         }
-        self.push(Event::ResetWanted {
-            job: id,
-            not_before: None,
-            deadline: None,
-        });
+        self.push_reset_wanted(id);
     }
 }
 
