@@ -74,6 +74,9 @@ pub struct Config {
 /// Why a configuration was rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+// A word-sized tag puts the fields at word offsets, which takes less code
+// to build and copy on 32-bit targets (see `Event`).
+#[repr(u32)]
 pub enum ConfigError {
     /// No trusted release key, or more than [`MAX_TRUSTED_KEYS`].
     TrustedKeys,

@@ -224,7 +224,7 @@
 //!
 //! | item | bytes |
 //! |---|---|
-//! | `Engine` (the decoded manifest takes 1576 of them) | 3408 |
+//! | `Engine` (the decoded manifest takes 1576 of them) | 3392 |
 //! | of which `RollbackFsmBoot` | 452 |
 //! | of which `NorFileStore` | 36 plus the flash driver |
 //! | transmit buffer passed to `poll_transmit` | up to 4160 (an inventory report takes about 2.4 KiB; a chunk request 30 bytes) |
@@ -236,8 +236,8 @@
 //! construction and when staging starts; `RollbackFsmBoot` adds the encoded
 //! signed manifest (up to 1603 bytes) to the latter. In the Cortex-M4 size
 //! probe of `benches/footprint`, upper bounds computed from the disassembly
-//! are 9,524 bytes from [`Engine::new`], reached while it restores a job and
-//! verifies its stored manifest, 4,756 from
+//! are 9,244 bytes from [`Engine::new_in`], reached while it restores a job
+//! and verifies its stored manifest, 4,772 from
 //! [`handle_frame`](Engine::handle_frame) and 4,548 from
 //! [`poll_transmit`](Engine::poll_transmit); the caller's frame adds to
 //! them (`bash benches/footprint.sh` prints the deepest path from `main`).
@@ -246,12 +246,11 @@
 //! A firmware that keeps the engine in a static should start it uninitialised
 //! (`MaybeUninit`, or a crate such as `static_cell`), which puts it in `.bss`.
 //! An `Option<Engine>` that starts as `None` goes in `.data`, and its initial
-//! value then takes the engine's size in flash as well. Write the engine
-//! into the static straight from the `Result` of [`Engine::new`]
-//! (`Ok(engine) => STATIC.write(engine)` in a `match`). In the size probe,
-//! binding it with `let` first took 3,344 more bytes in `main`'s frame. The
-//! frame still contains the `Result` itself, and `Engine::new` builds the
-//! engine in its own frame before it returns it.
+//! value then takes the engine's size in flash as well. Build the engine in
+//! the static with [`Engine::new_in`]. With [`Engine::new`] the caller's
+//! frame contains the `Result` with the whole engine in it, so in the size
+//! probe `main`'s frame was 3.4 KiB larger. Binding the engine with `let`
+//! before writing it into the static added 3,344 bytes more.
 //!
 //! # Panics
 //!

@@ -301,3 +301,28 @@ fn server_interval_clamped() {
         "next check-in in {waited} ms"
     );
 }
+
+#[test]
+fn full_event_queue_drops_oldest() {
+    // Proves that undrained events beyond `EVENT_CAPACITY` push out the
+    // oldest ones: after 20 rejected frames the application reads the last
+    // 16 rejections, in the order they arrived.
+    let mut world = World::new();
+    let now = world.now;
+    let device = world.device_mut();
+    while device.poll_event().is_some() {}
+    let lengths = (1..=20).map(|extra| MAX_FRAME_LEN + extra);
+    for len in lengths.clone() {
+        device.handle_frame(now, &vec![0; len]);
+    }
+
+    let mut received = Vec::new();
+    while let Some(event) = device.poll_event() {
+        received.push(event);
+    }
+    let expected: Vec<Event> = lengths
+        .skip(20 - syssync_device::EVENT_CAPACITY)
+        .map(|len| Event::FrameRejected(FrameError::TooLong { len }))
+        .collect();
+    assert_eq!(received, expected);
+}

@@ -5,9 +5,11 @@ mod common;
 
 use common::*;
 use syssync_device::boot::setting;
-use syssync_device::{BootPhase, ConfirmPolicy, Event};
+use syssync_device::{BootPhase, ConfirmPolicy, Engine, Event, NorFileStore};
+use syssync_proto::frame::Frame;
+use syssync_proto::message::DeviceMessage;
 use syssync_proto::message::JobOutcome;
-use syssync_proto::{JobId, RustCrypto, SignedManifest, Version};
+use syssync_proto::{JobId, RustCrypto, SignedManifest, Version, MAX_FRAME_LEN};
 
 #[test]
 fn full_update_confirmed_by_server() {
@@ -279,4 +281,43 @@ fn automatic_registration_then_update() {
         world.model().settings.get(&setting::DEVICE_KEY),
         Some(&key.0.to_vec())
     );
+}
+
+#[test]
+fn engine_built_in_place_resumes_download() {
+    // Proves that `Engine::new_in` restores a job after a reset as
+    // `Engine::new` does: the engine it writes into a `MaybeUninit` requests
+    // the next chunk of the interrupted download, not for the first.
+    let mut world = World::new();
+    world.server.assign(1, standard_release());
+    assert!(world.run_until(2_000, |w| w.server.chunk_requests.len() >= 3));
+    let (file, offset, length) = *world.server.chunk_requests.last().unwrap();
+
+    let (boot, store) = world.device.take().unwrap().into_parts();
+    let store = NorFileStore::new(store.into_inner(), 1).unwrap();
+    let now = world.now + syssync_device::Duration(5_000);
+    let mut slot = Box::new(core::mem::MaybeUninit::<Device>::uninit());
+    let device = Engine::new_in(
+        &mut slot,
+        world.config.clone(),
+        boot,
+        store,
+        RustCrypto,
+        now,
+        7,
+    )
+    .unwrap();
+    device.set_network(now, true);
+    device.handle_timeout(now);
+
+    let mut buf = vec![0u8; MAX_FRAME_LEN];
+    let len = device.poll_transmit(now, &mut buf).unwrap();
+    let frame = Frame::parse(&buf[..len]).unwrap();
+    let (_, message) = frame.open_uplink(&RustCrypto, &KEY).unwrap();
+    let DeviceMessage::ChunkRequest(request) = message else {
+        panic!("expected a chunk request, got {message:?}");
+    };
+    assert_eq!(request.job, JobId(1));
+    assert_eq!(request.file, file);
+    assert_eq!(request.offset, offset + u32::from(length));
 }

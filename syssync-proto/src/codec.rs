@@ -90,9 +90,19 @@ impl<'a> Reader<'a> {
     /// Like postcard, it accepts non-minimal encodings, and rejects an
     /// encoding longer than `ceil(bits / 7)` bytes or a last byte with bits
     /// beyond the type's width.
+    // Always inlined, so that the limits are constants at each caller and
+    // the shared loop below does no division.
+    #[inline(always)]
     fn varint(&mut self, bits: u32) -> u64 {
         let max_len = bits.div_ceil(7);
         let last_max = (1u16 << (bits - 7 * (max_len - 1))) - 1;
+        self.varint_within(max_len, last_max)
+    }
+
+    /// Reads a varint of at most `max_len` bytes whose last byte, if it is
+    /// byte `max_len`, is at most `last_max`.
+    #[inline(never)]
+    fn varint_within(&mut self, max_len: u32, last_max: u16) -> u64 {
         let mut value = 0u64;
         // 2^(7 * index): a multiplication by it takes less code on 32-bit
         // targets than a 64-bit shift by a variable amount. Bits beyond 64
@@ -254,18 +264,20 @@ impl<'s> Writer<'s> {
     /// Writes the minimal varint of `value`, as postcard does for every
     /// unsigned integer type.
     fn varint(&mut self, mut value: u64) {
+        // A `u64` takes at most ten 7-bit groups, so the loop ends at the
+        // tenth slot at the latest. Iterating over the slots instead of
+        // indexing keeps a bounds check with a panic path out of the code.
         let mut buf = [0u8; 10];
         let mut len = 0;
-        loop {
+        for slot in buf.iter_mut() {
             let byte = (value & 0x7F) as u8;
             value >>= 7;
+            len += 1;
             if value == 0 {
-                buf[len] = byte;
-                len += 1;
+                *slot = byte;
                 break;
             }
-            buf[len] = byte | 0x80;
-            len += 1;
+            *slot = byte | 0x80;
         }
         self.raw(&buf[..len]);
     }
@@ -394,31 +406,17 @@ pub(crate) fn decode_server_message(
             interval_s: reader.u32(),
         }),
         MessageType::InventoryRequest => ServerMessage::InventoryRequest,
-        MessageType::JobOffer => {
-            let job = reader.job();
-            let reset_window = reader.option().then(|| ResetWindow {
+        MessageType::JobOffer => ServerMessage::JobOffer(JobOffer {
+            job: reader.job(),
+            reset_window: reader.option().then(|| ResetWindow {
                 opens_in_s: reader.u32(),
                 closes_in_s: reader.u32(),
-            });
-            let manifest = decode_signed_manifest(&mut reader);
-            reader.finish()?;
-            if manifest.body.len() > MAX_MANIFEST_LEN {
-                return Err(BodyError::LimitExceeded);
-            }
-            return Ok(ServerMessage::JobOffer(JobOffer {
-                job,
-                reset_window,
-                manifest,
-            }));
-        }
-        MessageType::Chunk => {
-            let data = reader.bytes();
-            reader.finish()?;
-            if data.len() > MAX_CHUNK_LEN {
-                return Err(BodyError::LimitExceeded);
-            }
-            return Ok(ServerMessage::Chunk(Chunk { data }));
-        }
+            }),
+            manifest: decode_signed_manifest(&mut reader),
+        }),
+        MessageType::Chunk => ServerMessage::Chunk(Chunk {
+            data: reader.bytes(),
+        }),
         MessageType::Confirm => ServerMessage::Confirm(Confirm { job: reader.job() }),
         MessageType::Cancel => ServerMessage::Cancel(Cancel { job: reader.job() }),
         MessageType::RegistrationResult => ServerMessage::RegistrationResult(RegistrationResult {
@@ -429,6 +427,16 @@ pub(crate) fn decode_server_message(
         _ => return Err(BodyError::BadTag),
     };
     reader.finish()?;
+    // Checked after the whole body has decoded, so that a decoding error
+    // comes first, as on the serde path.
+    let too_long = match &message {
+        ServerMessage::JobOffer(offer) => offer.manifest.body.len() > MAX_MANIFEST_LEN,
+        ServerMessage::Chunk(chunk) => chunk.data.len() > MAX_CHUNK_LEN,
+        _ => false,
+    };
+    if too_long {
+        return Err(BodyError::LimitExceeded);
+    }
     Ok(message)
 }
 
@@ -460,18 +468,10 @@ pub(crate) fn encode_check_in(writer: &mut Writer<'_>, check_in: &CheckIn) {
     }
 }
 
-/// The order in which [`encode_inventory`] writes the files.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FileOrder {
-    /// As the inventory lists them.
-    AsListed,
-    /// Sorted by name as [`Inventory::normalize`] sorts them, without
-    /// changing or copying the inventory.
-    ByName,
-}
-
-/// Encodes an inventory with its files in `order`.
-pub(crate) fn encode_inventory(writer: &mut Writer<'_>, inventory: &Inventory, order: FileOrder) {
+/// Encodes an inventory with its files sorted by name, as
+/// [`Inventory::normalize`] sorts them, whatever their order in `inventory`.
+/// It sorts indices, so the inventory is neither changed nor copied.
+pub(crate) fn encode_inventory(writer: &mut Writer<'_>, inventory: &Inventory) {
     writer.bytes(inventory.target.as_bytes());
     let InstalledApplication {
         version,
@@ -489,16 +489,14 @@ pub(crate) fn encode_inventory(writer: &mut Writer<'_>, inventory: &Inventory, o
     for (index, slot) in indices.iter_mut().enumerate() {
         *slot = index as u8;
     }
-    if order == FileOrder::ByName {
-        // The insertion sort of `Inventory::normalize`, on indices: equal
-        // names keep their order, so the bytes equal those of a normalized copy.
-        let name = |index: u8| files[usize::from(index)].name.as_bytes();
-        for next in 1..indices.len() {
-            let mut at = next;
-            while at > 0 && name(indices[at - 1]) > name(indices[at]) {
-                indices.swap(at - 1, at);
-                at -= 1;
-            }
+    // The insertion sort of `Inventory::normalize`, on indices: equal names
+    // keep their order, so the bytes equal those of a normalized copy.
+    let name = |index: u8| files[usize::from(index)].name.as_bytes();
+    for next in 1..indices.len() {
+        let mut at = next;
+        while at > 0 && name(indices[at - 1]) > name(indices[at]) {
+            indices.swap(at - 1, at);
+            at -= 1;
         }
     }
     writer.varint(files.len() as u64);

@@ -59,6 +59,10 @@ impl From<postcard::Error> for BodyError {
 /// Error parsing, authenticating or decoding a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
+// A word-sized tag puts the fields at word offsets: on a Cortex-M4 the
+// device's engine, which builds and copies these errors in its events,
+// took 32 bytes less code in the size probe of `benches/footprint`.
+#[repr(u32)]
 pub enum FrameError {
     /// Shorter than the smallest frame (version, type, tag and CRC).
     TooShort {

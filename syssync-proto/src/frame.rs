@@ -127,20 +127,27 @@ fn seal<C: Crypto + ?Sized>(
     out: &mut [u8],
     body_end: usize,
 ) -> Result<usize, EncodeError> {
-    let total = body_end + TAG_LEN + CRC_LEN;
-    if total > out.len() {
-        return Err(EncodeError::BufferTooSmall);
-    }
-    if total > MAX_FRAME_LEN {
+    // Every caller writes its body into `body_space`, so neither check
+    // below fails. The limit is checked first, because then the compiler
+    // knows that `total` does not wrap and that the splits cannot fail.
+    if body_end > MAX_FRAME_LEN - TAG_LEN - CRC_LEN {
         return Err(EncodeError::LimitExceeded);
     }
-    let tag = match key {
-        Some(key) => compute_tag(crypto, key, direction, binding, &out[..body_end]),
+    let total = body_end + TAG_LEN + CRC_LEN;
+    let frame = out.get_mut(..total).ok_or(EncodeError::BufferTooSmall)?;
+    // Split off the trailer's fields as arrays, so that neither write has a
+    // bounds check that could panic.
+    let (covered, crc) = frame
+        .split_last_chunk_mut::<CRC_LEN>()
+        .ok_or(EncodeError::BufferTooSmall)?;
+    let (signed, tag) = covered
+        .split_last_chunk_mut::<TAG_LEN>()
+        .ok_or(EncodeError::BufferTooSmall)?;
+    *tag = match key {
+        Some(key) => compute_tag(crypto, key, direction, binding, signed),
         None => [0u8; TAG_LEN],
     };
-    out[body_end..body_end + TAG_LEN].copy_from_slice(&tag);
-    let crc = crc32(&out[..body_end + TAG_LEN]);
-    out[body_end + TAG_LEN..total].copy_from_slice(&crc.to_le_bytes());
+    *crc = crc32(covered).to_le_bytes();
     Ok(total)
 }
 

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{self, FileOrder, HashSink, Writer};
+use crate::codec::{self, HashSink, Writer};
 use crate::codes::{FailureCode, RefusalCode, RejectReason, RevertReason};
 use crate::crypto::{Crypto, Sha256Hasher};
 use crate::error::BodyError;
@@ -72,7 +72,24 @@ impl MessageType {
 
     /// Looks up a type byte; `None` for an unregistered value.
     pub fn from_u8(value: u8) -> Option<Self> {
-        Self::ALL.into_iter().find(|kind| *kind as u8 == value)
+        // A match compiles to a range check and a table, without the copy of
+        // `ALL` on the stack that a search through it takes.
+        Some(match value {
+            0x01 => MessageType::CheckIn,
+            0x02 => MessageType::InventoryReport,
+            0x03 => MessageType::ChunkRequest,
+            0x04 => MessageType::JobReport,
+            0x05 => MessageType::RegistrationRequest,
+            0x81 => MessageType::Idle,
+            0x82 => MessageType::InventoryRequest,
+            0x83 => MessageType::JobOffer,
+            0x84 => MessageType::Chunk,
+            0x85 => MessageType::Confirm,
+            0x86 => MessageType::Cancel,
+            0x87 => MessageType::RegistrationResult,
+            0x88 => MessageType::Refusal,
+            _ => return None,
+        })
     }
 
     /// Returns `true` for types that travel from a device to the server.
@@ -216,7 +233,7 @@ impl Inventory {
         let mut hasher = crypto.sha256_start();
         hasher.update(INVENTORY_DIGEST_CONTEXT);
         let mut sink = HashSink(hasher);
-        codec::encode_inventory(&mut Writer::new(&mut sink), self, FileOrder::ByName);
+        codec::encode_inventory(&mut Writer::new(&mut sink), self);
         let digest = sink.0.finalize();
         let mut short = [0u8; 8];
         short.copy_from_slice(&digest[..8]);
@@ -355,7 +372,8 @@ pub struct Refusal {
 pub enum DeviceMessage {
     /// Periodic check-in.
     CheckIn(CheckIn),
-    /// Full inventory, on the server's request.
+    /// Full inventory, on the server's request. Its files are encoded sorted
+    /// by name, as a receiver requires, in whatever order the value lists them.
     InventoryReport(Inventory),
     /// Request for a chunk of a file.
     ChunkRequest(ChunkRequest),
@@ -401,9 +419,7 @@ impl DeviceMessage {
     pub(crate) fn encode_body(&self, writer: &mut Writer<'_>) {
         match self {
             DeviceMessage::CheckIn(body) => codec::encode_check_in(writer, body),
-            DeviceMessage::InventoryReport(body) => {
-                codec::encode_inventory(writer, body, FileOrder::AsListed)
-            }
+            DeviceMessage::InventoryReport(body) => codec::encode_inventory(writer, body),
             DeviceMessage::ChunkRequest(body) => codec::encode_chunk_request(writer, body),
             DeviceMessage::JobReport(body) => codec::encode_job_report(writer, body),
             DeviceMessage::RegistrationRequest(body) => {
@@ -471,5 +487,22 @@ impl<'a> ServerMessage<'a> {
 
     pub(crate) fn decode_body(kind: MessageType, body: &'a [u8]) -> Result<Self, BodyError> {
         codec::decode_server_message(kind, body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MessageType;
+
+    #[test]
+    fn type_byte_lookup_matches_the_registry() {
+        // Proves that `from_u8` accepts exactly the bytes of `ALL`, each as
+        // its own type, and rejects every other byte.
+        for byte in 0..=u8::MAX {
+            let expected = MessageType::ALL
+                .into_iter()
+                .find(|kind| *kind as u8 == byte);
+            assert_eq!(MessageType::from_u8(byte), expected, "byte {byte:#04x}");
+        }
     }
 }

@@ -490,3 +490,27 @@ fn verify_into_matches_verify() {
     );
     assert_eq!(untouched, Manifest::empty());
 }
+
+#[test]
+fn inventory_report_sorts_files() {
+    // Proves that an inventory report lists its files by name on the wire
+    // whatever their order in the value: the frame of a reversed list equals
+    // the frame of the sorted one.
+    let sorted = example_inventory();
+    let mut reversed = sorted.clone();
+    reversed.files.reverse();
+    assert!(!reversed.is_normalized());
+
+    let header = UplinkHeader {
+        device: DeviceId(7),
+        counter: 9,
+    };
+    let mut expected = [0u8; MAX_FRAME_LEN];
+    let message = DeviceMessage::InventoryReport(sorted);
+    let len = encode_uplink(&RustCrypto, &device_key(), header, &message, &mut expected).unwrap();
+    let mut actual = [0u8; MAX_FRAME_LEN];
+    let message = DeviceMessage::InventoryReport(reversed);
+    let actual_len =
+        encode_uplink(&RustCrypto, &device_key(), header, &message, &mut actual).unwrap();
+    assert_eq!(actual[..actual_len], expected[..len]);
+}

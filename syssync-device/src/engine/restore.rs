@@ -61,11 +61,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
                 return Ok(());
             }
             (Phase::Staged, BootPhase::InstallRequested) => {
-                self.push(Event::ResetWanted {
-                    job: id,
-                    not_before: None,
-                    deadline: None,
-                });
+                self.push_reset_wanted(id);
                 return Ok(());
             }
             (Phase::Trial, BootPhase::RevertRequested) => {
@@ -147,11 +143,7 @@ impl<B: BootControl, S: FileStore, C: Crypto> Engine<B, S, C> {
         if !self.end_trial(false) {
             return;
         }
-        self.push(Event::ResetWanted {
-            job: id,
-            not_before: None,
-            deadline: None,
-        });
+        self.push_reset_wanted(id);
     }
 }
 
