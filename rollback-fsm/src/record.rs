@@ -195,10 +195,13 @@ impl StateRecord {
 
     /// Encodes the record body.
     pub fn to_bytes(&self) -> [u8; RECORD_LEN] {
-        let mut out = [0u8; RECORD_LEN];
+        // The body starts erased, so an absent descriptor needs no fill of
+        // its own. A fill of a range at a runtime offset would link the
+        // generic `memset`, and this whole-array fill does not.
+        let mut out = [0xFFu8; RECORD_LEN];
         // Byte by byte at constant indices, which need no bounds checks,
         // because range copies are calls at opt-level z. `set_seq` fills in
-        // bytes 8 to 11, and the reserved bytes 14 and 15 stay zero.
+        // bytes 8 to 11 and the CRC.
         let [magic_0, magic_1, magic_2, magic_3] = RECORD_MAGIC;
         let [floor_0, floor_1, floor_2, floor_3] = self.security_floor.to_le_bytes();
         out[0] = magic_0;
@@ -211,6 +214,8 @@ impl StateRecord {
         out[7] = self.trial_boots;
         out[12] = self.revert_reason.map_or(0, |r| r as u8);
         out[13] = self.rejection.map_or(0, |r| r as u8);
+        out[14] = 0;
+        out[15] = 0;
         out[16] = floor_0;
         out[17] = floor_1;
         out[18] = floor_2;
@@ -291,10 +296,11 @@ impl StateRecord {
     }
 }
 
+/// Writes a present descriptor over `out`. An absent descriptor leaves the
+/// erased bytes that `out` already holds.
 fn encode_descriptor(out: &mut [u8], descriptor: Option<&ImageDescriptor>) {
-    match descriptor {
-        Some(descriptor) => descriptor.write_to(out),
-        None => out.fill(0xFF),
+    if let Some(descriptor) = descriptor {
+        descriptor.write_to(out);
     }
 }
 

@@ -498,6 +498,12 @@ impl<G: NorFlash> Settings<G> {
         let mut fill = 0;
         for part in parts {
             for byte in part.iter() {
+                // Each piece starts from an erased buffer, so the padding
+                // needs no fill of a range at a runtime offset, which would
+                // link the generic `memset`.
+                if fill == 0 {
+                    self.scratch = [0xFF; SCRATCH];
+                }
                 self.scratch[fill] = *byte;
                 fill += 1;
                 if fill == capacity {
@@ -510,7 +516,6 @@ impl<G: NorFlash> Settings<G> {
         }
         if fill > 0 {
             let padded = round_up(fill as u32, Self::WRITE_SIZE) as usize;
-            self.scratch[fill..padded].fill(0xFF);
             self.region
                 .write(&mut self.flash, offset, &self.scratch[..padded])?;
         }
