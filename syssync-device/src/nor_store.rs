@@ -723,8 +723,10 @@ impl UnitWriter {
         Ok(())
     }
 
+    /// Writes the last, partly filled unit. The writer is borrowed, because
+    /// taking it by value copies its buffer.
     fn finish<F: NorFlash>(
-        mut self,
+        &mut self,
         store: &mut NorFileStore<F>,
     ) -> Result<(), StoreError<F::Error>> {
         if self.fill > 0 {
