@@ -199,9 +199,19 @@ impl StateRecord {
         // its own. A fill of a range at a runtime offset would link the
         // generic `memset`, and this whole-array fill does not.
         let mut out = [0xFFu8; RECORD_LEN];
+        self.encode_fields(&mut out);
+        Self::set_seq(&mut out, self.seq);
+        out
+    }
+
+    /// Writes every field except the sequence number and the CRC into
+    /// `out`, which must hold `0xFF` bytes. [`Self::set_seq`] writes the
+    /// other two.
+    ///
+    /// The caller owns the buffer, because returning the array copies it.
+    pub(crate) fn encode_fields(&self, out: &mut [u8; RECORD_LEN]) {
         // Byte by byte at constant indices, which need no bounds checks,
-        // because range copies are calls at opt-level z. `set_seq` fills in
-        // bytes 8 to 11 and the CRC.
+        // because range copies are calls at opt-level z.
         let [magic_0, magic_1, magic_2, magic_3] = RECORD_MAGIC;
         let [floor_0, floor_1, floor_2, floor_3] = self.security_floor.to_le_bytes();
         out[0] = magic_0;
@@ -222,8 +232,6 @@ impl StateRecord {
         out[19] = floor_3;
         encode_descriptor(&mut out[20..104], self.active.as_ref());
         encode_descriptor(&mut out[104..188], self.spare.as_ref());
-        Self::set_seq(&mut out, self.seq);
-        out
     }
 
     /// Decodes a record body.
