@@ -260,8 +260,10 @@ impl Region {
     }
 
     fn absolute(&self, offset: u32, len: usize) -> Result<u32, FlashError> {
-        let end = (offset as u64) + (len as u64);
-        if end > self.part.size as u64 {
+        // `offset + len <= size` without an addition that could overflow,
+        // and in the pointer width instead of 64 bits.
+        let size = self.part.size as usize;
+        if len > size || offset as usize > size - len {
             return Err(self.error(NorFlashErrorKind::OutOfBounds));
         }
         Ok(self.part.offset + offset)

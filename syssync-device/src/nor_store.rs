@@ -233,6 +233,14 @@ impl Change<'_> {
     }
 }
 
+/// Returns whether `len` bytes at `offset` end within `size` bytes, without
+/// an addition that could overflow and in the pointer width instead of 64
+/// bits.
+fn fits(offset: u32, len: usize, size: u32) -> bool {
+    let size = size as usize;
+    len <= size && offset as usize <= size - len
+}
+
 fn sectors_for(bytes: usize, erase: usize) -> u32 {
     bytes.div_ceil(erase) as u32
 }
@@ -596,8 +604,10 @@ impl<F: NorFlash> NorFileStore<F> {
         offset: u32,
         len: usize,
     ) -> Result<u32, StoreError<F::Error>> {
-        let end = u64::from(offset) + len as u64;
-        if end > u64::from(file.sectors) * u64::from(Self::sector_size()) {
+        // A file's extent lies within the data area, whose addresses are
+        // `u32`, so the saturated size is exact for every real extent.
+        let size = u32::from(file.sectors).saturating_mul(Self::sector_size());
+        if !fits(offset, len, size) {
             return Err(StoreError::InvalidArgument);
         }
         Ok(self.data_start + u32::from(file.first) * Self::sector_size() + offset)
@@ -1131,7 +1141,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
     }
 
     fn write_scratch(&mut self, offset: u32, data: &[u8]) -> Result<(), StoreError<F::Error>> {
-        if u64::from(offset) + data.len() as u64 > u64::from(self.scratch_size) {
+        if !fits(offset, data.len(), self.scratch_size) {
             return Err(StoreError::InvalidArgument);
         }
         self.flash
@@ -1140,7 +1150,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
     }
 
     fn read_scratch(&mut self, offset: u32, buf: &mut [u8]) -> Result<(), StoreError<F::Error>> {
-        if u64::from(offset) + buf.len() as u64 > u64::from(self.scratch_size) {
+        if !fits(offset, buf.len(), self.scratch_size) {
             return Err(StoreError::InvalidArgument);
         }
         self.read_bytes(Self::scratch_start() + offset, buf)
