@@ -165,18 +165,19 @@ impl Config {
             Ok(target_type) => target_type,
             Err(_) => return Err(ConfigError::InvalidTargetType),
         };
-        let parts = [
-            (layout.active, PartitionName::Active),
-            (layout.staging, PartitionName::Staging),
-            (layout.recovery, PartitionName::Recovery),
-            (layout.state, PartitionName::State),
-        ];
-        let mut i = 0;
-        while i < parts.len() {
-            if parts[i].0.size == 0 {
-                return Err(ConfigError::EmptyPartition(parts[i].1));
-            }
-            i += 1;
+        // One check per partition rather than a loop over an array of them,
+        // so a call with a constant layout at run time folds to nothing.
+        if layout.active.size == 0 {
+            return Err(ConfigError::EmptyPartition(PartitionName::Active));
+        }
+        if layout.staging.size == 0 {
+            return Err(ConfigError::EmptyPartition(PartitionName::Staging));
+        }
+        if layout.recovery.size == 0 {
+            return Err(ConfigError::EmptyPartition(PartitionName::Recovery));
+        }
+        if layout.state.size == 0 {
+            return Err(ConfigError::EmptyPartition(PartitionName::State));
         }
         if layout.recovery.size < layout.active.size {
             return Err(ConfigError::RecoveryTooSmall);
