@@ -306,6 +306,12 @@ impl Region {
     }
 
     /// Checks the partition against the device's geometry.
+    ///
+    /// Always inlined, because the layout, the flash geometry and often the
+    /// capacity are constants in a firmware, and then the checks fold away.
+    /// With a layout known only at run time, each driver constructor keeps
+    /// its own copy of the checks.
+    #[inline(always)]
     pub(crate) fn check<F: NorFlash>(&self, flash: &F) -> Result<(), ConfigError> {
         let erase = F::ERASE_SIZE as u64;
         let (offset, size) = (self.part.offset as u64, self.part.size as u64);
