@@ -716,13 +716,13 @@ impl UnitWriter {
     fn push<F: NorFlash>(
         &mut self,
         store: &mut NorFileStore<F>,
-        mut bytes: &[u8],
+        bytes: &[u8],
     ) -> Result<(), StoreError<F::Error>> {
-        while !bytes.is_empty() {
-            let take = (UNIT - self.fill).min(bytes.len());
-            self.buf[self.fill..self.fill + take].copy_from_slice(&bytes[..take]);
-            self.fill += take;
-            bytes = &bytes[take..];
+        // Byte by byte, which takes less code than range copies, as those
+        // are calls at opt-level z.
+        for byte in bytes {
+            self.buf[self.fill] = *byte;
+            self.fill += 1;
             if self.fill == UNIT {
                 store.write_verified(self.offset, &self.buf)?;
                 self.offset += UNIT as u32;
