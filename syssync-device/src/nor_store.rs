@@ -660,21 +660,23 @@ impl<F: NorFlash> NorFileStore<F> {
     /// Scans both journal areas; returns the cursor and the latest valid record's location.
     fn scan_journal(&mut self) -> Result<JournalScan, StoreError<F::Error>> {
         let mut best: Option<(u32, u8, u32)> = None;
-        let mut last_used = [None::<u32>; 2];
+        // Per area, the slot after the last one that is not erased.
+        let mut after_used = [0u32; 2];
         let mut invalid = 0u32;
         let mut bytes = [0u8; SLOT_LEN];
         for area in 0..2u8 {
             for slot in 0..self.slots_per_area() {
                 self.read_slot(area, slot, &mut bytes)?;
-                if bytes.iter().any(|byte| *byte != 0xFF) {
-                    last_used[usize::from(area)] = Some(slot);
+                let used = bytes.iter().any(|byte| *byte != 0xFF);
+                if used {
+                    after_used[usize::from(area)] = slot + 1;
                 }
                 match Self::valid_slot(&bytes) {
                     Some(seq) if best.is_none_or(|(best_seq, _, _)| seq > best_seq) => {
                         best = Some((seq, area, slot));
                     }
                     Some(_) => {}
-                    None if bytes.iter().any(|byte| *byte != 0xFF) => invalid += 1,
+                    None if used => invalid += 1,
                     None => {}
                 }
             }
@@ -687,7 +689,7 @@ impl<F: NorFlash> NorFileStore<F> {
         // read as valid later. Skipping one number per damaged slot keeps the
         // next record above all of them.
         let seq = latest.wrapping_add(invalid);
-        let next_slot = last_used[usize::from(area)].map_or(0, |slot| slot + 1);
+        let next_slot = after_used[usize::from(area)];
         let journal = Journal {
             area,
             next_slot,
