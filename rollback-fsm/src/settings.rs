@@ -315,12 +315,14 @@ impl<G: NorFlash> Settings<G> {
         let value_at = at + Self::WRITE_SIZE + ENTRY_HEADER_LEN;
         let mut digest = CRC32.digest();
         digest.update(&header[..4]);
+        // The value is read in pieces into the same buffer, whose header
+        // bytes are no longer needed.
         let mut done = 0;
         while done < len {
             let n = (len - done).min(SCRATCH as u32) as usize;
-            let mut piece = [0u8; SCRATCH];
-            self.read_bytes(base + value_at + done, &mut piece[..n])?;
-            digest.update(&piece[..n]);
+            let piece = &mut head[..n];
+            self.read_bytes(base + value_at + done, piece)?;
+            digest.update(piece);
             done += n as u32;
         }
         Ok(Scan::Entry {
