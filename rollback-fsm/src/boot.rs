@@ -578,8 +578,14 @@ impl ChunkCopy<'_> {
             if let Some(hasher) = hasher.as_deref_mut() {
                 hasher.update(&self.buf[..valid]);
             }
-            self.buf[valid..chunk].fill(0xFF);
             let write_len = round_up(valid as u32, Dst::WRITE_SIZE as u32) as usize;
+            // The last write word of the image is padded with erased bytes
+            // copied from a whole-array fill. A fill of the range itself, at
+            // a runtime offset, would link the generic `memset`.
+            if valid < write_len {
+                let erased = [0xFFu8; MAX_CHUNK as usize];
+                self.buf[valid..write_len].copy_from_slice(&erased[..write_len - valid]);
+            }
             dst_region.write(dst, at, &self.buf[..write_len])?;
             at += self.chunk;
         }

@@ -165,18 +165,19 @@ impl Config {
             Ok(target_type) => target_type,
             Err(_) => return Err(ConfigError::InvalidTargetType),
         };
-        let parts = [
-            (layout.active, PartitionName::Active),
-            (layout.staging, PartitionName::Staging),
-            (layout.recovery, PartitionName::Recovery),
-            (layout.state, PartitionName::State),
-        ];
-        let mut i = 0;
-        while i < parts.len() {
-            if parts[i].0.size == 0 {
-                return Err(ConfigError::EmptyPartition(parts[i].1));
-            }
-            i += 1;
+        // One check per partition rather than a loop over an array of them,
+        // so a call with a constant layout at run time folds to nothing.
+        if layout.active.size == 0 {
+            return Err(ConfigError::EmptyPartition(PartitionName::Active));
+        }
+        if layout.staging.size == 0 {
+            return Err(ConfigError::EmptyPartition(PartitionName::Staging));
+        }
+        if layout.recovery.size == 0 {
+            return Err(ConfigError::EmptyPartition(PartitionName::Recovery));
+        }
+        if layout.state.size == 0 {
+            return Err(ConfigError::EmptyPartition(PartitionName::State));
         }
         if layout.recovery.size < layout.active.size {
             return Err(ConfigError::RecoveryTooSmall);
@@ -260,8 +261,10 @@ impl Region {
     }
 
     fn absolute(&self, offset: u32, len: usize) -> Result<u32, FlashError> {
-        let end = (offset as u64) + (len as u64);
-        if end > self.part.size as u64 {
+        // `offset + len <= size` without an addition that could overflow,
+        // and in the pointer width instead of 64 bits.
+        let size = self.part.size as usize;
+        if len > size || offset as usize > size - len {
             return Err(self.error(NorFlashErrorKind::OutOfBounds));
         }
         Ok(self.part.offset + offset)
@@ -303,6 +306,12 @@ impl Region {
     }
 
     /// Checks the partition against the device's geometry.
+    ///
+    /// Always inlined, because the layout, the flash geometry and often the
+    /// capacity are constants in a firmware, and then the checks fold away.
+    /// With a layout known only at run time, each driver constructor keeps
+    /// its own copy of the checks.
+    #[inline(always)]
     pub(crate) fn check<F: NorFlash>(&self, flash: &F) -> Result<(), ConfigError> {
         let erase = F::ERASE_SIZE as u64;
         let (offset, size) = (self.part.offset as u64, self.part.size as u64);

@@ -133,8 +133,8 @@ impl ImageDescriptor {
         out
     }
 
-    /// Writes the canonical form into the first 84 bytes of `out`, which
-    /// hold zeros.
+    /// Writes the canonical form into the first 84 bytes of `out`, the
+    /// reserved last byte included.
     pub(crate) fn write_to(&self, out: &mut [u8]) {
         // Security counter, version and name length as one array literal.
         let [counter_0, counter_1, counter_2, counter_3] = self.security_counter.to_le_bytes();
@@ -162,7 +162,7 @@ impl ImageDescriptor {
         // The fields in their order, copied in one byte loop: each range copy
         // would be a call at opt-level z.
         let size = self.size.to_le_bytes();
-        let fields: [&[u8]; 4] = [&size, &self.sha256, &middle, &self.target_type.bytes];
+        let fields: [&[u8]; 5] = [&size, &self.sha256, &middle, &self.target_type.bytes, &[0]];
         let mut slots = out.iter_mut();
         for field in fields {
             // The field comes first, so `zip` takes a slot only for a byte.

@@ -152,7 +152,10 @@ impl StateLog {
         };
         // Whether this call erased `sector`, so that its slots need no check.
         let mut erased = false;
-        let mut body = loaded.record.to_bytes();
+        // Encoded in place, and the sequence number and CRC are set per
+        // slot below.
+        let mut body = [0xFFu8; RECORD_LEN];
+        loaded.record.encode_fields(&mut body);
 
         // Every slot passed over raises the sequence number by one more, so the
         // new record outranks any torn record in those slots, even one whose
@@ -166,8 +169,13 @@ impl StateLog {
                 }
                 // The next sector in the ring holds only older records.
                 // Without a current record, sector 0 itself is erased.
+                // A comparison rather than a remainder, which would link a
+                // division and its division-by-zero panic.
                 if loaded.position.is_some() {
-                    sector = (sector + 1) % self.sectors;
+                    sector += 1;
+                    if sector == self.sectors {
+                        sector = 0;
+                    }
                 }
                 let from = sector * geometry.sector_size;
                 self.region

@@ -195,10 +195,23 @@ impl StateRecord {
 
     /// Encodes the record body.
     pub fn to_bytes(&self) -> [u8; RECORD_LEN] {
-        let mut out = [0u8; RECORD_LEN];
+        // The body starts erased, so an absent descriptor needs no fill of
+        // its own. A fill of a range at a runtime offset would link the
+        // generic `memset`, and this whole-array fill does not.
+        let mut out = [0xFFu8; RECORD_LEN];
+        self.encode_fields(&mut out);
+        Self::set_seq(&mut out, self.seq);
+        out
+    }
+
+    /// Writes every field except the sequence number and the CRC into
+    /// `out`, which must hold `0xFF` bytes. [`Self::set_seq`] writes the
+    /// other two.
+    ///
+    /// The caller owns the buffer, because returning the array copies it.
+    pub(crate) fn encode_fields(&self, out: &mut [u8; RECORD_LEN]) {
         // Byte by byte at constant indices, which need no bounds checks,
-        // because range copies are calls at opt-level z. `set_seq` fills in
-        // bytes 8 to 11, and the reserved bytes 14 and 15 stay zero.
+        // because range copies are calls at opt-level z.
         let [magic_0, magic_1, magic_2, magic_3] = RECORD_MAGIC;
         let [floor_0, floor_1, floor_2, floor_3] = self.security_floor.to_le_bytes();
         out[0] = magic_0;
@@ -211,14 +224,14 @@ impl StateRecord {
         out[7] = self.trial_boots;
         out[12] = self.revert_reason.map_or(0, |r| r as u8);
         out[13] = self.rejection.map_or(0, |r| r as u8);
+        out[14] = 0;
+        out[15] = 0;
         out[16] = floor_0;
         out[17] = floor_1;
         out[18] = floor_2;
         out[19] = floor_3;
         encode_descriptor(&mut out[20..104], self.active.as_ref());
         encode_descriptor(&mut out[104..188], self.spare.as_ref());
-        Self::set_seq(&mut out, self.seq);
-        out
     }
 
     /// Decodes a record body.
@@ -291,10 +304,11 @@ impl StateRecord {
     }
 }
 
+/// Writes a present descriptor over `out`. An absent descriptor leaves the
+/// erased bytes that `out` already holds.
 fn encode_descriptor(out: &mut [u8], descriptor: Option<&ImageDescriptor>) {
-    match descriptor {
-        Some(descriptor) => descriptor.write_to(out),
-        None => out.fill(0xFF),
+    if let Some(descriptor) = descriptor {
+        descriptor.write_to(out);
     }
 }
 

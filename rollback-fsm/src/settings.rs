@@ -107,7 +107,6 @@ pub struct Settings<G> {
     flash: G,
     region: Region,
     bank_size: u32,
-    scratch: [u8; SCRATCH],
 }
 
 impl<G: NorFlash> Settings<G> {
@@ -131,7 +130,6 @@ impl<G: NorFlash> Settings<G> {
             flash,
             region,
             bank_size: partition.size / 2,
-            scratch: [0; SCRATCH],
         })
     }
 
@@ -317,12 +315,14 @@ impl<G: NorFlash> Settings<G> {
         let value_at = at + Self::WRITE_SIZE + ENTRY_HEADER_LEN;
         let mut digest = CRC32.digest();
         digest.update(&header[..4]);
+        // The value is read in pieces into the same buffer, whose header
+        // bytes are no longer needed.
         let mut done = 0;
         while done < len {
             let n = (len - done).min(SCRATCH as u32) as usize;
-            let mut piece = [0u8; SCRATCH];
-            self.read_bytes(base + value_at + done, &mut piece[..n])?;
-            digest.update(&piece[..n]);
+            let piece = &mut head[..n];
+            self.read_bytes(base + value_at + done, piece)?;
+            digest.update(piece);
             done += n as u32;
         }
         Ok(Scan::Entry {
@@ -489,20 +489,26 @@ impl<G: NorFlash> Settings<G> {
     /// padded with `0xFF` to whole write words.
     fn write_marked(&mut self, at: u32, parts: &[&[u8]]) -> Result<(), FlashError> {
         let ws = Self::WRITE_SIZE as usize;
-        self.scratch[..ws].fill(0);
-        self.region
-            .write(&mut self.flash, at, &self.scratch[..ws])?;
+        // A local buffer rather than a field of the store, so the store
+        // takes no RAM for it between writes.
+        let mut buf = [0u8; SCRATCH];
+        self.region.write(&mut self.flash, at, &buf[..ws])?;
 
         let capacity = SCRATCH / ws * ws;
         let mut offset = at + Self::WRITE_SIZE;
         let mut fill = 0;
         for part in parts {
             for byte in part.iter() {
-                self.scratch[fill] = *byte;
+                // Each piece starts from an erased buffer, so the padding
+                // needs no fill of a range at a runtime offset, which would
+                // link the generic `memset`.
+                if fill == 0 {
+                    buf = [0xFF; SCRATCH];
+                }
+                buf[fill] = *byte;
                 fill += 1;
                 if fill == capacity {
-                    self.region
-                        .write(&mut self.flash, offset, &self.scratch[..fill])?;
+                    self.region.write(&mut self.flash, offset, &buf[..fill])?;
                     offset += fill as u32;
                     fill = 0;
                 }
@@ -510,23 +516,22 @@ impl<G: NorFlash> Settings<G> {
         }
         if fill > 0 {
             let padded = round_up(fill as u32, Self::WRITE_SIZE) as usize;
-            self.scratch[fill..padded].fill(0xFF);
-            self.region
-                .write(&mut self.flash, offset, &self.scratch[..padded])?;
+            self.region.write(&mut self.flash, offset, &buf[..padded])?;
         }
         Ok(())
     }
 
     /// Reads any byte range, splitting it into reads aligned to the read size.
     fn read_bytes(&mut self, offset: u32, out: &mut [u8]) -> Result<(), FlashError> {
-        // Bytes can be read at any offset, so no aligned reads through the
-        // scratch buffer are needed. The constant condition leaves one of
+        // Bytes can be read at any offset, so no aligned reads through a
+        // buffer are needed. The constant condition leaves one of
         // the two paths in the firmware.
         if G::READ_SIZE == 1 {
             return self.region.read(&mut self.flash, offset, out);
         }
         let read_size = G::READ_SIZE as u32;
         let max_span = SCRATCH as u32 / read_size * read_size;
+        let mut buf = [0u8; SCRATCH];
         let mut done = 0usize;
         while done < out.len() {
             let position = offset + done as u32;
@@ -535,9 +540,9 @@ impl<G: NorFlash> Settings<G> {
             let wanted = skip as u32 + (out.len() - done) as u32;
             let span = round_up(wanted, read_size).min(max_span) as usize;
             self.region
-                .read(&mut self.flash, aligned, &mut self.scratch[..span])?;
+                .read(&mut self.flash, aligned, &mut buf[..span])?;
             let n = (span - skip).min(out.len() - done);
-            out[done..done + n].copy_from_slice(&self.scratch[skip..skip + n]);
+            out[done..done + n].copy_from_slice(&buf[skip..skip + n]);
             done += n;
         }
         Ok(())

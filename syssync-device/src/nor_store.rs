@@ -233,6 +233,14 @@ impl Change<'_> {
     }
 }
 
+/// Returns whether `len` bytes at `offset` end within `size` bytes, without
+/// an addition that could overflow and in the pointer width instead of 64
+/// bits.
+fn fits(offset: u32, len: usize, size: u32) -> bool {
+    let size = size as usize;
+    len <= size && offset as usize <= size - len
+}
+
 fn sectors_for(bytes: usize, erase: usize) -> u32 {
     bytes.div_ceil(erase) as u32
 }
@@ -327,6 +335,11 @@ impl<F: NorFlash> NorFileStore<F> {
 
     /// Reads any range, whatever the read size, through aligned units.
     fn read_bytes(&mut self, offset: u32, buf: &mut [u8]) -> Result<(), StoreError<F::Error>> {
+        // A flash with 1-byte reads takes any range as it is. The condition
+        // is a constant, so each firmware keeps only one of the two paths.
+        if F::READ_SIZE == 1 {
+            return self.flash.read(offset, buf).map_err(Self::flash_err);
+        }
         let mut done = 0usize;
         while done < buf.len() {
             let at = offset as usize + done;
@@ -591,8 +604,10 @@ impl<F: NorFlash> NorFileStore<F> {
         offset: u32,
         len: usize,
     ) -> Result<u32, StoreError<F::Error>> {
-        let end = u64::from(offset) + len as u64;
-        if end > u64::from(file.sectors) * u64::from(Self::sector_size()) {
+        // A file's extent lies within the data area, whose addresses are
+        // `u32`, so the saturated size is exact for every real extent.
+        let size = u32::from(file.sectors).saturating_mul(Self::sector_size());
+        if !fits(offset, len, size) {
             return Err(StoreError::InvalidArgument);
         }
         Ok(self.data_start + u32::from(file.first) * Self::sector_size() + offset)
@@ -645,21 +660,23 @@ impl<F: NorFlash> NorFileStore<F> {
     /// Scans both journal areas; returns the cursor and the latest valid record's location.
     fn scan_journal(&mut self) -> Result<JournalScan, StoreError<F::Error>> {
         let mut best: Option<(u32, u8, u32)> = None;
-        let mut last_used = [None::<u32>; 2];
+        // Per area, the slot after the last one that is not erased.
+        let mut after_used = [0u32; 2];
         let mut invalid = 0u32;
         let mut bytes = [0u8; SLOT_LEN];
         for area in 0..2u8 {
             for slot in 0..self.slots_per_area() {
                 self.read_slot(area, slot, &mut bytes)?;
-                if bytes.iter().any(|byte| *byte != 0xFF) {
-                    last_used[usize::from(area)] = Some(slot);
+                let used = bytes.iter().any(|byte| *byte != 0xFF);
+                if used {
+                    after_used[usize::from(area)] = slot + 1;
                 }
                 match Self::valid_slot(&bytes) {
                     Some(seq) if best.is_none_or(|(best_seq, _, _)| seq > best_seq) => {
                         best = Some((seq, area, slot));
                     }
                     Some(_) => {}
-                    None if bytes.iter().any(|byte| *byte != 0xFF) => invalid += 1,
+                    None if used => invalid += 1,
                     None => {}
                 }
             }
@@ -672,7 +689,7 @@ impl<F: NorFlash> NorFileStore<F> {
         // read as valid later. Skipping one number per damaged slot keeps the
         // next record above all of them.
         let seq = latest.wrapping_add(invalid);
-        let next_slot = last_used[usize::from(area)].map_or(0, |slot| slot + 1);
+        let next_slot = after_used[usize::from(area)];
         let journal = Journal {
             area,
             next_slot,
@@ -701,13 +718,13 @@ impl UnitWriter {
     fn push<F: NorFlash>(
         &mut self,
         store: &mut NorFileStore<F>,
-        mut bytes: &[u8],
+        bytes: &[u8],
     ) -> Result<(), StoreError<F::Error>> {
-        while !bytes.is_empty() {
-            let take = (UNIT - self.fill).min(bytes.len());
-            self.buf[self.fill..self.fill + take].copy_from_slice(&bytes[..take]);
-            self.fill += take;
-            bytes = &bytes[take..];
+        // Byte by byte, which takes less code than range copies, as those
+        // are calls at opt-level z.
+        for byte in bytes {
+            self.buf[self.fill] = *byte;
+            self.fill += 1;
             if self.fill == UNIT {
                 store.write_verified(self.offset, &self.buf)?;
                 self.offset += UNIT as u32;
@@ -718,8 +735,10 @@ impl UnitWriter {
         Ok(())
     }
 
+    /// Writes the last, partly filled unit. The writer is borrowed, because
+    /// taking it by value copies its buffer.
     fn finish<F: NorFlash>(
-        mut self,
+        &mut self,
         store: &mut NorFileStore<F>,
     ) -> Result<(), StoreError<F::Error>> {
         if self.fill > 0 {
@@ -1124,7 +1143,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
     }
 
     fn write_scratch(&mut self, offset: u32, data: &[u8]) -> Result<(), StoreError<F::Error>> {
-        if u64::from(offset) + data.len() as u64 > u64::from(self.scratch_size) {
+        if !fits(offset, data.len(), self.scratch_size) {
             return Err(StoreError::InvalidArgument);
         }
         self.flash
@@ -1133,7 +1152,7 @@ impl<F: NorFlash> FileStore for NorFileStore<F> {
     }
 
     fn read_scratch(&mut self, offset: u32, buf: &mut [u8]) -> Result<(), StoreError<F::Error>> {
-        if u64::from(offset) + buf.len() as u64 > u64::from(self.scratch_size) {
+        if !fits(offset, buf.len(), self.scratch_size) {
             return Err(StoreError::InvalidArgument);
         }
         self.read_bytes(Self::scratch_start() + offset, buf)

@@ -110,8 +110,10 @@ impl<S: NorFlash, T: NorFlash, G: NorFlash> RollbackFsmBoot<S, T, G> {
 
     fn staging_address(&self, offset: u32, len: usize) -> Result<u32, RollbackFsmError> {
         let partition = self.staging;
-        let end = u64::from(offset) + len as u64;
-        if end > u64::from(partition.size) {
+        // `offset + len <= size` without an addition that could overflow,
+        // and in the pointer width instead of 64 bits.
+        let size = partition.size as usize;
+        if len > size || offset as usize > size - len {
             return Err(RollbackFsmError::OutOfRange);
         }
         Ok(partition.offset + offset)

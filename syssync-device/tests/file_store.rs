@@ -4,7 +4,8 @@
 mod common;
 
 use common::{content, sha256, StoreFlash, STORE_CAPACITY};
-use flash_sim::{FlashConfig, PowerRail};
+use embedded_storage::nor_flash::NorFlash;
+use flash_sim::{FlashConfig, FlashSim, PowerRail};
 use syssync_device::store::JOB_RECORD_LEN;
 use syssync_device::{FileStore, NorFileStore};
 
@@ -21,7 +22,11 @@ fn reopen(store: NorFileStore<StoreFlash>) -> NorFileStore<StoreFlash> {
     NorFileStore::new(store.into_inner(), 1).unwrap()
 }
 
-fn install(store: &mut NorFileStore<StoreFlash>, name: &str, bytes: &[u8]) -> Result<(), String> {
+fn install<F: NorFlash>(
+    store: &mut NorFileStore<F>,
+    name: &str,
+    bytes: &[u8],
+) -> Result<(), String> {
     let file = store
         .create_pending(name, bytes.len() as u32)
         .map_err(|e| format!("{e:?}"))?;
@@ -41,7 +46,7 @@ fn install(store: &mut NorFileStore<StoreFlash>, name: &str, bytes: &[u8]) -> Re
         .map_err(|e| format!("{e:?}"))
 }
 
-fn read_all(store: &mut NorFileStore<StoreFlash>, name: &str) -> Option<Vec<u8>> {
+fn read_all<F: NorFlash>(store: &mut NorFileStore<F>, name: &str) -> Option<Vec<u8>> {
     let info = store.find(name).unwrap()?;
     let mut bytes = vec![0u8; info.size as usize];
     store.read(name, 0, &mut bytes).unwrap();
@@ -141,4 +146,35 @@ fn journal_keeps_latest_record() {
     let mut store = reopen(store);
     assert!(store.load_job_record(&mut out).unwrap());
     assert_eq!(out, [7; JOB_RECORD_LEN]);
+}
+
+#[test]
+fn read_size_above_one_supported() {
+    // Proves that a device with 16-byte read units lists, reads, replaces
+    // and journals through reads at offsets that are not multiples of 16.
+    let flash: FlashSim<1024, 4, 16> = FlashSim::new(
+        FlashConfig::new(STORE_CAPACITY).strict(true),
+        PowerRail::new(),
+    )
+    .unwrap();
+    let mut store = NorFileStore::new(flash, 1).unwrap();
+    install(&mut store, "a.bin", &content(1500, 5)).unwrap();
+    install(&mut store, "b.bin", &content(37, 6)).unwrap();
+    install(&mut store, "a.bin", &content(900, 7)).unwrap();
+    for round in 0..40u8 {
+        store.store_job_record(&[round; JOB_RECORD_LEN]).unwrap();
+    }
+
+    let mut store = NorFileStore::new(store.into_inner(), 1).unwrap();
+    assert_eq!(store.file_count().unwrap(), 2);
+    assert_eq!(read_all(&mut store, "a.bin"), Some(content(900, 7)));
+    assert_eq!(read_all(&mut store, "b.bin"), Some(content(37, 6)));
+    let b = store.find("b.bin").unwrap().unwrap();
+    assert_eq!((b.size, b.sha256), (37, sha256(&content(37, 6))));
+    let mut middle = [0u8; 100];
+    assert_eq!(store.read("a.bin", 7, &mut middle).unwrap(), 100);
+    assert_eq!(&middle[..], &content(900, 7)[7..107]);
+    let mut out = [0u8; JOB_RECORD_LEN];
+    assert!(store.load_job_record(&mut out).unwrap());
+    assert_eq!(out, [39; JOB_RECORD_LEN]);
 }
