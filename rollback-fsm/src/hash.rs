@@ -11,8 +11,7 @@ pub trait Sha256Hasher {
     fn finish(&mut self) -> [u8; 32];
 }
 
-/// Software SHA-256: syssync-proto's streaming layer over the compression
-/// function of RustCrypto's `sha2` crate.
+/// Software SHA-256: syssync-proto's `crypto::Sha256`.
 #[cfg(feature = "sha2")]
 pub use syssync_proto::crypto::Sha256;
 

@@ -1,10 +1,11 @@
 //! Known-answer check of the size probes' crypto on an emulated Cortex-M4.
 //!
-//! The size probes build SHA-2 with sha2's `force-soft-compact` rounds and
-//! verify Ed25519 with syssync-proto's `CompactCrypto`. `SaltyCrypto`'s
+//! The size probes hash with syssync-proto's own SHA-2 rounds and verify
+//! Ed25519 with its `CompactCrypto`. `SaltyCrypto`'s
 //! `salty` crate switches to its own assembly field arithmetic on Cortex-M4.
-//! Host tests run neither the compact rounds nor `salty`'s assembly, nor
-//! any of this code built for a 32-bit Arm core, so this program runs it on
+//! Host tests run neither `salty`'s assembly nor any of this code built for
+//! a 32-bit Arm core (hosts hash SHA-256 with `sha2`'s block function, and
+//! check the rolled rounds against it only), so this program runs it on
 //! QEMU's Arm MPS2 AN386 board (a Cortex-M4). It checks FIPS 180-2 SHA-256
 //! vectors and RFC 4231 HMAC vectors. For both Ed25519 backends it checks
 //! the strict cases and Project Wycheproof's EdDSA vectors, and counts the
