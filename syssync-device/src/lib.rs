@@ -224,8 +224,8 @@
 //!
 //! | item | bytes |
 //! |---|---|
-//! | `Engine` (the decoded manifest takes 1576 of them) | 3392 |
-//! | of which `RollbackFsmBoot` | 452 |
+//! | `Engine` (the decoded manifest takes 1576 of them) | 3136 |
+//! | of which `RollbackFsmBoot` | 196 |
 //! | of which `NorFileStore` | 36 plus the flash driver |
 //! | transmit buffer passed to `poll_transmit` | up to 4160 (an inventory report takes about 2.4 KiB; a chunk request 30 bytes) |
 //! | receive buffer for `handle_frame` | chunk size + 30 (about 1.1 KiB at the default) |
@@ -236,8 +236,8 @@
 //! construction and when staging starts; `RollbackFsmBoot` adds the encoded
 //! signed manifest (up to 1603 bytes) to the latter. In the Cortex-M4 size
 //! probe of `benches/footprint`, upper bounds computed from the disassembly
-//! are 9,244 bytes from [`Engine::new_in`], reached while it restores a job
-//! and verifies its stored manifest, 4,772 from
+//! are 8,380 bytes from [`Engine::new_in`], reached while it restores a job
+//! and verifies its stored manifest, 4,300 from
 //! [`handle_frame`](Engine::handle_frame) and 4,548 from
 //! [`poll_transmit`](Engine::poll_transmit); the caller's frame adds to
 //! them (`bash benches/footprint.sh` prints the deepest path from `main`).
