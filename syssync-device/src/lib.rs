@@ -248,8 +248,8 @@
 //! An `Option<Engine>` that starts as `None` goes in `.data`, and its initial
 //! value then takes the engine's size in flash as well. Build the engine in
 //! the static with [`Engine::new_in`]. With [`Engine::new`] the caller's
-//! frame contains the `Result` with the whole engine in it, so in the size
-//! probe `main`'s frame was 3.4 KiB larger. Binding the engine with `let`
+//! frame contains the `Result` with the whole engine in it: in the size
+//! probe the stack bound from `main` was 3.7 KiB larger. Binding the engine with `let`
 //! before writing it into the static added 3,344 bytes more.
 //!
 //! # Panics

@@ -77,9 +77,8 @@ fn sha256_k(i: usize) -> u32 {
 
 /// SHA-256's compression function on CPUs that may have SHA instructions:
 /// `sha2`'s, which uses them when the CPU has them. On an x86-64 host with
-/// them, SHA-256 of a 600 KiB image in 4 KiB parts ran at 1.69 GiB/s with
-/// it and at 327 MiB/s with the rolled rounds below
-/// (`cargo bench -p benches --bench hashing`).
+/// them, it hashed a 600 KiB image in 4 KiB parts at 1.69 GiB/s. The rolled
+/// rounds below ran at 327 MiB/s (`cargo bench -p benches --bench hashing`).
 #[cfg(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64"))]
 impl Compress<64> for [u32; 8] {
     fn compress(&mut self, block: &[u8; 64]) {
