@@ -38,6 +38,8 @@ impl<B: BootControl> CachedBoot<B> {
 impl<B: BootControl> BootControl for CachedBoot<B> {
     type Error = B::Error;
 
+    const STORES_EVIDENCE: bool = B::STORES_EVIDENCE;
+
     fn status(&mut self) -> Result<BootStatus, Self::Error> {
         if let Some(status) = self.status {
             return Ok(status);
