@@ -85,11 +85,14 @@ pub(crate) struct Jitter {
 }
 
 impl Jitter {
-    /// Folds the 64-bit seed into the 32-bit state, so that its upper half
-    /// counts too: seeds that differ only there give different sequences.
+    /// Folds the 64-bit seed into the 32-bit state by Fibonacci hashing:
+    /// the upper 32 bits of the seed times 2^64 divided by the golden ratio,
+    /// modulo 2^64. Every bit of the seed counts and consecutive seeds, such
+    /// as device ids, land far apart. Seeds with two equal halves do not all
+    /// share one state, as they did with a plain XOR of the halves.
     pub(crate) const fn new(seed: u64) -> Self {
         Jitter {
-            state: (seed ^ (seed >> 32)) as u32,
+            state: (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32,
         }
     }
 
@@ -126,6 +129,31 @@ impl Jitter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seeds_with_equal_halves_differ() {
+        let states: [u32; 4] = [0, 1, 0x1234_5678, u32::MAX].map(|half| {
+            let seed = u64::from(half) << 32 | u64::from(half);
+            Jitter::new(seed).state
+        });
+        for (i, a) in states.iter().enumerate() {
+            for b in &states[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn consecutive_seeds_differ() {
+        let mut states = [0u32; 4096];
+        for (seed, state) in (1_000_000u64..).zip(states.iter_mut()) {
+            *state = Jitter::new(seed).state;
+        }
+        states.sort_unstable();
+        for pair in states.windows(2) {
+            assert_ne!(pair[0], pair[1]);
+        }
+    }
 
     #[test]
     fn scaling_matches_wide_product() {
