@@ -120,7 +120,8 @@ fn main() -> ! {
         loop {}
     };
     let seed = black_box(0x5EED);
-    // Built in the static itself, so that no copy of the engine is on the stack.
+    // Written into the static by `new_in`, so that `main`'s frame holds no
+    // copy of the engine (`new_in`'s own frame still holds one).
     let Ok(engine) = Engine::new_in(ENGINE, config, boot, store, CompactCrypto, Instant(0), seed)
     else {
         loop {}
