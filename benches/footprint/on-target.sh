@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the size probes' crypto configuration (sha2 with compact rounds,
-# syssync-proto's CompactCrypto) and SaltyCrypto with salty's Cortex-M4
+# Runs the size probes' crypto configuration (syssync-proto's own SHA-2
+# rounds and CompactCrypto) and SaltyCrypto with salty's Cortex-M4
 # assembly on QEMU's Arm MPS2 AN386 board, a Cortex-M4, against known-answer
 # vectors. Host tests do not reach these code paths. Exits non-zero if any
 # check fails.
