@@ -120,8 +120,8 @@ fn main() -> ! {
         loop {}
     };
     let seed = black_box(0x5EED);
-    // Written into the static by `new_in`, so that `main`'s frame holds no
-    // copy of the engine (`new_in`'s own frame still holds one).
+    // Written into the static by `new_in`, so that `main`'s frame contains
+    // no copy of the engine (`new_in`'s own frame still contains one).
     let Ok(engine) = Engine::new_in(ENGINE, config, boot, store, CompactCrypto, Instant(0), seed)
     else {
         loop {}
