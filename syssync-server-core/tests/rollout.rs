@@ -340,6 +340,19 @@ fn pilot_group_job(
     (group, job)
 }
 
+/// Adds `device` to the static group `group` at `now`.
+fn add_to_group(
+    server: &mut Server,
+    now: u64,
+    account: AccountId,
+    group: GroupId,
+    device: DeviceId,
+) {
+    server
+        .execute(now, account, Command::AddToGroup { group, device })
+        .expect("add to group");
+}
+
 #[test]
 fn static_group_job_reaches_late_members() {
     // Proves a group job offers only to members, and to a device added after
@@ -359,16 +372,7 @@ fn static_group_job_reaches_late_members() {
     let (reply, _) = devices[1].check_in(&mut server, T0);
     assert!(matches!(reply, Reply::Idle(_)), "not a member");
 
-    server
-        .execute(
-            T0 + 10,
-            account,
-            Command::AddToGroup {
-                group,
-                device: devices[1].id,
-            },
-        )
-        .expect("add");
+    add_to_group(&mut server, T0 + 10, account, group, devices[1].id);
     let (reply, _) = devices[1].check_in(&mut server, T0 + 11);
     assert_eq!(devices[1].accept(&reply), job);
     assert_eq!(
@@ -404,16 +408,7 @@ fn completed_group_job_reaches_late_members() {
         JobStatus::Completed
     );
 
-    server
-        .execute(
-            T0 + 100,
-            account,
-            Command::AddToGroup {
-                group,
-                device: devices[1].id,
-            },
-        )
-        .expect("add");
+    add_to_group(&mut server, T0 + 100, account, group, devices[1].id);
     let (reply, _) = devices[1].check_in(&mut server, T0 + 101);
     assert_eq!(devices[1].accept(&reply), job);
     assert_eq!(
@@ -493,16 +488,7 @@ fn deleted_release_ends_completed_job() {
         .execute(T0 + 20, account, Command::DeleteRelease { release })
         .expect("a completed job's release may be deleted");
 
-    server
-        .execute(
-            T0 + 100,
-            account,
-            Command::AddToGroup {
-                group,
-                device: devices[1].id,
-            },
-        )
-        .expect("add");
+    add_to_group(&mut server, T0 + 100, account, group, devices[1].id);
     let (reply, _) = devices[1].check_in(&mut server, T0 + 101);
     assert!(matches!(reply, Reply::Idle(_)), "{reply:?}");
     let member = syssync_server_core::Storage::member(server.store(), job, devices[1].id);
