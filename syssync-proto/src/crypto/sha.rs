@@ -32,17 +32,20 @@ const SHA512_INIT: [u64; 8] = [
     0x5be0cd19137e2179,
 ];
 
-/// The SHA-256 initial hash value, FIPS 180-4 section 5.3.3: the high
-/// halves of SHA-512's.
-const SHA256_INIT: [u32; 8] = {
-    let mut init = [0; 8];
+/// Returns the high 32-bit halves of the first `N` of `words`.
+const fn high_halves<const N: usize>(words: &[u64]) -> [u32; N] {
+    let mut halves = [0; N];
     let mut i = 0;
-    while i < 8 {
-        init[i] = (SHA512_INIT[i] >> 32) as u32;
+    while i < N {
+        halves[i] = (words[i] >> 32) as u32;
         i += 1;
     }
-    init
-};
+    halves
+}
+
+/// The SHA-256 initial hash value, FIPS 180-4 section 5.3.3: the high
+/// halves of SHA-512's.
+const SHA256_INIT: [u32; 8] = high_halves(&SHA512_INIT);
 
 /// A hash state that absorbs message blocks of `BLOCK` bytes.
 trait Compress<const BLOCK: usize> {
@@ -52,15 +55,7 @@ trait Compress<const BLOCK: usize> {
 /// The SHA-256 round constants, FIPS 180-4 section 4.2.2: the high halves
 /// of the first 64 of SHA-512's.
 #[cfg(not(feature = "compact"))]
-const SHA256_K: [u32; 64] = {
-    let mut k = [0; 64];
-    let mut i = 0;
-    while i < 64 {
-        k[i] = (SHA512_K[i] >> 32) as u32;
-        i += 1;
-    }
-    k
-};
+const SHA256_K: [u32; 64] = high_halves(&SHA512_K);
 
 /// Returns the SHA-256 round constant of round `i`.
 #[cfg(not(feature = "compact"))]
