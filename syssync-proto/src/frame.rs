@@ -129,7 +129,7 @@ fn seal<C: Crypto + ?Sized>(
 ) -> Result<usize, EncodeError> {
     // Every caller writes its body into `body_space`, so neither check
     // below fails. The limit is checked first, because then the compiler
-    // knows that `total` does not wrap and that the splits cannot fail.
+    // can prove that `total` does not wrap and that the splits cannot fail.
     if body_end > MAX_FRAME_LEN - TAG_LEN - CRC_LEN {
         return Err(EncodeError::LimitExceeded);
     }
